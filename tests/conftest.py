@@ -1,0 +1,27 @@
+"""Fixtures shared by every test folder: the loopback S3 server and its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.local.s3server import LocalS3Server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> LocalS3Server:
+    """One rclone S3 server for the session, on a free loopback port, data in a temp folder."""
+    with LocalS3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+    """Point MINIO_* and AWS_* at the session's S3 server for one test."""
+    env = s3_server.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
