@@ -31,6 +31,7 @@ install: $(STAMP) ## Create .venv and install the project (idempotent)
 
 run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then serve the model
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
+	@$(PY) -m serving.local --demo $(SERVE_ARGS)
 
 compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml
 	@$(PY) -m pipelines.training_pipeline
