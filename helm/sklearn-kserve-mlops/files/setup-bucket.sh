@@ -1,0 +1,1 @@
+../../../manifests/components/minio/setup-bucket.sh

@@ -1,0 +1,1 @@
+"""Offline checks of the Kubernetes delivery: kustomize manifests, Helm chart, Dockerfiles."""

@@ -1,0 +1,77 @@
+"""The chart refuses bad values with a message naming the field, and its NOTES show the way in."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from . import render
+from .tools import CHART, CommandFailed, run
+
+BAD_VALUES = [
+    # values.schema.json: one field at a time
+    (("autoscaling.minReplicas=-1",), "autoscaling.minReplicas"),
+    (("autoscaling.maxReplicas=0",), "autoscaling.maxReplicas"),
+    (("mode=knative",), "mode"),
+    (("runtime.kind=mlserver",), "runtime.kind"),
+    (("autoscaling.serverless.scaleMetric=cpu",), "autoscaling.serverless.scaleMetric"),
+    (("autoscaling.raw.scaleMetric=concurrency",), "autoscaling.raw.scaleMetric"),
+    (("autoscaling.raw.scaleTarget=150",), "autoscaling.raw.scaleTarget"),
+    (("canaryTrafficPercent=101",), "canaryTrafficPercent"),
+    (("canaryTrafficPercent=-5",), "canaryTrafficPercent"),
+    (("model.storageUri=gs://models/diabetes-rf/production",), "model.storageUri"),
+    (("model.name=Diabetes_RF",), "model.name"),
+    (("objectStore.endpoint=http://minio:9000",), "objectStore.endpoint"),
+    (("minio.image=minio/minio",), "minio.image"),
+    (("minio.rootPassword=short",), "minio.rootPassword"),
+    (("replicas=3",), "replicas"),
+    # templates/_helpers.tpl: rules across fields
+    (("autoscaling.minReplicas=6",), "autoscaling.minReplicas=6 is greater than autoscaling.maxReplicas=5"),
+    (("mode=raw", "autoscaling.minReplicas=0"), "autoscaling.minReplicas=0 with mode=raw"),
+    (("mode=raw", "canaryTrafficPercent=10"), "canaryTrafficPercent=10 with mode=raw"),
+    (("objectStore.accessKey=null",), "objectStore.accessKey"),
+]
+
+
+@pytest.mark.parametrize(("values", "field"), BAD_VALUES, ids=[" ".join(v) for v, _ in BAD_VALUES])
+def test_bad_values_are_rejected(helm, values, field):
+    with pytest.raises(CommandFailed) as failure:
+        render.helm_template(helm, values)
+    assert field in failure.value.output
+
+
+@pytest.fixture
+def notes_chart(tmp_path):
+    """helm template skips NOTES.txt: a copy of the chart that renders it through tpl instead."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "NOTES.src")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n'
+        'data:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | quote }}\n'
+    )
+    return chart
+
+
+def _render_notes(helm, chart, values: tuple[str, ...]) -> str:
+    argv = [helm, "template", render.RELEASE, str(chart), "--namespace", render.NAMESPACE,
+            "--show-only", "templates/zz-notes.yaml", *render.set_args(values)]
+    return yaml.safe_load(run(argv))["data"]["notes"]
+
+
+@pytest.mark.parametrize("mode", ["serverless", "raw"])
+def test_notes_show_curl_with_host_header_and_hey(helm, notes_chart, mode):
+    notes = _render_notes(helm, notes_chart, (f"mode={mode}",))
+    assert f"({mode} mode" in notes
+    assert 'curl -sS -H "Host: ${SERVICE_HOSTNAME}"' in notes
+    assert '-host "${SERVICE_HOSTNAME}"' in notes and "hey -z" in notes
+    assert "/v2/models/diabetes-rf/infer" in notes
+    assert f"-n {render.NAMESPACE} get inferenceservice diabetes-rf" in notes
+
+
+def test_notes_warn_about_placeholder_credentials(helm, notes_chart):
+    assert "CHANGE-ME placeholders" in _render_notes(helm, notes_chart, ())
+    real = ("objectStore.accessKey=reader", "objectStore.secretKey=reader-secret")
+    assert "CHANGE-ME" not in _render_notes(helm, notes_chart, real)

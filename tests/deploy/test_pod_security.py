@@ -1,0 +1,75 @@
+"""Every rendered pod meets the "restricted" Pod Security Standard and pins its images."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from .conftest import ALL_RENDERS, RENDER_IDS
+from .podsecurity import pod_specs, violations
+from .render import only
+
+
+@pytest.mark.parametrize(("source", "name"), ALL_RENDERS, ids=RENDER_IDS)
+def test_rendered_pods_are_restricted(rendered, source, name):
+    pods = list(pod_specs(rendered(source, name)))
+    assert pods, "no workloads found"
+    assert {label: violations(pod) for label, pod in pods} == {label: [] for label, _ in pods}
+
+
+@pytest.mark.parametrize(("source", "name"), ALL_RENDERS, ids=RENDER_IDS)
+def test_images_are_pinned(rendered, source, name):
+    for label, pod in pod_specs(rendered(source, name)):
+        for container in pod["containers"]:
+            image = container.get("image")
+            if image is None:  # the stock runtime brings its own image
+                continue
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            assert tag and tag != "latest", f"{label}: image {image} has no pinned tag"
+
+
+def _server(pod):
+    return pod["containers"][0]
+
+
+MUTATIONS = [
+    (lambda pod: _server(pod)["securityContext"].update(privileged=True), "privileged"),
+    (lambda pod: _server(pod)["securityContext"].update(allowPrivilegeEscalation=True), "allowPrivilegeEscalation"),
+    (lambda pod: _server(pod)["securityContext"].update(runAsUser=0), "runAsUser is 0"),
+    (lambda pod: _server(pod)["securityContext"].pop("runAsNonRoot"), "runAsNonRoot"),
+    (lambda pod: _server(pod)["securityContext"].update(seccompProfile={"type": "Unconfined"}), "seccompProfile"),
+    (lambda pod: _server(pod)["securityContext"]["capabilities"].update(drop=["NET_RAW"]), "drop ALL"),
+    (lambda pod: _server(pod)["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]), "SYS_ADMIN"),
+    (lambda pod: _server(pod)["securityContext"].update(readOnlyRootFilesystem=False), "readOnlyRootFilesystem"),
+    (lambda pod: pod.update(hostNetwork=True), "hostNetwork"),
+    (lambda pod: pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}), "hostPath"),
+    (lambda pod: _server(pod).setdefault("ports", []).append({"containerPort": 80, "hostPort": 80}), "hostPort"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), MUTATIONS, ids=[expected for _, expected in MUTATIONS])
+def test_check_catches_each_violation(rendered, mutate, expected):
+    docs = rendered("kustomize", "serverless")
+    [(_, pod)] = pod_specs([only(docs, "InferenceService"), only(docs, "ServingRuntime")])
+    assert violations(pod) == []
+    broken = copy.deepcopy(pod)
+    mutate(broken)
+    assert expected in " ".join(violations(broken))
+
+
+def test_predictor_settings_override_the_runtime(rendered):
+    docs = rendered("kustomize", "serverless")
+    runtime = only(docs, "ServingRuntime")
+    runtime["spec"]["containers"][0]["securityContext"] = {"privileged": True, "readOnlyRootFilesystem": False}
+    [(_, pod)] = pod_specs([only(docs, "InferenceService"), runtime])
+    # The predictor sets readOnlyRootFilesystem but not privileged: the runtime's privileged stays.
+    assert violations(pod) == ["container kserve-container: privileged"]
+
+
+@pytest.mark.parametrize(("source", "name"), ALL_RENDERS, ids=RENDER_IDS)
+def test_predictor_security_is_per_container(rendered, source, name):
+    # Knative rejects a pod-level securityContext unless kubernetes.podspec-securitycontext is on.
+    predictor = only(rendered(source, name), "InferenceService")["spec"]["predictor"]
+    assert "securityContext" not in predictor
+    assert predictor["model"]["securityContext"]["runAsNonRoot"] is True

@@ -1,0 +1,66 @@
+"""Where the repository, the external CLIs and the KServe CRD schemas are, and running the CLIs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOOLS_BIN = REPO_ROOT / ".tools" / "bin"  # `make helm` installs helm and kubectl here
+MANIFESTS = REPO_ROOT / "manifests"
+OVERLAYS = MANIFESTS / "overlays"
+CHART = REPO_ROOT / "helm" / "sklearn-kserve-mlops"
+DOCKERFILES = (REPO_ROOT / "components" / "Dockerfile", REPO_ROOT / "serving" / "Dockerfile")
+
+# CI clones the repo with shared/ beside it; the env var points elsewhere.
+CRD_SCHEMAS_ENV = "KSERVE_CRD_SCHEMAS"
+DEFAULT_CRD_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "kserve"
+
+COMMAND_TIMEOUT_S = 60
+
+
+class ToolMissing(RuntimeError):
+    """A CLI the checks need is not installed; the message says how to get it."""
+
+
+class CommandFailed(RuntimeError):
+    """A CLI exited non-zero; `output` holds what it printed (linters report on stdout)."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str):
+        self.output = output
+        super().__init__(f"{' '.join(argv)} exited {returncode}:\n{output.strip()}")
+
+
+def find_tool(name: str, install_hint: str) -> str:
+    """The repo's own copy first (.tools/bin, then the venv's bin), else PATH."""
+    for folder in (TOOLS_BIN, Path(sys.executable).parent):
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise ToolMissing(f"{name} not found in {TOOLS_BIN}, the venv or PATH: {install_hint}")
+    return found
+
+
+def run(argv: list[str]) -> str:
+    """Run a CLI; stdout on success, CommandFailed otherwise."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise CommandFailed(argv, done.returncode, done.stderr + done.stdout)
+    return done.stdout
+
+
+def crd_schema_dir() -> Path:
+    return Path(os.environ.get(CRD_SCHEMAS_ENV) or DEFAULT_CRD_SCHEMAS)
+
+
+def makefile_image(variable: str) -> str:
+    """An image name as `make images` tags it, from the Makefile's `?=` defaults."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    defaults = dict(re.findall(r"^(\w+)\s*\?=\s*(\S+)", makefile, flags=re.M))
+    return re.sub(r"\$\((\w+)\)", lambda m: defaults[m.group(1)], defaults[variable])
