@@ -1,0 +1,49 @@
+"""How the pipeline's artifacts look on disk, shared by the steps that write and read them.
+
+    train/test Dataset  one CSV file (components.datasets)
+    schema              one JSON file: the contract's "schema" object (see README)
+    Model               a folder with exactly one model.joblib (what KServe's sklearn runtime
+                        loads) and training.json (how it was trained)
+    evaluation          one JSON file: metrics, primary metric and the deploy decision
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from components.errors import PipelineError
+
+MODEL_FILE = "model.joblib"
+TRAINING_FILE = "training.json"
+METADATA_FILE = "metadata.json"
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{what} not found at {path}") from exc
+    except ValueError as exc:
+        raise PipelineError(f"{what} at {path} is not valid JSON: {exc}") from exc
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: metrics that cannot be computed are stored as null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def feature_names(schema: dict) -> list[str]:
+    return [feature["name"] for feature in schema["features"]]
+
+
+def schema_task(schema: dict) -> str:
+    return "regression" if schema["target"]["type"] == "continuous" else "classification"

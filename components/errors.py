@@ -1,0 +1,47 @@
+"""Domain errors of the training pipeline.
+
+Every message names what was wrong (field, column, row, value, endpoint) and what
+was expected, so that a failed KFP task ends with one line the user can act on.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of the errors this project raises on bad input or a bad environment."""
+
+
+class DataError(PipelineError):
+    """The source could not be read, or its data failed validation (ingest)."""
+
+
+class TrainError(PipelineError):
+    """Unknown estimator, bad hyperparameters, or a fit that failed (train)."""
+
+
+class EvaluateError(PipelineError):
+    """The model could not be scored or the gate could not decide (evaluate)."""
+
+
+class PushError(PipelineError):
+    """The model could not be published to the object store (push)."""
+
+
+class ObjectStoreError(PipelineError):
+    """Base of the errors talking to MinIO / S3."""
+
+
+class ObjectStoreConfigError(ObjectStoreError):
+    """The object-store settings (environment or parameters) are invalid."""
+
+
+class ObjectStoreUnreachable(ObjectStoreError):
+    """Nothing answers at the endpoint, or TLS does not match."""
+
+
+class ObjectStoreAccessDenied(ObjectStoreError):
+    """The endpoint refused the credentials."""
+
+
+class ObjectNotFound(ObjectStoreError):
+    """The bucket or the object does not exist."""

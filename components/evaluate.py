@@ -1,0 +1,189 @@
+"""Evaluate: score the candidate on the held-out split and decide whether to deploy it.
+
+Primary metric: R² for regression, macro F1 for classification (both higher is better).
+The gate deploys when the primary metric reaches the threshold AND is not worse than the
+primary metric recorded in the production model's metadata.json, if there is one. The
+production score was measured on that model's own held-out split: comparable when data
+source, seed and test fraction are the same (the report says when they are not).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn import metrics as skm
+
+from components.artifacts import MODEL_FILE, finite_or_none, read_json, schema_task, write_json
+from components.datasets import read_dataset
+from components.errors import EvaluateError
+from components.objectstore import ObjectStore
+from components.registry import check_location, production_metadata, production_prefix
+
+log = logging.getLogger(__name__)
+
+PRIMARY_METRIC = {"regression": "r2", "classification": "f1_macro"}
+# Equal scores (an identical retrain) count as "not worse"; this absorbs float noise only.
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Decision:
+    deploy: bool
+    reason: str
+
+
+def load_model(model_dir: str | Path):
+    path = Path(model_dir) / MODEL_FILE
+    try:
+        return joblib.load(path)
+    except FileNotFoundError as exc:
+        raise EvaluateError(f"model file {path} not found") from exc
+    except Exception as exc:  # a corrupt pickle can raise nearly anything
+        raise EvaluateError(f"cannot load model {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    return {
+        "r2": finite_or_none(skm.r2_score(y, predicted)) if len(y) > 1 else None,
+        "rmse": finite_or_none(math.sqrt(skm.mean_squared_error(y, predicted))),
+        "mae": finite_or_none(skm.mean_absolute_error(y, predicted)),
+    }
+
+
+def classification_metrics(model, x: np.ndarray, y: np.ndarray, classes: list) -> tuple[dict, list[list[int]]]:
+    predicted = model.predict(x)
+    scores = {
+        "accuracy": finite_or_none(skm.accuracy_score(y, predicted)),
+        "f1_macro": finite_or_none(skm.f1_score(y, predicted, average="macro", labels=classes, zero_division=0)),
+        "roc_auc": None,
+    }
+    try:
+        proba = model.predict_proba(x)
+        if len(model.classes_) == 2:
+            scores["roc_auc"] = finite_or_none(skm.roc_auc_score(y == model.classes_[1], proba[:, 1]))
+        else:
+            scores["roc_auc"] = finite_or_none(skm.roc_auc_score(y, proba, multi_class="ovr", labels=model.classes_))
+    except ValueError as exc:  # e.g. a class absent from the test split: AUC is undefined, not an error
+        log.warning("ROC AUC not computed: %s", exc)
+    matrix = skm.confusion_matrix(y, predicted, labels=classes).tolist()
+    return scores, matrix
+
+
+def decide(metric: str, value: float | None, threshold: float, task: str, production: dict | None,
+           production_uri: str) -> Decision:
+    if value is None:
+        return Decision(False, f"{metric} could not be computed on the test split")
+    if value < threshold:
+        return Decision(False, f"{metric} {value:.4f} is below the threshold {threshold:.4f}")
+    if production is None:
+        return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f}; no production model yet")
+    primary = production.get("primary_metric") or {}
+    if production.get("task") != task or primary.get("name") != metric:
+        return Decision(False, (
+            f"the production model at {production_uri} is a {production.get('task')} model scored by "
+            f"{primary.get('name')}; this candidate is {task} ({metric}): not comparable, use another model_name"
+        ))
+    if not isinstance(primary.get("value"), (int, float)):
+        raise EvaluateError(f"{production_uri}metadata.json has no numeric primary_metric.value: cannot compare")
+    best = float(primary["value"])
+    version = production.get("version", "?")
+    if value + TIE_TOLERANCE < best:
+        return Decision(False, f"{metric} {value:.4f} is worse than production v{version} ({best:.4f})")
+    return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f} and not worse than production "
+                          f"v{version} ({best:.4f})")
+
+
+def _same_split(production: dict, data_source: str, split: dict) -> bool:
+    return production.get("data_source") == data_source and production.get("split") == split
+
+
+def report_markdown(evaluation: dict) -> str:
+    primary = evaluation["primary_metric"]
+    lines = [
+        f"# Evaluation: {evaluation['model_name']}",
+        "",
+        f"**Decision: {'DEPLOY' if evaluation['deploy'] else 'NOT DEPLOYED'}** — {evaluation['reason']}",
+        "",
+        f"Task: {evaluation['task']}, test rows: {evaluation['test_rows']}, "
+        f"primary metric: {primary['name']} (threshold {evaluation['threshold']})",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {name} | {'n/a' if value is None else f'{value:.4f}'} |"
+          for name, value in evaluation["metrics"].items()),
+    ]
+    production = evaluation.get("production")
+    if production:
+        lines += ["", f"Production: v{production['version']}, {production['primary_metric']}"]
+        if production.get("same_split") is False:
+            lines.append("(scored on a different data source or split: the comparison is indicative)")
+    matrix = evaluation.get("confusion_matrix")
+    if matrix:
+        labels = [str(label) for label in matrix["labels"]]
+        lines += ["", "Confusion matrix (rows: actual, columns: predicted)", "",
+                  "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        lines += [f"| **{label}** | " + " | ".join(str(n) for n in row) + " |"
+                  for label, row in zip(labels, matrix["matrix"], strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float,
+        model_name: str, bucket: str, store: ObjectStore | None, data_source: str, seed: int,
+        test_fraction: float, evaluation_path: str | Path, report_path: str | Path) -> dict:
+    """The evaluate step. store=None skips the production comparison (no object store configured).
+
+    data_source, seed and test_fraction identify the held-out split; they go into the
+    evaluation (and from there into metadata.json) so a later run can tell whether it
+    is compared on the same rows.
+    """
+    if not isinstance(threshold, (int, float)) or math.isnan(threshold):
+        raise EvaluateError(f"threshold={threshold!r} is invalid: expected a number")
+    check_location(bucket, model_name)
+    schema = read_json(schema_path, "schema")
+    task = schema_task(schema)
+    model = load_model(model_dir)
+    x, y = read_dataset(test_path, schema)
+    try:
+        if task == "regression":
+            scores, matrix = regression_metrics(y, model.predict(x)), None
+        else:
+            classes = schema["target"]["classes"]
+            scores, matrix = classification_metrics(model, x, y, classes)
+            matrix = {"labels": classes, "matrix": matrix}
+    except ValueError as exc:
+        raise EvaluateError(f"scoring the model on {test_path} failed: {exc}") from exc
+
+    metric = PRIMARY_METRIC[task]
+    production_uri = f"s3://{bucket}/{production_prefix(model_name)}"
+    production = production_metadata(store, bucket, model_name) if store is not None else None
+    decision = decide(metric, scores[metric], float(threshold), task, production, production_uri)
+    split = {"seed": int(seed), "test_fraction": float(test_fraction)}
+    evaluation = {
+        "model_name": model_name,
+        "task": task,
+        "test_rows": int(len(y)),
+        "metrics": scores,
+        "primary_metric": {"name": metric, "value": scores[metric], "higher_is_better": True},
+        "threshold": float(threshold),
+        "production": None if production is None else {
+            "uri": production_uri,
+            "version": production.get("version"),
+            "primary_metric": production.get("primary_metric"),
+            "same_split": _same_split(production, data_source, split),
+        },
+        "confusion_matrix": matrix,
+        "data_source": data_source,
+        "split": split,
+        **asdict(decision),
+    }
+    write_json(evaluation_path, evaluation)
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(report_markdown(evaluation))
+    # The gate's "no" is a WARNING in the not_deployed step; here it is one fact among others.
+    log.info("%s: %s", "deploy" if decision.deploy else "do not deploy", decision.reason)
+    return evaluation

@@ -1,0 +1,126 @@
+"""KFP v2 lightweight components: thin, typed wrappers around the plain logic modules.
+
+Each body imports its logic from components.* at run time, so the image named by
+PIPELINE_IMAGE must have this project installed (components/Dockerfile, extra [pipeline]).
+kfp.local's SubprocessRunner ignores base_image and runs the bodies in the current
+environment, where the project is installed editable. Serving never imports this module.
+"""
+
+# No "from __future__ import annotations": KFP reads the real annotation objects.
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+PIPELINE_IMAGE = "ghcr.io/sklearn-kserve-mlops/pipeline:0.1.0"
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def ingest(
+    source: str,
+    target: str,
+    task: str,
+    test_fraction: float,
+    seed: int,
+    missing_values: str,
+    categorical_features: str,
+    minio_endpoint: str,
+    minio_secure: bool,
+    train_data: Output[Dataset],
+    test_data: Output[Dataset],
+    schema: Output[Artifact],
+):
+    """Read and validate the source; write train/test CSVs and the schema JSON."""
+    from components import ingest as step
+
+    config = step.IngestConfig.from_params(target, task, test_fraction, seed, missing_values, categorical_features)
+    summary = step.run(source, config, train_data.path, test_data.path, schema.path, minio_endpoint, minio_secure)
+    train_data.metadata.update(rows=summary["train_rows"], source=source)
+    test_data.metadata.update(rows=summary["test_rows"], source=source)
+    schema.metadata.update(task=summary["task"], features=summary["features"])
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def train(
+    train_data: Input[Dataset],
+    schema: Input[Artifact],
+    estimator: str,
+    hyperparameters: str,
+    seed: int,
+    model: Output[Model],
+):
+    """Fit the named estimator; the Model artifact is a folder with model.joblib and training.json."""
+    from components import train as step
+
+    info = step.run(train_data.path, schema.path, model.path, estimator, hyperparameters, seed)
+    model.metadata.update({key: info[key] for key in ("framework", "sklearn_version", "estimator", "task",
+                                                       "training_seconds")})
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def evaluate(
+    test_data: Input[Dataset],
+    schema: Input[Artifact],
+    model: Input[Model],
+    threshold: float,
+    model_name: str,
+    bucket: str,
+    minio_endpoint: str,
+    minio_secure: bool,
+    source: str,
+    seed: int,
+    test_fraction: float,
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[Markdown],
+    evaluation: Output[Artifact],
+) -> NamedTuple("Gate", [("deploy", bool), ("reason", str)]):
+    """Score on the test split, log Metrics (and a confusion matrix for classification), decide."""
+    from collections import namedtuple
+
+    from components import evaluate as step
+    from components.objectstore import ObjectStore
+
+    result = step.run(test_data.path, schema.path, model.path, threshold, model_name, bucket,
+                      ObjectStore.from_env(minio_endpoint, minio_secure), source, seed, test_fraction,
+                      evaluation.path, report.path)
+    for name, value in result["metrics"].items():
+        if value is not None:
+            metrics.log_metric(name, value)
+    matrix = result["confusion_matrix"]
+    if matrix:
+        classification_metrics.log_confusion_matrix([str(label) for label in matrix["labels"]], matrix["matrix"])
+    evaluation.metadata.update(deploy=result["deploy"], reason=result["reason"])
+    return namedtuple("Gate", ["deploy", "reason"])(result["deploy"], result["reason"])
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def push(
+    model: Input[Model],
+    schema: Input[Artifact],
+    evaluation: Input[Artifact],
+    model_name: str,
+    bucket: str,
+    minio_endpoint: str,
+    minio_secure: bool,
+    run_id: str,
+) -> NamedTuple("Pushed", [("version", int), ("model_uri", str), ("production_uri", str)]):
+    """Upload s3://bucket/model_name/v<N>/ and then move production/ to it."""
+    from collections import namedtuple
+
+    from components import push as step
+    from components.objectstore import ObjectStore
+
+    result = step.run(model.path, schema.path, evaluation.path, model_name, bucket,
+                      ObjectStore.from_env(minio_endpoint, minio_secure), run_id)
+    return namedtuple("Pushed", ["version", "model_uri", "production_uri"])(
+        result.version, result.model_uri, result.production_uri)
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def not_deployed(reason: str, model_name: str, bucket: str):
+    """The gate's "no" branch: a visible step that says why, since KFP skips a false branch silently."""
+    import logging
+
+    logging.getLogger("components.gate").warning(
+        "model %s NOT deployed: %s. s3://%s/%s/production is unchanged.", model_name, reason, bucket, model_name)

@@ -1,0 +1,165 @@
+"""`make run`, first half: run the compiled pipeline locally and say what came of it.
+
+    python -m pipelines.local.run [--param name=value ...] [--verbose]
+
+Object store: MINIO_ENDPOINT (with MINIO_ACCESS_KEY / MINIO_SECRET_KEY, MINIO_SECURE) when set,
+used unchanged; otherwise a local `rclone serve s3` on 127.0.0.1:9000 (LOCAL_S3_PORT overrides)
+keeping its data in .data/s3, so a later `make serve` and the next `make run` find the model.
+Exit status: 0 when the run finished, whether the gate deployed the model or not; 1 when a step
+failed; 2 on bad parameters or environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from components.artifacts import read_json
+from components.errors import PipelineError
+from components.objectstore import StoreSettings
+from pipelines import params
+from pipelines.local.runner import DEFAULT_PIPELINE_ROOT, Event, LocalRun, run_compiled
+from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error, LocalS3Server
+from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_NAME
+
+STORE_PARAMS = ("minio_endpoint", "minio_secure")
+EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class Progress:
+    """One line per step, '  ingest ... ok 1.6 s', completed when the step ends; its warnings below it."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        # Bound now: while the pipeline runs, sys.stdout is the runner's log tap.
+        self._out = out if out is not None else sys.stdout
+        self._warnings: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "start":
+            self._write(f"  {event.step:<13} ...")
+        elif event.kind == "warning":
+            self._warnings.append(event.message)
+        elif event.kind == "end":
+            status = "ok" if event.status == "SUCCESS" else "FAILED"
+            self._write(f" {status} {event.seconds:.1f} s\n")
+            for message in self._warnings:
+                self._write(f"    ! {message}\n")
+            self._warnings.clear()
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+
+def _shown(path: Path | str | None) -> str:
+    """Paths under the working directory are shown relative to it."""
+    if path is None:
+        return "-"
+    with contextlib.suppress(ValueError):
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+@contextlib.contextmanager
+def object_store(data_dir: Path, port: int) -> Iterator[tuple[str, bool, str]]:
+    """(endpoint, secure, description): the user's MinIO when MINIO_ENDPOINT is set, else a local server."""
+    if os.environ.get("MINIO_ENDPOINT"):
+        settings = StoreSettings.from_env()
+        yield settings.endpoint, settings.secure, f"{settings.url} (MINIO_ENDPOINT)"
+        return
+    with LocalS3Server(data_dir, port) as server:
+        # The steps are subprocesses: they inherit these, as a pod inherits the Secret's variables.
+        previous = {key: os.environ.get(key) for key in server.env()}
+        os.environ.update(server.env())
+        try:
+            yield server.endpoint, False, f"{server.url}, local rclone, data in {data_dir}"
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def summarize(run: LocalRun, values: dict) -> int:
+    """Print metrics, the decision and the model URI (errors to stderr); return the exit status."""
+    def fail(*lines: str) -> int:
+        for line in (*lines, f"full log: {_shown(run.log_path)}"):
+            print(line, file=sys.stderr)
+        return EXIT_STEP_FAILED
+
+    if not run.ok:
+        step = run.failed_step or "a step"
+        pushed = ("push failed part-way: a new v<N> may be incomplete, but production moves only after a "
+                  "complete one") if step == "push" else "nothing was pushed"
+        return fail(f"error: {step} failed: {run.error or 'see the log'}", pushed)
+    evaluation_path = run.artifact("evaluate", "evaluation")
+    if evaluation_path is None:
+        return fail("error: the run finished without an evaluation")
+    evaluation = read_json(evaluation_path, "evaluation")
+    shown = " | ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in evaluation["metrics"].items())
+    print(f"metrics ({evaluation['test_rows']} held-out rows): {shown}")
+    production = f"s3://{values['bucket']}/{values['model_name']}/production"
+    pushed = run.parameters("push")
+    if evaluation["deploy"] and pushed:
+        print(f"decision: DEPLOYED - {evaluation['reason']}")
+        print(f"model:      {pushed['model_uri']}")
+        print(f"production: {pushed['production_uri']}  (InferenceService storageUri)")
+    else:
+        print(f"decision: NOT DEPLOYED - {evaluation['reason']}")
+        current = evaluation.get("production")
+        state = f"v{current['version']}" if current else "no production model yet"
+        print(f"production: {production} unchanged ({state})")
+    print(f"report:     {_shown(run.artifact('evaluate', 'report'))}")
+    return EXIT_OK
+
+
+def _local_port() -> int:
+    text = os.environ.get("LOCAL_S3_PORT", str(DEFAULT_PORT))
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise params.ParamError(f"LOCAL_S3_PORT={text!r} is invalid: expected a TCP port number")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a pipeline parameter (repeatable), e.g. --param threshold=0.3")
+    parser.add_argument("--verbose", action="store_true", help="show kfp.local's full logs")
+    parser.add_argument("--package", default=str(PACKAGE_PATH), help="compiled pipeline YAML (default: %(default)s)")
+    parser.add_argument("--pipeline-root", default=str(DEFAULT_PIPELINE_ROOT), help="where step outputs go")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local S3 data folder")
+    args = parser.parse_args(argv)
+
+    try:
+        overrides = params.parse_overrides(args.param, args.package)
+        if set(overrides) & set(STORE_PARAMS):
+            raise params.ParamError("minio_endpoint/minio_secure come from MINIO_ENDPOINT/MINIO_SECURE locally: "
+                                    "set those (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead")
+        values = params.effective(overrides, args.package)
+        params.check(values)
+        port = _local_port()
+        with object_store(Path(args.data_dir), port) as (endpoint, secure, where):
+            values.update(minio_endpoint=endpoint, minio_secure=secure)
+            print(f"==> object store: {where}")
+            print(f"==> {PIPELINE_NAME}: {_shown(args.package)} on kfp.local (steps run as local processes)")
+            # With --verbose, kfp's own log shows each step: progress lines would interleave with it.
+            progress = (lambda event: None) if args.verbose else Progress()
+            run = run_compiled(args.package, values, args.pipeline_root, args.verbose, progress)
+            print(f"==> finished in {run.seconds:.1f} s")
+            return summarize(run, values)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except LocalS3Error as exc:
+        print(f"error: local S3 server: {exc} (set LOCAL_S3_PORT to another port, or stop the other server)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

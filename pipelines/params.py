@@ -1,0 +1,93 @@
+"""Pipeline parameters as the compiled YAML declares them: CLI overrides and an early check.
+
+`--param name=value` overrides are typed from the YAML's inputDefinitions, so the local
+runner and the uploader accept exactly the parameters the compiled pipeline has. check()
+runs the components' own validators before any step starts, so a typo costs no pipeline run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.errors import PipelineError, TrainError
+from components.ingest import IngestConfig
+from components.objectstore import parse_bool
+from components.registry import check_location
+from components.train import ESTIMATORS, build_estimator, parse_hyperparameters
+
+
+class ParamError(PipelineError):
+    """A --param override that names no parameter or has the wrong type."""
+
+
+def declared(package: str | Path) -> dict[str, dict]:
+    """{name: {"type": "STRING" | "NUMBER_INTEGER" | ..., "default": value}} from the compiled YAML."""
+    try:
+        with open(package) as handle:
+            spec = next(yaml.safe_load_all(handle))
+    except FileNotFoundError as exc:
+        raise ParamError(f"compiled pipeline {package} not found: run `make compile`") from exc
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    return {name: {"type": p["parameterType"], "default": p.get("defaultValue")} for name, p in parameters.items()}
+
+
+def _convert(name: str, kind: str, text: str) -> Any:
+    try:
+        if kind == "NUMBER_INTEGER":
+            return int(text)
+        if kind == "NUMBER_DOUBLE":
+            return float(text)
+        if kind == "BOOLEAN":
+            return parse_bool(text, name)
+    except (ValueError, PipelineError) as exc:
+        expected = {"NUMBER_INTEGER": "an integer", "NUMBER_DOUBLE": "a number", "BOOLEAN": "0/1/true/false"}[kind]
+        raise ParamError(f"parameter {name}={text!r} is invalid: expected {expected}") from exc
+    return text
+
+
+def parse_overrides(pairs: list[str], package: str | Path) -> dict[str, Any]:
+    """['threshold=0.9', 'estimator=ridge'] -> {'threshold': 0.9, 'estimator': 'ridge'}."""
+    spec = declared(package)
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ParamError(f"--param {pair!r} is not name=value")
+        if name not in spec:
+            raise ParamError(f"unknown parameter {name!r}: expected one of {', '.join(sorted(spec))}")
+        overrides[name] = _convert(name, spec[name]["type"], value)
+    return overrides
+
+
+def effective(overrides: dict[str, Any], package: str | Path) -> dict[str, Any]:
+    """Defaults from the YAML, then the overrides; integers restored (YAML stores 42 as 42.0)."""
+    spec = declared(package)
+    values = {name: p["default"] for name, p in spec.items()}
+    values.update(overrides)
+    return {name: int(v) if spec[name]["type"] == "NUMBER_INTEGER" and v is not None else v
+            for name, v in values.items()}
+
+
+def check(values: dict[str, Any]) -> None:
+    """Run the components' validators on the parameters; raises a PipelineError naming the bad one."""
+    IngestConfig.from_params(values["target"], values["task"], values["test_fraction"], values["seed"],
+                             values["missing_values"], values["categorical_features"])
+    check_location(values["bucket"], values["model_name"])
+    hyperparameters = parse_hyperparameters(values["hyperparameters"])
+    estimator, task = values["estimator"], values["task"]
+    tasks = [task] if task in ESTIMATORS else [t for t in ESTIMATORS if estimator in ESTIMATORS[t]]
+    if not tasks:
+        names = sorted({name for choices in ESTIMATORS.values() for name in choices})
+        raise TrainError(f"estimator {estimator!r} is unknown: expected one of {', '.join(names)}")
+    errors: list[TrainError] = []
+    for candidate in tasks:  # with task=auto, the hyperparameters must suit at least one task
+        try:
+            build_estimator(candidate, estimator, hyperparameters, values["seed"])
+            return
+        except TrainError as exc:
+            errors.append(exc)
+    raise errors[0]

@@ -1,0 +1,117 @@
+"""The training pipeline: ingest -> train -> evaluate -> (gate) push, compiled to IR YAML.
+
+    python -m pipelines.training_pipeline [--output pipelines/training_pipeline.yaml]
+
+The compiled YAML is committed; tests/pipeline/test_compile.py fails when it differs from
+a fresh compile. It uploads to the Kubeflow UI as it is, or through `make upload`.
+"""
+
+# No "from __future__ import annotations": KFP reads the real annotation objects.
+import argparse
+import sys
+from pathlib import Path
+
+from kfp import compiler, dsl, kubernetes
+
+from components.kfp_components import evaluate, ingest, not_deployed, push, train
+
+PIPELINE_NAME = "sklearn-training"
+PIPELINE_DESCRIPTION = (
+    "Ingest a table, train a scikit-learn model, evaluate it against a threshold and the "
+    "production model, and push it to MinIO/S3 for KServe."
+)
+PACKAGE_PATH = Path(__file__).with_name("training_pipeline.yaml")
+
+# Kubeflow's own object-store credentials; the same Secret exists in every Kubeflow install.
+MINIO_SECRET = "mlpipeline-minio-artifact"
+MINIO_SECRET_KEYS = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
+
+CPU_REQUEST = "500m"
+MEMORY_REQUEST = "512Mi"
+MEMORY_LIMIT = "2Gi"
+
+
+def _with_bucket_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    return kubernetes.use_secret_as_env(task, secret_name=MINIO_SECRET, secret_key_to_env=MINIO_SECRET_KEYS)
+
+
+def _sized(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    return task.set_cpu_request(CPU_REQUEST).set_memory_request(MEMORY_REQUEST).set_memory_limit(MEMORY_LIMIT)
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
+def training_pipeline(
+    source: str = "sklearn:diabetes",
+    target: str = "target",
+    task: str = "auto",
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    missing_values: str = "error",
+    categorical_features: str = "",
+    estimator: str = "random_forest",
+    hyperparameters: str = "{}",
+    threshold: float = 0.2,
+    model_name: str = "diabetes-rf",
+    bucket: str = "models",
+    minio_endpoint: str = "minio-service.kubeflow:9000",
+    minio_secure: bool = False,
+):
+    """Train, evaluate and publish a scikit-learn model.
+
+    Args:
+        source: sklearn:diabetes, sklearn:breast_cancer, s3://bucket/key.csv, http(s)://... or a path (CSV).
+        target: Name of the target column.
+        task: auto, regression or classification.
+        test_fraction: Share of rows held out for evaluation, between 0 and 1.
+        seed: Random seed of the split and the estimator.
+        missing_values: Missing-value policy: error, drop or impute.
+        categorical_features: Comma-separated names of non-numeric feature columns.
+        estimator: ridge, kernel_ridge, random_forest, hist_gradient_boosting (regression);
+            logistic_regression, random_forest, hist_gradient_boosting (classification).
+        hyperparameters: Estimator hyperparameters as a JSON object, e.g. {"n_estimators": 200}.
+        threshold: Minimum primary metric to deploy (R2 for regression, macro F1 for classification).
+        model_name: Folder of the model in the bucket.
+        bucket: Bucket the model is pushed to (created when missing).
+        minio_endpoint: host:port of MinIO/S3 (seaweedfs.kubeflow:9000 on Kubeflow 2.16 and later).
+        minio_secure: Use TLS to reach the object store.
+    """
+    store = {"minio_endpoint": minio_endpoint, "minio_secure": minio_secure}
+    # Tasks that read a mutable source or the bucket must run every time, never from cache.
+    ingested = ingest(source=source, target=target, task=task, test_fraction=test_fraction, seed=seed,
+                      missing_values=missing_values, categorical_features=categorical_features, **store)
+    _with_bucket_access(_sized(ingested)).set_caching_options(False)
+
+    trained = _sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
+                           estimator=estimator, hyperparameters=hyperparameters, seed=seed))
+
+    evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
+                         model=trained.outputs["model"], threshold=threshold, model_name=model_name, bucket=bucket,
+                         source=source, seed=seed, test_fraction=test_fraction, **store)
+    _with_bucket_access(_sized(evaluated)).set_caching_options(False)
+
+    with dsl.If(evaluated.outputs["deploy"] == True, name="deploy"):  # noqa: E712 (KFP condition syntax)
+        pushed = push(model=trained.outputs["model"], schema=ingested.outputs["schema"],
+                      evaluation=evaluated.outputs["evaluation"], model_name=model_name, bucket=bucket,
+                      run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **store)
+        _with_bucket_access(pushed).set_caching_options(False)
+    with dsl.Else(name="keep-production"):
+        not_deployed(reason=evaluated.outputs["reason"], model_name=model_name,
+                     bucket=bucket).set_caching_options(False)
+
+
+def compile_pipeline(output: str | Path = PACKAGE_PATH) -> Path:
+    compiler.Compiler().compile(training_pipeline, str(output))
+    return Path(output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compile the training pipeline to KFP IR YAML.")
+    parser.add_argument("--output", default=str(PACKAGE_PATH), help="where to write the YAML (default: %(default)s)")
+    args = parser.parse_args(argv)
+    path = compile_pipeline(args.output)
+    print(f"compiled {PIPELINE_NAME} -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""--param overrides typed from the compiled YAML, and the early check that saves a pipeline run."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.errors import DataError, PipelineError, PushError, TrainError
+from pipelines import params
+from pipelines.training_pipeline import PACKAGE_PATH
+
+
+def test_overrides_take_the_declared_types():
+    parsed = params.parse_overrides(
+        ["threshold=0.35", "seed=7", "minio_secure=true", "estimator=ridge", 'hyperparameters={"alpha": 2}'],
+        PACKAGE_PATH)
+    assert parsed == {"threshold": 0.35, "seed": 7, "minio_secure": True, "estimator": "ridge",
+                      "hyperparameters": '{"alpha": 2}'}
+
+
+def test_value_may_contain_equals_signs():
+    assert params.parse_overrides(["source=http://h/f.csv?a=b"], PACKAGE_PATH) == {"source": "http://h/f.csv?a=b"}
+
+
+@pytest.mark.parametrize(
+    "pair, expected",
+    [
+        ("threshold", "--param 'threshold' is not name=value"),
+        ("trees=5", "unknown parameter 'trees': expected one of bucket, categorical_features"),
+        ("seed=1.5", "parameter seed='1.5' is invalid: expected an integer"),
+        ("threshold=high", "parameter threshold='high' is invalid: expected a number"),
+        ("minio_secure=maybe", "parameter minio_secure='maybe' is invalid: expected 0/1/true/false"),
+    ],
+)
+def test_bad_overrides_are_named(pair, expected):
+    with pytest.raises(params.ParamError, match=expected):
+        params.parse_overrides([pair], PACKAGE_PATH)
+
+
+def test_effective_values_are_the_defaults_the_brief_asks_for():
+    values = params.effective({}, PACKAGE_PATH)
+    assert values == {
+        "source": "sklearn:diabetes", "target": "target", "task": "auto", "test_fraction": 0.2, "seed": 42,
+        "missing_values": "error", "categorical_features": "", "estimator": "random_forest",
+        "hyperparameters": "{}", "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
+        "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
+    }
+    assert isinstance(values["seed"], int)
+    params.check(values)
+
+
+@pytest.mark.parametrize(
+    "override, error, expected",
+    [
+        ({"estimator": "svm"}, TrainError, "estimator 'svm' is unknown: expected one of hist_gradient_boosting"),
+        ({"task": "classification", "estimator": "ridge"}, TrainError, "not available for classification"),
+        ({"hyperparameters": '{"trees": 1}'}, TrainError, "hyperparameter 'trees' is not a parameter"),
+        ({"hyperparameters": "{"}, TrainError, "not valid JSON"),
+        ({"task": "cluster"}, DataError, "task='cluster' is invalid"),
+        ({"test_fraction": 1.5}, DataError, "test_fraction=1.5 is invalid"),
+        ({"bucket": "B"}, PushError, "bucket 'B' is not a valid bucket name"),
+    ],
+)
+def test_check_fails_early_with_the_components_own_errors(override, error, expected):
+    with pytest.raises(error, match=expected):
+        params.check(params.effective(override, PACKAGE_PATH))
+
+
+def test_auto_task_accepts_hyperparameters_valid_for_either_task():
+    # "gini" is a classifier criterion only; with task=auto the data decides later.
+    params.check(params.effective({"hyperparameters": '{"criterion": "gini"}'}, PACKAGE_PATH))
+    with pytest.raises(PipelineError, match="criterion"):
+        params.check(params.effective({"hyperparameters": '{"criterion": "gini"}', "task": "regression"},
+                                      PACKAGE_PATH))

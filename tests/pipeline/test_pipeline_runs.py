@@ -1,0 +1,161 @@
+"""The compiled pipeline, end to end on kfp.local against the local S3 server.
+
+One story per model, run once per module (each run costs 6-10 s) and checked by several tests:
+    1. a weak ridge (threshold -1)        -> deployed as v1
+    2. the default forest, via the CLI     -> better: v2, production moves
+    3. the weak ridge again                -> worse than production: nothing pushed
+    4. the forest, threshold 0.99 (CLI)    -> below threshold: nothing pushed, exit 0
+    5. a missing source file (CLI)         -> ingest fails, exit 1, nothing pushed
+and breast_cancer end to end as a classification model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipelines import params
+from pipelines.local import run
+from pipelines.local.runner import LocalRun, run_compiled
+from pipelines.training_pipeline import PACKAGE_PATH
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "story"
+MODEL = "diabetes-rf"
+WEAK = {"estimator": "ridge", "hyperparameters": '{"alpha": 100000}', "threshold": -1.0}
+
+
+@dataclass
+class CliRun:
+    code: int
+    out: str
+    err: str
+
+
+def snapshot(s3_server, bucket: str, model: str) -> dict[str, bytes]:
+    root = s3_server.data_dir / bucket / model
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def compiled_run(s3_server, tmp: Path, **overrides) -> LocalRun:
+    values = params.effective(overrides, PACKAGE_PATH)
+    values.update(minio_endpoint=s3_server.endpoint, minio_secure=False)
+    return run_compiled(PACKAGE_PATH, values, tmp / "runs")
+
+
+def cli_run(tmp: Path, *pairs: str) -> CliRun:
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--pipeline-root", str(tmp / "runs"), "--param", f"bucket={BUCKET}"]
+    for pair in pairs:
+        argv += ["--param", pair]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run.main(argv)
+    return CliRun(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def story(s3_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("story")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in s3_server.env().items():  # MINIO_ENDPOINT set: the CLI uses this server as is
+            patch.setenv(key, value)
+        results = {"weak": compiled_run(s3_server, tmp, bucket=BUCKET, **WEAK)}
+        results["after_weak"] = snapshot(s3_server, BUCKET, MODEL)
+        results["default"] = cli_run(tmp)
+        results["after_default"] = snapshot(s3_server, BUCKET, MODEL)
+        results["weak_again"] = compiled_run(s3_server, tmp, bucket=BUCKET, **WEAK)
+        results["after_weak_again"] = snapshot(s3_server, BUCKET, MODEL)
+        results["impossible"] = cli_run(tmp, "threshold=0.99")
+        results["after_impossible"] = snapshot(s3_server, BUCKET, MODEL)
+        results["broken"] = cli_run(tmp, f"source={tmp / 'missing.csv'}")
+        results["after_broken"] = snapshot(s3_server, BUCKET, MODEL)
+        results["runs"] = tmp / "runs"
+    return results
+
+
+def metadata(files: dict[str, bytes], folder: str) -> dict:
+    return json.loads(files[f"{folder}/metadata.json"])
+
+
+def test_first_run_creates_the_bucket_and_v1(story):
+    weak = story["weak"]
+    assert weak.ok and list(weak.steps) == ["ingest", "train", "evaluate", "push"]
+    assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1"
+    assert sorted(story["after_weak"]) == ["production/metadata.json", "production/model.joblib",
+                                           "v1/metadata.json", "v1/model.joblib"]
+    assert metadata(story["after_weak"], "v1")["estimator"] == "ridge"
+
+
+def test_default_run_reports_metrics_decision_and_uri(story):
+    default = story["default"]
+    assert default.code == 0, default.out + default.err
+    assert "decision: DEPLOYED - r2 " in default.out and "not worse than production v1" in default.out
+    assert f"production: s3://{BUCKET}/{MODEL}/production" in default.out
+    assert f"model:      s3://{BUCKET}/{MODEL}/v2" in default.out
+    for step in ("ingest", "train", "evaluate", "push"):
+        assert f"  {step:<13} ... ok " in default.out
+    # Quiet by default: KFP's executor dumps went to the log file, not the terminal.
+    assert "executor_input" not in default.out
+
+
+def test_better_run_becomes_v2_and_production_with_matching_sha(story):
+    files = story["after_default"]
+    production = metadata(files, "production")
+    assert production["version"] == 2 and production["estimator"] == "random_forest"
+    assert production["sha256"] == hashlib.sha256(files["production/model.joblib"]).hexdigest()
+    assert files["production/model.joblib"] == files["v2/model.joblib"]
+    assert production["metrics"]["r2"] > 0.2  # held-out R² of the default 100-tree forest
+    assert production["primary_metric"] == {"name": "r2", "value": production["metrics"]["r2"],
+                                            "higher_is_better": True}
+    assert production["hyperparameters"] == {"n_estimators": 100, "random_state": 42}
+    assert files["v1/model.joblib"] == story["after_weak"]["v1/model.joblib"]  # v1 never rewritten
+
+
+def test_worse_run_is_not_deployed_and_production_stays(story):
+    weak_again = story["weak_again"]
+    assert weak_again.ok and weak_again.parameters("push") is None
+    assert "not-deployed" in weak_again.steps
+    evaluation = json.loads(weak_again.artifact("evaluate", "evaluation").read_text())
+    assert not evaluation["deploy"] and "worse than production v2" in evaluation["reason"]
+    assert story["after_weak_again"] == story["after_default"]
+
+
+def test_impossible_threshold_pushes_nothing_and_says_so(story):
+    impossible = story["impossible"]
+    assert impossible.code == 0, impossible.out + impossible.err
+    assert "decision: NOT DEPLOYED - r2 " in impossible.out and "below the threshold 0.9900" in impossible.out
+    assert f"s3://{BUCKET}/{MODEL}/production unchanged (v2)" in impossible.out
+    assert "NOT deployed" in impossible.out  # the not-deployed step's own warning
+    assert story["after_impossible"] == story["after_default"]
+
+
+def test_failed_step_exits_1_with_its_error_and_pushes_nothing(story):
+    broken = story["broken"]
+    assert broken.code == 1
+    assert "error: ingest failed: DataError: source file " in broken.err and "missing.csv does not exist" in broken.err
+    assert "nothing was pushed" in broken.err and "full log: " in broken.err
+    assert story["after_broken"] == story["after_default"]
+
+
+def test_classification_end_to_end_on_breast_cancer(s3_server, tmp_path, monkeypatch):
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    result = compiled_run(s3_server, tmp_path, source="sklearn:breast_cancer", model_name="bc-rf", bucket=BUCKET,
+                          threshold=0.8)
+    assert result.ok, result.error
+    files = snapshot(s3_server, BUCKET, "bc-rf")
+    production = metadata(files, "production")
+    assert production["task"] == "classification" and production["version"] == 1
+    assert production["schema"]["target"] == {"name": "target", "type": "binary", "classes": [0, 1]}
+    assert set(production["metrics"]) == {"accuracy", "f1_macro", "roc_auc"}
+    assert production["metrics"]["accuracy"] > 0.9
+    executor_output = json.loads((result.run_dir / "evaluate" / "executor_output.json").read_text())
+    (matrix,) = executor_output["artifacts"]["classification_metrics"]["artifacts"]
+    assert matrix["metadata"]["confusionMatrix"]["annotationSpecs"] == [{"displayName": "0"}, {"displayName": "1"}]

@@ -1,0 +1,90 @@
+"""`python -m pipelines.local.run`: log taming and the errors that stop it before any step runs."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+import pytest
+
+from pipelines.local import run
+from pipelines.local.runner import Event, _Tap
+
+# Lines as kfp.local 2.17 prints them (copied from a real run, ANSI colours included).
+KFP_LINES = """\
+17:44:11.502 - INFO - Executing task \x1b[96m'ingest'\x1b[0m
+17:44:11.502 - INFO - Streamed logs:
+
+    [KFP Executor 2026-11-25 17:44:11,832 INFO]: Got executor_input:
+    {
+        "inputs": {}
+    }
+    [KFP Executor 2026-11-25 17:44:12,700 WARNING]: dropped 3 of 442 rows with missing values (missing_values='drop')
+    Traceback (most recent call last):
+      File "/tmp/tmp.x/ephemeral_component.py", line 20, in ingest
+    components.errors.DataError: target column 'y' not found in sklearn:diabetes; columns are: age, sex
+17:44:13.013 - INFO - Task \x1b[96m'ingest'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m
+"""
+
+
+def test_tap_turns_kfp_logs_into_events_and_keeps_everything_in_the_log():
+    events: list[Event] = []
+    log = io.StringIO()
+    tap = _Tap(log, None, events.append)
+    for chunk in (KFP_LINES[:37], KFP_LINES[37:200], KFP_LINES[200:]):  # arbitrary write boundaries
+        tap.write(chunk)
+    assert [(e.kind, e.step) for e in events] == [("start", "ingest"), ("warning", "ingest"), ("end", "ingest")]
+    assert events[1].message.startswith("dropped 3 of 442 rows")
+    assert events[2].status == "FAILURE"
+    assert tap.failed == "ingest"
+    assert tap.step_errors["ingest"] == (
+        "DataError: target column 'y' not found in sklearn:diabetes; columns are: age, sex")
+    assert log.getvalue() == KFP_LINES
+
+
+def test_progress_prints_one_line_per_step_and_warnings_under_it():
+    out = io.StringIO()
+    progress = run.Progress(out)
+    for event in (Event("start", "ingest"), Event("warning", "ingest", message="dropped 3 rows"),
+                  Event("end", "ingest", "SUCCESS", 1.23), Event("start", "train"),
+                  Event("end", "train", "FAILURE", 0.5)):
+        progress(event)
+    assert out.getvalue().splitlines() == [
+        "  ingest        ... ok 1.2 s", "    ! dropped 3 rows", "  train         ... FAILED 0.5 s"]
+
+
+@pytest.fixture
+def no_external_store(monkeypatch):
+    monkeypatch.delenv("MINIO_ENDPOINT", raising=False)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--param", "estimator=svm"], "estimator 'svm' is unknown"),
+        (["--param", "threshold=high"], "parameter threshold='high' is invalid: expected a number"),
+        (["--param", "minio_endpoint=h:9000"], "set those (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead"),
+        (["--param", "model_name=a/b"], "model_name 'a/b' is invalid"),
+    ],
+)
+def test_bad_parameters_stop_before_anything_starts(no_external_store, tmp_path, capsys, argv, expected):
+    code = run.main(argv + ["--data-dir", str(tmp_path / "s3"), "--pipeline-root", str(tmp_path / "runs")])
+    assert code == run.EXIT_BAD_INPUT
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "s3").exists() and not (tmp_path / "runs").exists()
+
+
+def test_bad_local_port_is_named(no_external_store, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LOCAL_S3_PORT", "nine")
+    assert run.main(["--data-dir", str(tmp_path)]) == run.EXIT_BAD_INPUT
+    assert "LOCAL_S3_PORT='nine' is invalid" in capsys.readouterr().err
+
+
+def test_busy_local_port_says_how_to_get_around_it(no_external_store, monkeypatch, tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("LOCAL_S3_PORT", str(busy.getsockname()[1]))
+        assert run.main(["--data-dir", str(tmp_path), "--pipeline-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "already in use" in err and "set LOCAL_S3_PORT to another port" in err
