@@ -1,0 +1,224 @@
+"""The prediction engine gives exactly scikit-learn's answers, only faster.
+
+Every parity check compares bit for bit (np.array_equal plus dtype and shape) with the model's
+own method on the same rows, and first checks that the fast path is really the one taken.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
+
+from serving import engine
+from serving.engine import EngineConfigError, compile_predictor, describe, fast_path_enabled
+
+FAST = "flat tree walk"
+
+_DATA = {
+    "regression": load_diabetes(return_X_y=True),
+    "binary": load_breast_cancer(return_X_y=True),
+    "multiclass": load_iris(return_X_y=True),
+}
+
+# name -> (task, model factory, methods with a fast path)
+MODELS = {
+    "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=100, random_state=0), ["predict"]),
+    "extra-trees-regressor": ("regression", lambda: ExtraTreesRegressor(n_estimators=30, random_state=0), ["predict"]),
+    "rf-classifier-binary": (
+        "binary", lambda: RandomForestClassifier(n_estimators=30, random_state=0), ["predict", "predict_proba"]),
+    "extra-trees-multiclass": (
+        "multiclass", lambda: ExtraTreesClassifier(n_estimators=20, random_state=0), ["predict", "predict_proba"]),
+    "scaled-imputed-rf": ("regression", lambda: make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), RandomForestRegressor(n_estimators=30, random_state=0)),
+        ["predict"]),
+    "minmax-rf-classifier": ("binary", lambda: make_pipeline(
+        MinMaxScaler(), RandomForestClassifier(n_estimators=20, random_state=0)), ["predict", "predict_proba"]),
+    "generic-step-rf": ("regression", lambda: make_pipeline(  # a step with no numpy twin keeps its transform
+        FunctionTransformer(np.tanh), RandomForestRegressor(n_estimators=20, random_state=0)), ["predict"]),
+    "hist-gb-regressor": ("regression", lambda: HistGradientBoostingRegressor(random_state=0), ["predict"]),
+    "scaled-hist-gb-binary": ("binary", lambda: make_pipeline(
+        StandardScaler(), HistGradientBoostingClassifier(max_iter=50, random_state=0)), ["predict", "predict_proba"]),
+    "sparse-one-hot-rf": ("regression", lambda: make_pipeline(  # sparse step output: sklearn walks it
+        ColumnTransformer([("sex", OneHotEncoder(handle_unknown="ignore"), [1])], remainder="passthrough", sparse_threshold=1.0),
+        RandomForestRegressor(n_estimators=10, random_state=0)), ["predict"]),
+    "project-pipeline-rf": ("regression", lambda: Pipeline(  # what components/train.py builds for trees
+        [("model", RandomForestRegressor(n_estimators=100, random_state=1))]), ["predict"]),
+}
+CASES = [(name, method) for name, (_, _, methods) in MODELS.items() for method in methods]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict:
+    models = {}
+    for name, (task, factory, _) in MODELS.items():
+        x, y = _DATA[task]
+        models[name] = factory().fit(x, y)
+    return models
+
+
+def _queries(task: str, n_rows: int, seed: int) -> np.ndarray:
+    """Training rows nudged by a few percent: new points that still reach deep leaves."""
+    x, _ = _DATA[task]
+    rng = np.random.default_rng(seed)
+    rows = x[rng.integers(0, len(x), n_rows)]
+    return rows * (1 + rng.normal(0, 0.03, rows.shape))
+
+
+def assert_identical(got: np.ndarray, want: np.ndarray) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want), f"max abs difference {np.max(np.abs(got - want))}"
+
+
+@pytest.mark.parametrize("n_rows", [1, 32, 1000])
+@pytest.mark.parametrize("name,method", CASES)
+def test_fast_path_equals_sklearn(fitted, name, method, n_rows):
+    model = fitted[name]
+    predict = compile_predictor(model, method, fast=True)
+    assert describe(predict).startswith(FAST), describe(predict)
+    x = _queries(MODELS[name][0], n_rows, seed=n_rows)
+    assert_identical(predict(x), getattr(model, method)(x))
+
+
+@pytest.mark.parametrize("name,method", CASES)
+def test_single_rows_equal_sklearn(fitted, name, method):
+    # One row at a time is where a vectorised sum could silently reorder additions.
+    model = fitted[name]
+    predict = compile_predictor(model, method, fast=True)
+    x = _queries(MODELS[name][0], 150, seed=7)
+    got = np.concatenate([predict(row[None, :]) for row in x])
+    want = np.concatenate([getattr(model, method)(row[None, :]) for row in x])
+    assert_identical(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.float16])
+def test_other_input_dtypes_follow_sklearn(fitted, dtype):
+    model = fitted["scaled-imputed-rf"]
+    x = (_queries("regression", 64, seed=3) * (100 if dtype is np.int64 else 1)).astype(dtype)
+    assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
+
+
+def test_features_equal_to_a_threshold_take_sklearn_branch(fitted):
+    # sklearn compares float32 features with float64 thresholds; the engine stores thresholds as
+    # float32 rounded down. Rows sitting exactly on float32 neighbours of thresholds probe that.
+    model = fitted["rf-regressor"]
+    tree = model.estimators_[0].tree_
+    splits = np.flatnonzero(tree.children_left >= 0)[:200]
+    base = _queries("regression", len(splits), seed=11)
+    rows = []
+    for row, node in zip(base, splits):
+        nearest = np.float32(tree.threshold[node])
+        for value in (nearest, np.nextafter(nearest, np.float32(-1)), np.nextafter(nearest, np.float32(1))):
+            probe = row.copy()
+            probe[tree.feature[node]] = value
+            rows.append(probe)
+    x = np.array(rows)
+    assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
+
+
+def test_missing_values_are_answered_by_sklearn(fitted):
+    model = fitted["scaled-imputed-rf"]
+    x = _queries("regression", 8, seed=5)
+    x[2, 3] = np.nan
+    assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # sklearn's own cast, then its error
+@pytest.mark.parametrize("value", [np.inf, 1e300])
+def test_values_beyond_float32_raise_sklearn_error(fitted, value):
+    model = fitted["rf-regressor"]
+    x = _queries("regression", 4, seed=2)
+    x[1, 0] = value
+    with pytest.raises(ValueError, match="infinity"):
+        model.predict(x)
+    with pytest.raises(ValueError, match="infinity"):
+        compile_predictor(model, fast=True)(x)
+
+
+@pytest.mark.parametrize("shape", [(3, 9), (3, 11), (10,), (2, 10, 1)])
+def test_wrong_shape_is_a_clear_error(fitted, shape):
+    predict = compile_predictor(fitted["rf-regressor"], fast=True)
+    with pytest.raises(ValueError, match=r"expected \(n_rows, 10\)"):
+        predict(np.zeros(shape))
+
+
+def test_empty_input_raises_like_sklearn(fitted):
+    with pytest.raises(ValueError, match="0 sample"):
+        compile_predictor(fitted["rf-regressor"], fast=True)(np.zeros((0, 10)))
+
+
+@pytest.mark.parametrize("model,method", [
+    (Ridge(), "predict"),
+    (HistGradientBoostingClassifier(max_iter=5), "predict"),  # multiclass boosting: one tree per class
+    (RandomForestClassifier(n_estimators=5), "predict_log_proba"),
+])
+def test_models_without_fast_path_use_their_own_method(model, method):
+    x, y = _DATA["multiclass"]
+    model.fit(x, y)
+    predict = compile_predictor(model, method, fast=True)
+    assert predict == getattr(model, method)
+    assert describe(predict).startswith("scikit-learn")
+
+
+def test_switch_off_by_argument_and_by_environment(fitted, monkeypatch):
+    model = fitted["rf-regressor"]
+    assert compile_predictor(model, fast=False) == model.predict
+    monkeypatch.setenv(engine.FAST_PATH_ENV, "0")
+    assert compile_predictor(model) == model.predict
+    monkeypatch.setenv(engine.FAST_PATH_ENV, "on")
+    assert describe(compile_predictor(model)).startswith(FAST)
+
+
+@pytest.mark.parametrize("raw,expected", [("1", True), ("TRUE", True), (" yes ", True), ("off", False), ("0", False)])
+def test_switch_values(raw, expected):
+    assert fast_path_enabled({engine.FAST_PATH_ENV: raw}) is expected
+    assert fast_path_enabled({}) is True
+
+
+def test_bad_switch_value_names_variable_value_and_choices():
+    with pytest.raises(EngineConfigError, match=r"SERVING_FAST_PATH='maybe' is not a boolean: expected 0/1/true/false"):
+        fast_path_enabled({engine.FAST_PATH_ENV: "maybe"})
+
+
+def test_concurrent_calls_from_threads_agree(fitted):
+    model = fitted["rf-classifier-binary"]
+    predict = compile_predictor(model, "predict_proba", fast=True)
+    inputs = [_queries("binary", n, seed=n) for n in (1, 5, 40, 300)]
+    want = [model.predict_proba(x) for x in inputs]
+    failures = []
+
+    def worker():
+        for _ in range(20):
+            for x, expected in zip(inputs, want):
+                if not np.array_equal(predict(x), expected):
+                    failures.append(x.shape)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_large_batches_are_walked_in_chunks(fitted, monkeypatch):
+    # Chunk edges must not shift rows: a batch of 2.5 chunks equals sklearn row for row.
+    monkeypatch.setattr(engine, "ROWS_PER_CHUNK", 16)
+    model = fitted["rf-regressor"]
+    x = _queries("regression", 40, seed=9)
+    assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
