@@ -48,7 +48,7 @@ load: apt-tools ## Bounded hey and ab load against the local server (make serve 
 
 bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput, printed as tables
 	@$(PY) bench/pipeline_bench.py
-	@$(PY) bench/serving_bench.py
+	@$(PY) bench/serving_bench.py $(BENCH_ARGS)
 
 images: ## Build the pipeline and serving images (needs a Docker engine)
 	docker build -f components/Dockerfile -t $(PIPELINE_IMAGE) .

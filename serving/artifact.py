@@ -1,0 +1,195 @@
+"""Reading a model folder written by the pipeline's push step (the artifact contract).
+
+A folder holds exactly one ``*.joblib`` (a fitted scikit-learn Pipeline) and ``metadata.json``.
+The checksum and the scikit-learn version are checked *before* unpickling: unpickling runs
+code, and a model pickled by another scikit-learn may load yet predict differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import sklearn
+
+from components.artifacts import METADATA_FILE, feature_names
+from components.errors import ObjectStoreError
+from components.objectstore import ENDPOINT_ENV, StoreSettings
+from components.push import FORMAT_VERSION
+
+log = logging.getLogger(__name__)
+
+MODEL_SUFFIX = ".joblib"
+TASKS = ("regression", "classification")  # metadata.json "task" values the server knows
+_HASH_CHUNK = 1 << 20
+
+
+class ArtifactError(RuntimeError):
+    """The model folder breaks the artifact contract; the model must not be served."""
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    estimator: Any
+    metadata: dict[str, Any]
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def task(self) -> str:
+        return self.metadata["task"]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(feature_names(self.metadata["schema"]))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; the push step writes it next to the model file")
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{path} holds a JSON {type(metadata).__name__}; expected an object")
+    _check_metadata(metadata, path)
+    return metadata
+
+
+def _check_metadata(metadata: dict[str, Any], path: Path) -> None:
+    def need(ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            raise ArtifactError(f"{path}: {field} is {metadata.get(field)!r}; expected {expected}")
+
+    need(metadata.get("format_version") == FORMAT_VERSION, "format_version", str(FORMAT_VERSION))
+    need(isinstance(metadata.get("model_file"), str), "model_file", "a file name")
+    need(isinstance(metadata.get("sha256"), str) and len(metadata["sha256"]) == 64, "sha256", "64 hex digits")
+    need(isinstance(metadata.get("sklearn_version"), str), "sklearn_version", "a version string")
+    need(metadata.get("task") in TASKS, "task", " or ".join(TASKS))
+    need(isinstance(metadata.get("version"), int), "version", "an integer")
+    schema = metadata.get("schema")
+    features = schema.get("features") if isinstance(schema, dict) else None
+    if not features or not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in features):
+        raise ArtifactError(f"{path}: schema.features is {features!r}; expected a list of {{\"name\": ...}} objects")
+
+
+def find_model_file(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise ArtifactError(f"model folder {folder} does not exist")
+    found = sorted(p.name for p in folder.iterdir() if p.suffix == MODEL_SUFFIX)
+    if len(found) != 1:
+        raise ArtifactError(f"{folder} holds {found or 'no'} {MODEL_SUFFIX} files; expected exactly one")
+    return folder / found[0]
+
+
+def load_artifact(folder: Path | str) -> ModelArtifact:
+    """Verify then unpickle a model folder; raises ArtifactError saying what is wrong."""
+    folder = Path(folder)
+    model_path = find_model_file(folder)
+    metadata = read_metadata(folder)
+    if metadata["model_file"] != model_path.name:
+        raise ArtifactError(
+            f"metadata.json names model_file {metadata['model_file']!r}; the folder holds {model_path.name!r}"
+        )
+    actual = sha256_of(model_path)
+    if actual != metadata["sha256"].lower():
+        raise ArtifactError(
+            f"sha256 of {model_path.name} is {actual}; metadata.json says {metadata['sha256']}: "
+            "the file is corrupt or was replaced, refusing to unpickle it"
+        )
+    if metadata["sklearn_version"] != sklearn.__version__:
+        raise ArtifactError(
+            f"model was trained with scikit-learn {metadata['sklearn_version']}; this server has "
+            f"{sklearn.__version__}: serve it with the same version (pickles are not portable)"
+        )
+    try:
+        estimator = joblib.load(model_path)
+    except Exception as exc:  # a checksum-valid pickle that still fails is a build mismatch
+        raise ArtifactError(f"cannot unpickle {model_path}: {type(exc).__name__}: {exc}") from None
+    artifact = ModelArtifact(estimator, metadata, folder)
+    _check_estimator(artifact)
+    _forget_input_feature_names(estimator)
+    return artifact
+
+
+def _check_estimator(artifact: ModelArtifact) -> None:
+    estimator = artifact.estimator
+    if not callable(getattr(estimator, "predict", None)):
+        raise ArtifactError(f"{type(estimator).__name__} has no predict(); expected a fitted scikit-learn model")
+    fitted = getattr(estimator, "n_features_in_", None)
+    if fitted is not None and fitted != len(artifact.feature_names):
+        raise ArtifactError(
+            f"model was fitted on {fitted} features; metadata.json schema lists {len(artifact.feature_names)}"
+        )
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and tuple(names) != artifact.feature_names:
+        raise ArtifactError(
+            f"model was fitted on features {list(names)}; metadata.json lists {list(artifact.feature_names)}"
+        )
+    if artifact.task == "classification" and not callable(getattr(estimator, "predict_proba", None)):
+        raise ArtifactError(f"task is classification but {type(estimator).__name__} has no predict_proba()")
+
+
+def _forget_input_feature_names(estimator: Any) -> None:
+    """Drop column names a DataFrame fit recorded at the model's input.
+
+    The server passes positional float arrays in schema order (checked above against those
+    names); scikit-learn would otherwise warn "X does not have valid feature names" on
+    every predict. Only the input side is touched: inner steps see what their predecessor emits.
+    """
+    while estimator is not None:
+        vars(estimator).pop("feature_names_in_", None)
+        steps = getattr(estimator, "steps", None)
+        estimator = steps[0][1] if steps else None
+
+
+def storage_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """AWS_* settings for kserve_storage (which reads only those) from the project's MINIO_* ones.
+
+    Empty when MINIO_ENDPOINT is unset or AWS_ENDPOINT_URL is already given.
+    """
+    env = os.environ if environ is None else environ
+    if not env.get(ENDPOINT_ENV) or env.get("AWS_ENDPOINT_URL"):
+        return {}
+    settings = StoreSettings.from_env(env=env)
+    return {
+        "AWS_ENDPOINT_URL": settings.url,
+        "AWS_ACCESS_KEY_ID": settings.access_key,
+        "AWS_SECRET_ACCESS_KEY": settings.secret_key,
+        "AWS_DEFAULT_REGION": settings.region,
+    }
+
+
+def download(uri: str, out_dir: Path | str | None = None) -> Path:
+    """Fetch a storage URI (s3://, gs://, a local path...) into a folder through kserve_storage."""
+    from kserve_storage import Storage  # imports boto3 and friends: only when a URI is used
+
+    try:
+        os.environ.update(storage_env())
+    except ObjectStoreError as exc:
+        raise ArtifactError(f"cannot download {uri}: {exc}") from None
+    target = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="model-"))
+    try:
+        return Path(Storage.download(uri, out_dir=str(target)))
+    except Exception as exc:  # kserve_storage raises bare Exception / RuntimeError / boto errors
+        raise ArtifactError(f"cannot download {uri}: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,174 @@
+"""The scikit-learn model behind the V2 endpoints: a ``kserve.Model`` subclass.
+
+The fast REST route calls ``infer_json``; kserve's own paths (gRPC, V1 REST) call
+``predict``. Both decode with ``serving.v2`` and compute through ``_infer``: the adaptive
+batcher (``serving.batching``, SERVING_BATCHING=0 turns it off) in front of the prediction
+engine (``serving.engine``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve.errors import ModelNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from serving import v2
+from serving.artifact import ArtifactError, ModelArtifact, load_artifact
+from serving.batching import AdaptiveBatcher, BatchingConfig, BatchStats
+from serving.engine import compile_predictor
+
+log = logging.getLogger(__name__)
+
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+DEFAULT_OUTPUTS = (PREDICT,)
+PLATFORM = "sklearn"
+DEFAULT_MODEL_NAME = "diabetes-rf"  # the artifact contract's default
+
+
+class SklearnModel(kserve.Model):
+    """Serves one model folder (model.joblib + metadata.json) over V2."""
+
+    def __init__(self, name: str, model_dir: Path | str, batching: BatchingConfig | None = None) -> None:
+        super().__init__(name)
+        self.model_dir = Path(model_dir)
+        self.batching = batching or BatchingConfig.from_env()
+        self.artifact: ModelArtifact | None = None
+        self.spec: v2.InputSpec | None = None
+        self.load_error: str | None = None
+        self._batchers: dict[str, AdaptiveBatcher] = {}  # one per output ("predict", "predict_proba")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        try:
+            artifact = load_artifact(self.model_dir)
+        except ArtifactError as exc:
+            self.ready, self.artifact, self.load_error = False, None, str(exc)
+            log.error("model not loaded, it stays not ready: %s", exc,
+                      extra={"model": self.name, "model_dir": str(self.model_dir)})
+            return False
+        self._activate(artifact)
+        meta = artifact.metadata
+        log.info("model loaded", extra={
+            "model": self.name, "version": artifact.version, "task": artifact.task,
+            "estimator": meta.get("estimator"), "sha256": meta["sha256"], "features": len(artifact.feature_names),
+        })
+        return True
+
+    def _activate(self, artifact: ModelArtifact) -> None:
+        self.artifact = artifact
+        self.spec = v2.InputSpec(artifact.feature_names)
+        self._batchers = {
+            out: AdaptiveBatcher(compile_predictor(artifact.estimator, out), self.batching) for out in self.outputs
+        }
+        self.load_error = None
+        self.ready = True
+
+    def start(self) -> None:
+        """kserve's default marks every model ready here; readiness comes only from a verified load."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Worker processes (--workers > 1) get the model pickled; compiled predictors may be
+        # closures and batchers hold event-loop handles, so each process builds its own.
+        state = self.__dict__.copy()
+        state["_batchers"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.artifact is not None:
+            self._activate(self.artifact)
+
+    # -- description -----------------------------------------------------------------------
+
+    @property
+    def version(self) -> str | None:
+        return self.artifact.version if self.artifact else None
+
+    @property
+    def batch_stats(self) -> dict[str, BatchStats]:
+        """Per output: requests, rows and model calls so far (calls < requests when batching works)."""
+        return {out: batcher.stats for out, batcher in self._batchers.items()}
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        if self.artifact and self.artifact.task == "classification":
+            return (PREDICT, PREDICT_PROBA)
+        return (PREDICT,)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        if self.spec is None:
+            return []
+        return [{"name": self.spec.name, "datatype": "FP64", "shape": [-1, self.spec.n_features]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        if self.artifact is None:
+            return []
+        if self.artifact.task == "regression":
+            return [{"name": PREDICT, "datatype": "FP64", "shape": [-1]}]
+        classes = np.asarray(self.artifact.estimator.classes_)
+        return [
+            {"name": PREDICT, "datatype": v2.datatype_of(classes), "shape": [-1]},
+            {"name": PREDICT_PROBA, "datatype": "FP64", "shape": [-1, len(classes)]},
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        """V2 model metadata with the schema behind the tensors (feature names, ranges, target)."""
+        inputs, outputs = self.get_input_types(), self.get_output_types()
+        body: dict[str, Any] = {"name": self.name, "versions": [], "platform": PLATFORM,
+                                "inputs": inputs, "outputs": outputs}
+        if self.artifact is None:
+            return body
+        meta = self.artifact.metadata
+        body["versions"] = [self.artifact.version]
+        inputs[0]["parameters"] = {
+            "feature_names": list(self.artifact.feature_names),
+            "features": meta["schema"]["features"],
+        }
+        target = meta["schema"].get("target")
+        if target:
+            outputs[0]["parameters"] = {"target": target}
+        body["parameters"] = {key: meta[key] for key in (
+            "task", "estimator", "sklearn_version", "sha256", "created_at", "primary_metric",
+            "metrics", "data_source", "run_id", "hyperparameters",
+        ) if key in meta}
+        return body
+
+    # -- inference -------------------------------------------------------------------------
+
+    def _require_ready(self) -> v2.InputSpec:
+        if not self.ready or self.spec is None:
+            raise ModelNotReady(self.name, self.load_error)
+        return self.spec
+
+    async def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
+        """Rows in schema order -> one output, through the batcher (a direct call when it is off)."""
+        return await self._batchers[output].predict(x)
+
+    async def infer_json(self, body: bytes) -> bytes:
+        """A V2 REST request body -> the V2 response body (raises v2.InvalidRequest)."""
+        spec = self._require_ready()
+        request = v2.decode_json_request(body, spec, self.outputs, DEFAULT_OUTPUTS)
+        results = {out: await self._infer(request.x, out) for out in request.outputs}
+        return v2.encode_response(self.name, self.version, request.request_id, results)
+
+    async def predict(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> Any:
+        """kserve's path: gRPC ModelInfer (an InferRequest); V1 bodies are refused with a 400."""
+        spec = self._require_ready()
+        if isinstance(payload, InferRequest):
+            request = v2.decode_infer_request(payload, spec, self.outputs, DEFAULT_OUTPUTS)
+            results = {out: await self._infer(request.x, out) for out in request.outputs}
+            return InferResponse(
+                response_id=request.request_id or "", model_name=self.name, model_version=self.version,
+                infer_outputs=[InferOutput(name, list(values.shape), v2.datatype_of(values), values.ravel().tolist())
+                               for name, values in results.items()],
+            )
+        raise v2.InvalidRequest(
+            f"this server speaks the V2 protocol only: POST /v2/models/{self.name}/infer"
+        )

@@ -1,0 +1,169 @@
+"""The V2 REST routes this server answers itself, placed ahead of kserve's on its FastAPI app.
+
+- ``POST .../infer``: the hot path. A bare Starlette route (no pydantic, no dependency
+  injection, no per-request logging): bytes -> orjson -> numpy -> model -> orjson -> bytes.
+- ``GET /v2/models/{name}`` (and ``/versions/{v}``): metadata with the real tensors and schema;
+  kserve's own handler drops ``versions`` and ``parameters``.
+- ``GET /v2/models/{name}/ready`` (and ``/versions/{v}/ready``), ``GET /v2/health/ready``: the
+  reason a model is not ready goes into the 503 body; kserve answers 501 for any version and
+  logs a traceback for every not-ready probe.
+
+Everything else (server metadata, health, gRPC, /metrics, /openapi.json, /docs) stays kserve's.
+Every client mistake is answered with ``{"error": ...}`` and the connection kept open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from http import HTTPStatus
+
+import orjson
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.protocol.dataplane import DataPlane
+from prometheus_client import Counter, Histogram
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving import v2
+from serving.model import SklearnModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 100k rows of 10 features as JSON
+JSON = "application/json"
+UNKNOWN_MODEL = "_unknown"  # metrics label for 404s: client-chosen names would explode cardinality
+CLIENT_CLOSED = 499
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+REQUESTS = Counter("serving_infer_requests", "V2 REST inference requests", ["model", "status"])
+LATENCY = Histogram(
+    "serving_infer_request_duration_seconds", "V2 REST inference latency, body read to response built",
+    ["model", "status"], buckets=LATENCY_BUCKETS,
+)
+
+
+class _Metrics:
+    """Labelled children cached per (model, status): .labels() costs more than the increment."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, int], tuple] = {}
+
+    def observe(self, model: str, status: int, seconds: float) -> None:
+        children = self._children.get((model, status))
+        if children is None:
+            children = (REQUESTS.labels(model, str(status)), LATENCY.labels(model, str(status)))
+            self._children[(model, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+def _json(status: int, content: bytes) -> Response:
+    return Response(content, status_code=status, media_type=JSON)
+
+
+def _error(status: int, message: str) -> Response:
+    return _json(status, v2.error_body(message))
+
+
+class V2Routes:
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.dataplane = dataplane
+        self.registry = dataplane.model_registry
+        self.max_body_bytes = max_body_bytes
+        self.metrics = _Metrics()
+
+    def _model(self, request: Request) -> SklearnModel:
+        """The model a path names, at the version it names (if any); else ModelNotFound."""
+        name = request.path_params["model_name"]
+        model = self.registry.get_model(name)
+        if not isinstance(model, SklearnModel):
+            raise ModelNotFound(name)
+        version = request.path_params.get("model_version")
+        if version is not None and version != model.version:
+            raise ModelNotFound(f"{name} version {version} (serving version {model.version})")
+        return model
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise v2.PayloadTooLarge(
+                f"request body is {declared} bytes; the limit is {self.max_body_bytes} (--max_body_bytes)"
+            )
+        if v2.BINARY_HEADER in request.headers:
+            raise v2.InvalidRequest(
+                "the binary tensor extension is not supported; send JSON data (binary_data=False)"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise v2.PayloadTooLarge(f"request body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def infer(self, request: Request) -> Response:
+        started = time.perf_counter()
+        label = UNKNOWN_MODEL
+        try:
+            model = self._model(request)
+            label = model.name
+            response = _json(HTTPStatus.OK, await model.infer_json(await self._body(request)))
+        except v2.InvalidRequest as exc:
+            response = _error(exc.status, str(exc))
+        except ModelNotFound as exc:
+            response = _error(HTTPStatus.NOT_FOUND, str(exc))
+        except ModelNotReady as exc:
+            response = _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+        except ClientDisconnect:
+            response = Response(status_code=CLIENT_CLOSED)
+        except Exception:  # a server bug: say so, keep serving, keep the connection
+            log.exception("inference failed", extra={"model": label})
+            response = _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error during inference; see server log")
+        self.metrics.observe(label, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def model_metadata(self, request: Request) -> Response:
+        try:
+            return _json(HTTPStatus.OK, orjson.dumps(self._model(request).metadata()))
+        except ModelNotFound as exc:
+            return _error(HTTPStatus.NOT_FOUND, str(exc))
+
+    async def model_ready(self, request: Request) -> Response:
+        try:
+            model = self._model(request)
+        except ModelNotFound as exc:
+            return _error(HTTPStatus.NOT_FOUND, str(exc))
+        if not model.ready:
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(ModelNotReady(model.name, model.load_error)))
+        return _json(HTTPStatus.OK, orjson.dumps({"name": model.name, "ready": True}))
+
+    async def server_ready(self, request: Request) -> Response:
+        if await self.dataplane.ready():
+            return _json(HTTPStatus.OK, b'{"ready":true}')
+        reasons = [str(ModelNotReady(m.name, getattr(m, "load_error", None)))
+                   for m in self.registry.get_models().values() if not m.ready]
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, " ".join(["Server is not ready.", *reasons]))
+
+    def routes(self) -> list[Route]:
+        model = "/v2/models/{model_name}"
+        versioned = model + "/versions/{model_version}"
+        # Out of the OpenAPI document: kserve's same-path routes (now shadowed) describe them.
+        return [
+            Route(model + "/infer", self.infer, methods=["POST"], include_in_schema=False),
+            Route(versioned + "/infer", self.infer, methods=["POST"], include_in_schema=False),
+            Route(model, self.model_metadata, methods=["GET"], include_in_schema=False),
+            Route(versioned, self.model_metadata, methods=["GET"], include_in_schema=False),
+            Route(model + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
+            Route(versioned + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
+            Route("/v2/health/ready", self.server_ready, methods=["GET"], include_in_schema=False),
+        ]
+
+
+def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> V2Routes:
+    """Put the routes first on ``app`` so they match before kserve's same paths."""
+    v2_routes = V2Routes(dataplane, max_body_bytes)
+    app.router.routes[0:0] = v2_routes.routes()
+    return v2_routes

@@ -1,0 +1,154 @@
+"""kserve's ModelServer with three changes: a bind host, honest readiness, and our V2 routes.
+
+- Host: kserve binds HTTP to 0.0.0.0 and gRPC to [::] with no option. The cluster keeps
+  that; locally we bind 127.0.0.1 so nothing is exposed beyond the machine.
+- Readiness: kserve's server-ready is always true and its ``start`` marks every model ready.
+  Here a model that failed its checks stays not ready, and so does the server, so
+  Kubernetes never routes traffic to it; the log says why.
+- Routes: ``serving.routes`` goes on the app before kserve registers its own, in every
+  worker process (the RESTServer below is what kserve pickles into each worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent import futures
+from typing import Any
+
+import kserve
+from kserve import model_server
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from grpc import ServicerContext, StatusCode, aio
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.errors import InvalidInput
+from kserve.model import BaseKServeModel
+from kserve.protocol import dataplane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc import server as grpc_server
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest import server as rest_server
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from uvicorn.importer import import_from_string
+
+from serving import routes
+
+log = logging.getLogger(__name__)
+
+CLUSTER_HOST = "0.0.0.0"
+LOCAL_HOST = "127.0.0.1"
+
+
+class DataPlane(dataplane.DataPlane):
+    async def ready(self) -> bool:
+        """Ready only when every registered model is (kserve: always, once the process runs)."""
+        names = list(self.model_registry.get_models())
+        return await super().ready() and all([await self.model_registry.is_model_ready(n) for n in names])
+
+
+class RESTServer(rest_server.RESTServer):
+    def __init__(self, *args: Any, host: str, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(FASTAPI_APP_IMPORT_STRING, *args, **kwargs)
+        self.config.host = host
+        self.max_body_bytes = max_body_bytes
+
+    def create_application(self) -> None:
+        self.configure(import_from_string(FASTAPI_APP_IMPORT_STRING))
+
+    def configure(self, app: FastAPI) -> FastAPI:
+        """Our routes first, then kserve's middleware, routes and error handlers, as kserve does."""
+        # kserve makes the deprecated ORJSONResponse the app default, and FastAPI then warns on
+        # every response; routes registered after this line use the plain JSONResponse.
+        app.router.default_response_class = JSONResponse
+        routes.register(app, self.dataplane, self.max_body_bytes)
+        self._add_middlewares(app)
+        self._register_endpoints(app)
+        self._add_exception_handlers(app)
+        return app
+
+
+class QuietClientErrors(ExceptionToStatusInterceptor):
+    """A client mistake answers INVALID_ARGUMENT; kserve also logs an error with a traceback for each."""
+
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: ServicerContext,
+                               method_name: str) -> None:
+        if isinstance(ex, InvalidInput):
+            await context.abort(StatusCode.INVALID_ARGUMENT, ex.reason)
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class GRPCServer(grpc_server.GRPCServer):
+    """kserve's gRPC server (same servicer and limits) on a chosen host, without per-request logs."""
+
+    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listen_addr = f"[::]:{self._port}" if host == CLUSTER_HOST else f"{host}:{self._port}"
+
+    async def start(self, max_workers: int) -> None:
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            # kserve adds LoggingInterceptor too: one INFO line per call.
+            interceptors=(QuietClientErrors(),),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(self.listen_addr)
+        log.info("gRPC listening", extra={"address": self.listen_addr})
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class ModelServer(kserve.ModelServer):
+    def __init__(
+        self,
+        host: str = CLUSTER_HOST,
+        max_body_bytes: int = routes.DEFAULT_MAX_BODY_BYTES,
+        log_config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+        self.max_body_bytes = max_body_bytes
+        self.log_config = log_config
+        self.dataplane = DataPlane(model_registry=self.registered_models)
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        """kserve's start, except that a model is registered (not ready) even when its load failed."""
+        for model in models:
+            self.register_model(model)
+            model.enable_latency_logging = self.enable_latency_logging
+            model.start()
+        rest = RESTServer(
+            self.dataplane, self.model_repository_extension, self.http_port,
+            host=self.host, max_body_bytes=self.max_body_bytes,
+            access_log_format=self.access_log_format, workers=self.workers, grace_period=self.grace_period,
+            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
+            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
+        )
+        if self.workers > 1:
+            self._rest_multiprocess_server = RESTServerMultiProcess(
+                FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
+                workers=self.workers, grace_period=self.grace_period, log_config_file=self.log_config,
+            )
+            # kserve builds its own RESTServer inside; each worker must run ours.
+            self._rest_multiprocess_server._rest_server = rest
+            self.servers.append(self._rest_multiprocess_server.start())
+        else:
+            self._rest_server = rest
+            self.servers.append(rest.start())
+        if self.enable_grpc:
+            self._grpc_server = GRPCServer(
+                self.grpc_port, self.dataplane, self.model_repository_extension,
+                kwargs=vars(model_server.args), grace_period=self.grace_period, host=self.host,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        log.info("HTTP listening", extra={"address": f"{self.host}:{self.http_port}", "workers": self.workers})
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())

@@ -1,0 +1,195 @@
+"""Decoding and validation of V2 requests (serving.v2): every client mistake, named."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+import pytest
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+
+from serving import v2
+
+FEATURES = ("age", "sex", "bmi")
+SPEC = v2.InputSpec(FEATURES)
+REGRESSION = ("predict",)
+CLASSIFICATION = ("predict", "predict_proba")
+
+
+def body(data=None, shape=None, datatype="FP64", name="input-0", **extra) -> bytes:
+    data = [0.1, 0.2, 0.3] if data is None else data
+    tensor = {"name": name, "datatype": datatype, "shape": shape or [1, 3], "data": data}
+    return orjson.dumps({"inputs": [tensor], **extra})
+
+
+def decode(raw: bytes, available=REGRESSION) -> v2.DecodedRequest:
+    return v2.decode_json_request(raw, SPEC, available, ("predict",))
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        pytest.param(b"{bad", "malformed JSON", id="malformed-json"),
+        pytest.param(b"", "request body is empty", id="empty-body"),
+        pytest.param(b"[1, 2]", "JSON list; expected an object", id="not-an-object"),
+        pytest.param(b"{}", "'inputs' is missing", id="no-inputs"),
+        pytest.param(b'{"inputs": []}', "'inputs' is []; expected a list with one tensor named 'input-0'", id="empty-inputs"),
+        pytest.param(b'{"inputs": {"name": "input-0"}}', "'inputs' is {'name': 'input-0'}", id="inputs-not-list"),
+        pytest.param(orjson.dumps({"inputs": [{}, {}]}), "holds 2 tensors; this model takes exactly one", id="two-inputs"),
+        pytest.param(b'{"inputs": [7]}', "inputs[0] is 7; expected a tensor object", id="input-not-object"),
+        pytest.param(body(name="x"), "inputs[0].name is 'x'; expected 'input-0'", id="wrong-name"),
+        pytest.param(body(datatype="BYTES"), "inputs[0].datatype is 'BYTES'; expected one of FP64", id="bytes-datatype"),
+        pytest.param(body(datatype="BOOL"), "inputs[0].datatype is 'BOOL'", id="bool-datatype"),
+        pytest.param(body(datatype=None), "inputs[0].datatype is None", id="no-datatype"),
+        pytest.param(body(data=[1.0, 2.0], shape=[1, 2]), "2 features per row; this model takes 3 (age, sex, bmi)",
+                     id="too-few-features"),
+        pytest.param(body(data=[1.0] * 4, shape=[1, 4]), "4 features per row; this model takes 3", id="too-many-features"),
+        pytest.param(body(shape=[3]), "inputs[0].shape is [3]; expected [batch, 3] with batch >= 1", id="shape-1d"),
+        pytest.param(body(shape=[1, 3, 1]), "inputs[0].shape is [1, 3, 1]", id="shape-3d"),
+        pytest.param(body(shape=["1", 3]), "inputs[0].shape is ['1', 3]", id="shape-string"),
+        pytest.param(body(shape=[True, 3]), "inputs[0].shape is [True, 3]", id="shape-bool"),
+        pytest.param(body(shape=[1.0, 3]), "inputs[0].shape is [1.0, 3]", id="shape-float"),
+        pytest.param(body(data=[], shape=[0, 3]), "expected [batch, 3] with batch >= 1", id="batch-zero"),
+        pytest.param(body(data=[0.1] * 3, shape=[2, 3]), "shape [2, 3] needs 6 values; data holds 3", id="shape-vs-data"),
+        pytest.param(body(data=[[0.1, 0.2, 0.3], [0.4, 0.5]], shape=[2, 3]), "ragged", id="ragged-nested"),
+        pytest.param(body(data=[0.1, "a", 0.3]), "holds 'a'; expected only numbers", id="string-value"),
+        pytest.param(body(data=[0.1, "0.2", 0.3]), "holds '0.2'; expected only numbers", id="numeric-string"),
+        pytest.param(body(data=[0.1, None, 0.3]), "holds None; expected only numbers", id="null-value"),
+        pytest.param(body(data=[0.1, True, 0.3]), "holds True; expected only numbers", id="bool-value"),
+        pytest.param(body(data=[True, False, True]), "holds True; expected only numbers", id="all-bools"),
+        pytest.param(body(data=[0.1, {"v": 1}, 0.3]), "holds {'v': 1}; expected only numbers", id="object-value"),
+        pytest.param(b'{"inputs": [{"name": "input-0", "datatype": "INT64", "shape": [1, 3], "data": [1, 1180591620717411303424, 3]}]}',
+                     "INT64 but data holds non-integer numbers (or integers beyond 64 bits)", id="int-beyond-64-bits"),
+        pytest.param(body(data="0.1,0.2,0.3"), "inputs[0].data is '0.1,0.2,0.3'; expected a list of numbers", id="data-string"),
+        pytest.param(orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3]}]}),
+                     "inputs[0].data is None", id="no-data"),
+        pytest.param(b'{"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3], "data": [1e999, 0, 0]}]}',
+                     "malformed JSON: number is infinity", id="inf-literal"),
+        pytest.param(b'{"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3], "data": [NaN, 0, 0]}]}',
+                     "malformed JSON", id="nan-literal"),
+        pytest.param(body(data=[1e300, 0.0, 0.0], datatype="FP32"), "holds inf at row 0, feature 'age'", id="fp32-overflow"),
+        pytest.param(body(data=[1.5, 2, 3], datatype="INT32"), "datatype is INT32 but data holds non-integer", id="float-as-int"),
+        pytest.param(body(data=[300, 2, 3], datatype="INT8"), "outside INT8 range [-128, 127]", id="int8-range"),
+        pytest.param(body(data=[-1, 2, 3], datatype="UINT16"), "outside UINT16 range", id="negative-uint"),
+        pytest.param(body(outputs=[{"name": "predict_proba"}]), "outputs names 'predict_proba'; this model offers predict",
+                     id="output-not-offered"),
+        pytest.param(body(outputs={"name": "predict"}), "'outputs' is {'name': 'predict'}; expected a list", id="outputs-not-list"),
+        pytest.param(body(outputs=["predict"]), "'outputs' is ['predict']; expected a list of objects", id="outputs-strings"),
+        pytest.param(body(id=7), "id is 7; expected a string", id="id-not-string"),
+    ],
+)
+def test_bad_request_is_refused_with_a_message_naming_the_problem(raw: bytes, expected: str) -> None:
+    with pytest.raises(v2.InvalidRequest) as caught:
+        decode(raw)
+    assert expected in str(caught.value)
+    assert caught.value.status == 400
+
+
+def test_long_client_values_are_shortened_in_errors() -> None:
+    with pytest.raises(v2.InvalidRequest) as caught:
+        decode(body(name="n" * 500))
+    assert len(str(caught.value)) < 150
+
+
+@pytest.mark.parametrize(
+    "data, shape",
+    [
+        pytest.param([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [2, 3], id="flat"),
+        pytest.param([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], [2, 3], id="nested"),
+        pytest.param([[[0.1, 0.2, 0.3]], [[0.4, 0.5, 0.6]]], [2, 3], id="deeper-nesting"),
+        pytest.param([1, 2, 3, 4, 5, 6], [2, 3], id="json-integers-as-fp64"),
+    ],
+)
+def test_flat_and_nested_data_give_the_same_rows(data, shape) -> None:
+    x = decode(body(data=data, shape=shape)).x
+    assert x.dtype == np.float64 and x.shape == (2, 3)
+    np.testing.assert_array_equal(x.ravel(), np.array(data, dtype=np.float64).ravel())
+
+
+@pytest.mark.parametrize("datatype", ["INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"])
+def test_integer_datatypes_are_accepted(datatype: str) -> None:
+    x = decode(body(data=[1, 2, 127], datatype=datatype)).x
+    np.testing.assert_array_equal(x, [[1.0, 2.0, 127.0]])
+
+
+@pytest.mark.parametrize("datatype, dtype", [("FP32", np.float32), ("FP16", np.float16)])
+def test_lower_precision_floats_are_rounded_as_the_client_declared(datatype: str, dtype) -> None:
+    values = [0.1, 0.2, 0.3]
+    x = decode(body(data=values, datatype=datatype)).x
+    np.testing.assert_array_equal(x[0], np.array(values, dtype=dtype).astype(np.float64))
+
+
+def test_any_batch_size() -> None:
+    rows = np.random.default_rng(0).normal(size=(1000, 3))
+    x = decode(body(data=rows.tolist(), shape=[1000, 3])).x
+    np.testing.assert_array_equal(x, rows)
+
+
+def test_literal_true_inside_parameters_does_not_make_numbers_invalid() -> None:
+    decoded = decode(body(parameters={"binary_data_output": False}, id="req-1"))
+    assert decoded.request_id == "req-1"
+    np.testing.assert_array_equal(decoded.x, [[0.1, 0.2, 0.3]])
+
+
+def test_outputs_default_and_requested() -> None:
+    assert decode(body()).outputs == ("predict",)
+    requested = decode(body(outputs=[{"name": "predict_proba"}, {"name": "predict"}, {"name": "predict_proba"}]),
+                       available=CLASSIFICATION)
+    assert requested.outputs == ("predict_proba", "predict")
+
+
+def infer_request(values, datatype="FP64", shape=(1, 3), outputs=None) -> InferRequest:
+    tensor = InferInput("input-0", list(shape), datatype, values)
+    requested = [RequestedOutput(name) for name in outputs] if outputs else None
+    return InferRequest("m", [tensor], request_id="r1", request_outputs=requested)
+
+
+def test_kserve_infer_request_is_checked_the_same_way() -> None:
+    decoded = v2.decode_infer_request(infer_request([0.1, 0.2, 0.3], outputs=["predict_proba"]), SPEC,
+                                      CLASSIFICATION, ("predict",))
+    np.testing.assert_array_equal(decoded.x, [[0.1, 0.2, 0.3]])
+    assert decoded.outputs == ("predict_proba",) and decoded.request_id == "r1"
+
+
+@pytest.mark.parametrize(
+    "request_, expected",
+    [
+        pytest.param(infer_request([0.1, math.nan, 0.3]), "holds nan at row 0, feature 'sex'", id="nan"),
+        pytest.param(infer_request([0.1, 0.2, math.inf]), "holds inf at row 0, feature 'bmi'", id="inf"),
+        pytest.param(infer_request([0.1, 0.2, 0.3], shape=(2, 3)), "data does not fit shape (2, 3)", id="shape-vs-data"),
+        pytest.param(infer_request([b"a", b"b", b"c"], datatype="BYTES"), "datatype is 'BYTES'", id="bytes"),
+        pytest.param(InferRequest("m", []), "'inputs' is []", id="no-inputs"),
+        pytest.param(infer_request([0.1, 0.2, 0.3], outputs=["proba"]), "outputs names 'proba'", id="unknown-output"),
+    ],
+)
+def test_bad_kserve_infer_request(request_: InferRequest, expected: str) -> None:
+    with pytest.raises(v2.InvalidRequest) as caught:
+        v2.decode_infer_request(request_, SPEC, CLASSIFICATION, ("predict",))
+    assert expected in str(caught.value)
+
+
+def test_response_round_trips_float64_exactly() -> None:
+    values = np.random.default_rng(1).normal(size=17) * 1e3
+    proba = np.random.default_rng(2).random(size=(17, 2))
+    raw = v2.encode_response("m", "3", "req-9", {"predict": values, "predict_proba": proba})
+    response = orjson.loads(raw)
+    assert response["model_name"] == "m" and response["model_version"] == "3" and response["id"] == "req-9"
+    predict, predict_proba = response["outputs"]
+    assert predict["datatype"] == "FP64" and predict["shape"] == [17]
+    np.testing.assert_array_equal(np.array(predict["data"]), values)
+    assert predict_proba["shape"] == [17, 2]
+    np.testing.assert_array_equal(np.array(predict_proba["data"]).reshape(17, 2), proba)
+
+
+@pytest.mark.parametrize(
+    "labels, datatype, data",
+    [
+        pytest.param(np.array([0, 1, 1]), "INT64", [0, 1, 1], id="int-labels"),
+        pytest.param(np.array(["no", "yes", "no"]), "BYTES", ["no", "yes", "no"], id="string-labels"),
+    ],
+)
+def test_class_labels_keep_their_type(labels: np.ndarray, datatype: str, data: list) -> None:
+    tensor = orjson.loads(v2.encode_response("m", None, None, {"predict": labels}))["outputs"][0]
+    assert tensor["datatype"] == datatype and tensor["data"] == data
+    assert "id" not in orjson.loads(v2.encode_response("m", None, None, {"predict": labels}))
