@@ -15,17 +15,23 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
-.PHONY: help install run compile upload serve load bench images helm validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload serve load bench images helm validate test test-fast apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@echo "==> creating $(VENV) and installing the project (about a minute the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --progress-bar on -e '.[pipeline,serve,test]'
+	@$(PY) -m pip install --progress-bar on -c constraints.txt -e '.[pipeline,serve,test]'
 	@touch $@
+
+lock: ## Rewrite constraints.txt from .venv (after changing pins in pyproject.toml)
+	@$(PY) -m pip install --quiet -e '.[pipeline,serve,test]'
+	@{ echo "# Every package version tested together; written by 'make lock'. Used by make install and both images."; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v '^-e '; } > constraints.txt
+	@echo "constraints.txt: $$(grep -vc '^#' constraints.txt) packages"
 
 install: $(STAMP) ## Create .venv and install the project (idempotent)
 
