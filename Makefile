@@ -42,9 +42,9 @@ run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then
 compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml
 	@$(PY) -m pipelines.training_pipeline
 
-upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1]
+upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1] [UPLOAD_ARGS=...]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
-	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" $(if $(RUN),--run,)
+	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" $(if $(RUN),--run,) $(UPLOAD_ARGS)
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
 	@$(PY) -m serving.local $(SERVE_ARGS)
@@ -73,7 +73,8 @@ apt-tools: ## Install hey and ab (Debian packages) when missing
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "==> apt-get install hey apache2-utils"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey apache2-utils) >/dev/null; \
-	  else echo "hey/ab missing: run 'sudo apt-get install -y hey apache2-utils'"; exit 1; fi; }
+	  else echo "warning: hey/ab missing and not root: run 'sudo apt-get install -y hey apache2-utils'" \
+	            "(load tests skip, saying why)"; fi; }
 
 test: $(STAMP) $(HELM) apt-tools ## Run the whole test suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
