@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from . import render
 from .schemas import CrdValidator
-from .tools import CRD_SCHEMAS_ENV, ToolMissing, crd_schema_dir, find_tool
+from .tools import CRD_SCHEMAS_ENV, ToolMissing, copy_manifests, crd_schema_dir, find_tool
 
 Renderer = Callable[[str, str], list[render.Doc]]
 MODES_BY_NAME = {mode.name: mode for mode in render.CHART_MODES}
@@ -44,14 +45,21 @@ def crds() -> CrdValidator:
 
 
 @pytest.fixture(scope="session")
-def rendered(helm, kubectl) -> Renderer:
+def manifests(tmp_path_factory) -> Path:
+    """manifests/ copied with each *.local.env made from its example, as a user does first."""
+    return copy_manifests(tmp_path_factory.mktemp("deploy") / "manifests")
+
+
+@pytest.fixture(scope="session")
+def rendered(helm, kubectl, manifests) -> Renderer:
     """rendered("kustomize", overlay) or rendered("helm", mode name): parsed documents, built once."""
 
     @lru_cache(maxsize=None)
     def build(source: str, name: str) -> tuple[render.Doc, ...]:
         if source == "kustomize":
-            return tuple(render.kustomize(kubectl, name))
-        return tuple(render.helm_template(helm, MODES_BY_NAME[name].values))
+            return tuple(render.kustomize(kubectl, name, manifests))
+        mode = MODES_BY_NAME[name]
+        return tuple(render.helm_template(helm, mode.values, namespace=mode.release_namespace))
 
     return lambda source, name: copy.deepcopy(list(build(source, name)))
 

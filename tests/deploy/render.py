@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
-from .tools import CHART, OVERLAYS, run
+from .tools import CHART, MANIFESTS, run
 
 Doc = dict
 
 RELEASE = "demo"
-NAMESPACE = "sklearn-kserve-mlops"
+NAMESPACE = "sklearn-kserve-mlops"  # where every namespaced object goes, in every render
+# The chart refuses CHANGE-ME credentials by default; renders of its modes use the placeholders.
+ALLOW_PLACEHOLDERS = ("allowPlaceholderCredentials=true",)
+# Kinds without a namespace; every other rendered object must carry NAMESPACE.
+CLUSTER_SCOPED_KINDS = frozenset(
+    {"Namespace", "ClusterServingRuntime", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class ChartMode:
     name: str
     values: tuple[str, ...]  # helm --set arguments
     overlay: str | None = None
+    release_namespace: str = NAMESPACE  # helm -n; the objects still go to NAMESPACE
 
 
 # The README's "Deploy on a cluster" section documents each of these.
@@ -29,9 +37,13 @@ CHART_MODES = (
     ChartMode("raw", ("mode=raw",), overlay="raw"),
     ChartMode("stock-runtime", ("runtime.kind=stock",), overlay="stock-runtime"),
     ChartMode("with-minio", ("minio.enabled=true",), overlay="with-minio"),
+    # The chart creates the namespace with its Pod Security labels, as kustomize does; the
+    # release itself lives in another namespace (Helm stores it before creating objects).
+    ChartMode("own-namespace", ("namespace.create=true", f"namespace.name={NAMESPACE}"), overlay="serverless",
+              release_namespace="default"),
     ChartMode("scale-to-zero", ("autoscaling.minReplicas=0",)),
     ChartMode("rps", ("autoscaling.serverless.scaleMetric=rps", "autoscaling.serverless.scaleTarget=50")),
-    ChartMode("canary", ("canaryTrafficPercent=10",)),
+    ChartMode("canary", ("model.storageUri=s3://models/diabetes-rf/v4/", "canaryTrafficPercent=10")),
     ChartMode("existing-secret", ("objectStore.existingSecret=my-s3-credentials",)),
 )
 
@@ -40,25 +52,32 @@ def parse_documents(text: str) -> list[Doc]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def overlay_names() -> list[str]:
-    return sorted(path.parent.name for path in OVERLAYS.glob("*/kustomization.yaml"))
+def overlay_names(manifests: Path = MANIFESTS) -> list[str]:
+    return sorted(path.parent.name for path in (manifests / "overlays").glob("*/kustomization.yaml"))
 
 
-def kustomize(kubectl: str, overlay: str) -> list[Doc]:
-    return parse_documents(run([kubectl, "kustomize", str(OVERLAYS / overlay)]))
+def kustomize(kubectl: str, overlay: str, manifests: Path) -> list[Doc]:
+    """Build one overlay of a manifests folder (a copy with its *.local.env files: tools.copy_manifests)."""
+    return parse_documents(run([kubectl, "kustomize", str(manifests / "overlays" / overlay)]))
 
 
 def set_args(values: tuple[str, ...]) -> list[str]:
     return [arg for value in values for arg in ("--set", value)]
 
 
-def helm_template(helm: str, values: tuple[str, ...]) -> list[Doc]:
-    argv = [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *set_args(values)]
-    return parse_documents(run(argv))
+def helm_args(values: tuple[str, ...], namespace: str, allow_placeholders: bool) -> list[str]:
+    return ["--namespace", namespace, *set_args((ALLOW_PLACEHOLDERS if allow_placeholders else ()) + values)]
 
 
-def helm_lint(helm: str, values: tuple[str, ...]) -> str:
-    return run([helm, "lint", "--strict", str(CHART), "--namespace", NAMESPACE, *set_args(values)])
+def helm_template(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE,
+                  allow_placeholders: bool = True) -> list[Doc]:
+    return parse_documents(run([helm, "template", RELEASE, str(CHART),
+                                *helm_args(values, namespace, allow_placeholders)]))
+
+
+def helm_lint(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE) -> str:
+    """helm lint's report; it logs a template's `fail` on stderr as [INFO] and still passes."""
+    return run([helm, "lint", "--strict", str(CHART), *helm_args(values, namespace, True)], with_stderr=True)
 
 
 def find(docs: list[Doc], kind: str, name: str | None = None) -> list[Doc]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -10,10 +11,14 @@ from . import render
 from .conftest import ALL_RENDERS, RENDER_IDS
 from .tools import makefile_image
 
-PRODUCTION_URI = "s3://models/diabetes-rf/production"  # the artifact contract's production prefix
+# The artifact contract's production prefix, or one version (a canary). The trailing slash keeps
+# KServe's prefix download to that folder (test_storage_uri.py shows why).
+PRODUCTION_URI = "s3://models/diabetes-rf/production/"
+VERSION_URI = re.compile(r"s3://models/diabetes-rf/v[1-9][0-9]*/")
+IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 S3_ANNOTATIONS = ("s3-endpoint", "s3-usehttps", "s3-region", "s3-verifyssl")
-IGNORED_KINDS = {"Namespace"}  # kustomize creates it; helm installs into --namespace
 HELM_HOOK = "helm.sh/hook"  # `helm test` pods have no kustomize twin
+POD_SECURITY_LABEL = "pod-security.kubernetes.io/"
 
 
 def _annotations(doc):
@@ -24,8 +29,13 @@ def _config_data(doc):
     return {key: json.loads(value) if key.endswith(".json") else value for key, value in doc["data"].items()}
 
 
-# What must agree per kind; labels, namespaces and selectors legitimately differ.
+def _pod_security(doc):
+    return {k: v for k, v in doc["metadata"].get("labels", {}).items() if k.startswith(POD_SECURITY_LABEL)}
+
+
+# What must agree per kind; other labels and selectors legitimately differ (namespaces: test_namespaces.py).
 PROJECTIONS = {
+    "Namespace": _pod_security,
     "InferenceService": lambda d: (_annotations(d), d["spec"]),
     "ServingRuntime": lambda d: (_annotations(d), d["spec"]),
     "ServiceAccount": lambda d: (d.get("automountServiceAccountToken"), d.get("secrets")),
@@ -37,16 +47,17 @@ PROJECTIONS = {
 }
 
 
-def _deployed(docs):
-    """Objects by (kind, name), without `helm test` pods and the Namespace."""
+def _deployed(docs, with_namespace=True):
+    """Objects by (kind, name), without `helm test` pods (and without the Namespace if asked)."""
     return {(d["kind"], d["metadata"]["name"]): d for d in docs
-            if d["kind"] not in IGNORED_KINDS and _annotations(d).get(HELM_HOOK) != "test"}
+            if (with_namespace or d["kind"] != "Namespace") and _annotations(d).get(HELM_HOOK) != "test"}
 
 
 @pytest.mark.parametrize("mode", [m for m in render.CHART_MODES if m.overlay], ids=lambda m: m.name)
 def test_chart_and_overlay_deploy_the_same(rendered, mode):
     chart = _deployed(rendered("helm", mode.name))
-    overlay = _deployed(rendered("kustomize", mode.overlay))
+    # kustomize always creates the Namespace; the chart only with namespace.create (own-namespace).
+    overlay = _deployed(rendered("kustomize", mode.overlay), with_namespace=("Namespace", render.NAMESPACE) in chart)
     assert sorted(chart) == sorted(overlay)
     for key, chart_doc in chart.items():
         project = PROJECTIONS[key[0]]
@@ -60,7 +71,7 @@ def test_render_follows_the_serving_contract(rendered, source, name):
     predictor = isvc["spec"]["predictor"]
     model = predictor["model"]
     assert model["protocolVersion"] == "v2"
-    assert model["storageUri"] == PRODUCTION_URI
+    assert model["storageUri"] == PRODUCTION_URI or VERSION_URI.fullmatch(model["storageUri"]), model["storageUri"]
     assert model["modelFormat"]["name"] == "sklearn"
     assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert model["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -72,8 +83,12 @@ def test_render_follows_the_serving_contract(rendered, source, name):
         assert runtime["protocolVersions"] == ["v2"]
         assert runtime["containers"][0]["image"] == makefile_image("SERVING_IMAGE")
         assert "--model_name={{.Name}}" in runtime["containers"][0]["args"]
+        # KServe would put a runtimeVersion on this runtime's image, replacing the project's tag.
+        assert "runtimeVersion" not in model
     else:
         assert model["runtime"] == "kserve-sklearnserver"
+        # Pinned, so the stock image's scikit-learn is a known one, not whatever the cluster ships.
+        assert IMAGE_TAG.fullmatch(model.get("runtimeVersion", "")), model.get("runtimeVersion")
 
     # The predictor's account lists the Secret KServe takes the S3 credentials from.
     account = render.only(docs, "ServiceAccount", predictor["serviceAccountName"])

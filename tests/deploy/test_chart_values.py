@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 
 import pytest
@@ -21,7 +22,13 @@ BAD_VALUES = [
     (("autoscaling.raw.scaleTarget=150",), "autoscaling.raw.scaleTarget"),
     (("canaryTrafficPercent=101",), "canaryTrafficPercent"),
     (("canaryTrafficPercent=-5",), "canaryTrafficPercent"),
-    (("model.storageUri=gs://models/diabetes-rf/production",), "model.storageUri"),
+    (("model.storageUri=gs://models/diabetes-rf/production/",), "model.storageUri"),
+    # Without the trailing slash KServe's prefix download also pulls v40..v49 / production-*.
+    (("model.storageUri=s3://models/diabetes-rf/v4",), "model.storageUri"),
+    (("model.storageUri=s3://models/diabetes-rf/production",), "model.storageUri"),
+    (("runtime.kind=stock", "runtime.stockVersion="), "runtime.stockVersion"),
+    (("namespace.name=Not_A_Name",), "namespace.name"),
+    (("namespace.podSecurity.enforce=strict",), "namespace.podSecurity.enforce"),
     (("model.name=Diabetes_RF",), "model.name"),
     (("objectStore.endpoint=http://minio:9000",), "objectStore.endpoint"),
     (("minio.image=minio/minio",), "minio.image"),
@@ -32,6 +39,11 @@ BAD_VALUES = [
     (("mode=raw", "autoscaling.minReplicas=0"), "autoscaling.minReplicas=0 with mode=raw"),
     (("mode=raw", "canaryTrafficPercent=10"), "canaryTrafficPercent=10 with mode=raw"),
     (("objectStore.accessKey=null",), "objectStore.accessKey"),
+    (("namespace.create=true",), "namespace.create=true with namespace.name empty"),
+    # Helm writes the release into its own namespace before it creates any object.
+    (("namespace.create=true", f"namespace.name={render.NAMESPACE}"),
+     f"namespace.create=true with namespace.name={render.NAMESPACE}, the release namespace"),
+    (("minio.enabled=true", "minio.writer.accessKey=CHANGE-ME"), "minio.writer.accessKey=CHANGE-ME equals objectStore"),
 ]
 
 
@@ -55,9 +67,9 @@ def notes_chart(tmp_path):
     return chart
 
 
-def _render_notes(helm, chart, values: tuple[str, ...]) -> str:
-    argv = [helm, "template", render.RELEASE, str(chart), "--namespace", render.NAMESPACE,
-            "--show-only", "templates/zz-notes.yaml", *render.set_args(values)]
+def _render_notes(helm, chart, values: tuple[str, ...], allow_placeholders: bool = True) -> str:
+    argv = [helm, "template", render.RELEASE, str(chart), "--show-only", "templates/zz-notes.yaml",
+            *render.helm_args(values, render.NAMESPACE, allow_placeholders)]
     return yaml.safe_load(run(argv))["data"]["notes"]
 
 
@@ -71,7 +83,36 @@ def test_notes_show_curl_with_host_header_and_hey(helm, notes_chart, mode):
     assert f"-n {render.NAMESPACE} get inferenceservice diabetes-rf" in notes
 
 
+READER_KEYS = ("objectStore.accessKey=reader", "objectStore.secretKey=reader-secret")
+MINIO_KEYS = ("minio.enabled=true", "minio.rootUser=admin", "minio.rootPassword=admin-password",
+              "minio.writer.accessKey=writer", "minio.writer.secretKey=writer-secret")
+
+
+@pytest.mark.parametrize(
+    ("values", "fields"),
+    [
+        ((), "objectStore.accessKey, objectStore.secretKey"),
+        (("minio.enabled=true", *READER_KEYS),
+         "minio.rootPassword, minio.rootUser, minio.writer.accessKey, minio.writer.secretKey"),
+        ((*READER_KEYS, *MINIO_KEYS, "minio.rootPassword=CHANGE-ME-later"), "minio.rootPassword;"),
+    ],
+    ids=["default", "with-minio", "one-left"],
+)
+def test_placeholder_credentials_are_refused_by_default(helm, values, fields):
+    with pytest.raises(CommandFailed) as failure:
+        render.helm_template(helm, values, allow_placeholders=False)
+    assert f"CHANGE-ME placeholder credentials in {fields}" in failure.value.output
+    assert "allowPlaceholderCredentials=true" in failure.value.output
+
+
+@pytest.mark.parametrize("values", [READER_KEYS, (*READER_KEYS, *MINIO_KEYS), ("objectStore.existingSecret=mine",)],
+                         ids=["real-keys", "real-keys-with-minio", "existing-secret"])
+def test_real_credentials_need_no_allowance(helm, values):
+    secrets = render.find(render.helm_template(helm, values, allow_placeholders=False), "Secret")
+    decoded = [base64.b64decode(v).decode() for secret in secrets for v in secret["data"].values()]
+    assert not any(value.startswith("CHANGE-ME") for value in decoded)
+
+
 def test_notes_warn_about_placeholder_credentials(helm, notes_chart):
-    assert "CHANGE-ME placeholders" in _render_notes(helm, notes_chart, ())
-    real = ("objectStore.accessKey=reader", "objectStore.secretKey=reader-secret")
-    assert "CHANGE-ME" not in _render_notes(helm, notes_chart, real)
+    assert "placeholder credentials in objectStore.accessKey, objectStore.secretKey" in _render_notes(helm, notes_chart, ())
+    assert "CHANGE-ME" not in _render_notes(helm, notes_chart, READER_KEYS, allow_placeholders=False)

@@ -12,8 +12,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO_ROOT / ".tools" / "bin"  # `make helm` installs helm and kubectl here
 MANIFESTS = REPO_ROOT / "manifests"
-OVERLAYS = MANIFESTS / "overlays"
 CHART = REPO_ROOT / "helm" / "sklearn-kserve-mlops"
+# kustomize generators read git-ignored credentials files; the repo holds an example beside each.
+LOCAL_ENV_SUFFIX = ".local.env"
+EXAMPLE_ENV_SUFFIX = ".env.example"
 DOCKERFILES = (REPO_ROOT / "components" / "Dockerfile", REPO_ROOT / "serving" / "Dockerfile")
 
 # CI clones the repo with shared/ beside it; the env var points elsewhere.
@@ -47,12 +49,27 @@ def find_tool(name: str, install_hint: str) -> str:
     return found
 
 
-def run(argv: list[str]) -> str:
-    """Run a CLI; stdout on success, CommandFailed otherwise."""
+def run(argv: list[str], with_stderr: bool = False) -> str:
+    """Run a CLI; stdout (and stderr after it, if asked) on success, CommandFailed otherwise."""
     done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
     if done.returncode != 0:
         raise CommandFailed(argv, done.returncode, done.stderr + done.stdout)
-    return done.stdout
+    return done.stdout + done.stderr if with_stderr else done.stdout
+
+
+def local_env_for(example: Path) -> Path:
+    """s3-credentials.env.example -> s3-credentials.local.env, beside it."""
+    return example.with_name(example.name.removesuffix(EXAMPLE_ENV_SUFFIX) + LOCAL_ENV_SUFFIX)
+
+
+def copy_manifests(dest: Path, with_local_env: bool = True) -> Path:
+    """A copy of manifests/ without any real credentials file; with_local_env fills each from its
+    example, as the README tells users to. Tests never write credentials into the tree."""
+    shutil.copytree(MANIFESTS, dest, ignore=shutil.ignore_patterns(f"*{LOCAL_ENV_SUFFIX}"))
+    if with_local_env:
+        for example in dest.rglob(f"*{EXAMPLE_ENV_SUFFIX}"):
+            shutil.copyfile(example, local_env_for(example))
+    return dest
 
 
 def crd_schema_dir() -> Path:

@@ -6,6 +6,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 
+{{/* The namespace every object goes to: namespace.name, else the release namespace. */}}
+{{- define "skm.namespace" -}}
+{{- default .Release.Namespace .Values.namespace.name -}}
+{{- end }}
+
 {{/* The Secret the predictor's ServiceAccount lists. */}}
 {{- define "skm.s3SecretName" -}}
 {{- default .Values.objectStore.secretName .Values.objectStore.existingSecret -}}
@@ -56,4 +61,46 @@ only at apply time, so fail at render time with the field, the value and what is
 {{- if and (not .Values.objectStore.existingSecret) (or (not .Values.objectStore.accessKey) (not .Values.objectStore.secretKey)) -}}
 {{- fail "objectStore.accessKey/secretKey are empty and objectStore.existingSecret is not set; expected credentials or the name of an existing Secret" -}}
 {{- end -}}
+{{- if .Values.namespace.create -}}
+{{- if not .Values.namespace.name -}}
+{{- fail "namespace.create=true with namespace.name empty; expected the name of a namespace to create (the release itself stays in the -n namespace)" -}}
+{{- end -}}
+{{- if eq .Values.namespace.name .Release.Namespace -}}
+{{- fail (printf "namespace.create=true with namespace.name=%s, the release namespace; expected another release namespace (helm install -n default ...): Helm stores the release there before it creates the Namespace. Or keep namespace.create=false and label the namespace with kubectl (values.yaml, namespace)" .Values.namespace.name) -}}
+{{- end -}}
+{{- end -}}
+{{- $m := .Values.minio -}}
+{{- if and $m.enabled (not .Values.objectStore.existingSecret) (eq $m.writer.accessKey .Values.objectStore.accessKey) -}}
+{{- fail (printf "minio.writer.accessKey=%s equals objectStore.accessKey; expected two different MinIO users (the model server must only read)" $m.writer.accessKey) -}}
+{{- end -}}
+{{- $placeholders := include "skm.placeholderFields" . -}}
+{{- if and $placeholders (not .Values.allowPlaceholderCredentials) -}}
+{{- fail (printf "CHANGE-ME placeholder credentials in %s; expected real credentials (--set FIELD=..., or objectStore.existingSecret for the model server's keys), or allowPlaceholderCredentials=true for a throwaway test install" $placeholders) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The credential values this render uses that still hold a CHANGE-ME placeholder, as
+"field, field" (empty: none). skm.validate refuses them unless allowPlaceholderCredentials.
+*/}}
+{{- define "skm.placeholderFields" -}}
+{{- $used := dict -}}
+{{- if not .Values.objectStore.existingSecret -}}
+{{- $_ := set $used "objectStore.accessKey" .Values.objectStore.accessKey -}}
+{{- $_ := set $used "objectStore.secretKey" .Values.objectStore.secretKey -}}
+{{- end -}}
+{{- $m := .Values.minio -}}
+{{- if $m.enabled -}}
+{{- $_ := set $used "minio.rootUser" $m.rootUser -}}
+{{- $_ := set $used "minio.rootPassword" $m.rootPassword -}}
+{{- $_ := set $used "minio.writer.accessKey" $m.writer.accessKey -}}
+{{- $_ := set $used "minio.writer.secretKey" $m.writer.secretKey -}}
+{{- end -}}
+{{- $found := list -}}
+{{- range $field := keys $used | sortAlpha -}}
+{{- if hasPrefix "CHANGE-ME" (toString (get $used $field)) -}}
+{{- $found = append $found $field -}}
+{{- end -}}
+{{- end -}}
+{{- join ", " $found -}}
 {{- end }}
