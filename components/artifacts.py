@@ -19,6 +19,11 @@ from components.errors import PipelineError
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.json"
 METADATA_FILE = "metadata.json"
+# The one model format this project writes and its server loads.
+MODEL_SUFFIX = Path(MODEL_FILE).suffix
+# What KServe's stock sklearn runtime takes for a model file; it refuses a folder holding more
+# than one. Push applies both rules, so every pushed folder loads in either server.
+MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -33,6 +38,13 @@ def read_json(path: str | Path, what: str) -> Any:
         raise PipelineError(f"{what} not found at {path}") from exc
     except ValueError as exc:
         raise PipelineError(f"{what} at {path} is not valid JSON: {exc}") from exc
+
+
+def model_files(folder: Path) -> list[str]:
+    """Names in folder that KServe's sklearn runtime would take for a model file, sorted; [] if no folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES)
 
 
 def finite_or_none(value: float) -> float | None:

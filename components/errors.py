@@ -27,6 +27,10 @@ class PushError(PipelineError):
     """The model could not be published to the object store (push)."""
 
 
+class VersionTaken(PushError):
+    """Another run wrote the v<N> this push was about to write; the next number is tried."""
+
+
 class ObjectStoreError(PipelineError):
     """Base of the errors talking to MinIO / S3."""
 
@@ -40,7 +44,11 @@ class ObjectStoreUnreachable(ObjectStoreError):
 
 
 class ObjectStoreAccessDenied(ObjectStoreError):
-    """The endpoint refused the credentials."""
+    """The endpoint refused the keys, or the keys may not do what was asked."""
+
+
+class ObjectAlreadyExists(ObjectStoreError):
+    """A write conditional on the object being absent (If-None-Match: *) found it present (HTTP 412)."""
 
 
 class ObjectNotFound(ObjectStoreError):

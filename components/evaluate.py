@@ -1,8 +1,8 @@
 """Evaluate: score the candidate on the held-out split and decide whether to deploy it.
 
 Primary metric: R² for regression, macro F1 for classification (both higher is better).
-The gate deploys when the primary metric reaches the threshold AND is not worse than the
-primary metric recorded in the production model's metadata.json, if there is one. The
+The gate (components.gate) deploys when the primary metric reaches the threshold AND is not
+worse than the primary metric recorded in the production model's metadata.json, if any. The
 production score was measured on that model's own held-out split: comparable when data
 source, seed and test fraction are the same (the report says when they are not).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import joblib
@@ -21,20 +21,12 @@ from sklearn import metrics as skm
 from components.artifacts import MODEL_FILE, finite_or_none, read_json, schema_task, write_json
 from components.datasets import read_dataset
 from components.errors import EvaluateError
+from components.gate import PRIMARY_METRIC, decide
 from components.objectstore import ObjectStore
 from components.registry import check_location, production_metadata, production_prefix
+from components.sources import redact_source
 
 log = logging.getLogger(__name__)
-
-PRIMARY_METRIC = {"regression": "r2", "classification": "f1_macro"}
-# Equal scores (an identical retrain) count as "not worse"; this absorbs float noise only.
-TIE_TOLERANCE = 1e-9
-
-
-@dataclass(frozen=True)
-class Decision:
-    deploy: bool
-    reason: str
 
 
 def load_model(model_dir: str | Path):
@@ -74,32 +66,10 @@ def classification_metrics(model, x: np.ndarray, y: np.ndarray, classes: list) -
     return scores, matrix
 
 
-def decide(metric: str, value: float | None, threshold: float, task: str, production: dict | None,
-           production_uri: str) -> Decision:
-    if value is None:
-        return Decision(False, f"{metric} could not be computed on the test split")
-    if value < threshold:
-        return Decision(False, f"{metric} {value:.4f} is below the threshold {threshold:.4f}")
-    if production is None:
-        return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f}; no production model yet")
-    primary = production.get("primary_metric") or {}
-    if production.get("task") != task or primary.get("name") != metric:
-        return Decision(False, (
-            f"the production model at {production_uri} is a {production.get('task')} model scored by "
-            f"{primary.get('name')}; this candidate is {task} ({metric}): not comparable, use another model_name"
-        ))
-    if not isinstance(primary.get("value"), (int, float)):
-        raise EvaluateError(f"{production_uri}metadata.json has no numeric primary_metric.value: cannot compare")
-    best = float(primary["value"])
-    version = production.get("version", "?")
-    if value + TIE_TOLERANCE < best:
-        return Decision(False, f"{metric} {value:.4f} is worse than production v{version} ({best:.4f})")
-    return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f} and not worse than production "
-                          f"v{version} ({best:.4f})")
-
-
 def _same_split(production: dict, data_source: str, split: dict) -> bool:
-    return production.get("data_source") == data_source and production.get("split") == split
+    # Older metadata may hold the source unredacted: compare what is left after redaction.
+    recorded = production.get("data_source")
+    return isinstance(recorded, str) and redact_source(recorded) == data_source and production.get("split") == split
 
 
 def report_markdown(evaluation: dict) -> str:
@@ -144,6 +114,7 @@ def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, t
     if not isinstance(threshold, (int, float)) or math.isnan(threshold):
         raise EvaluateError(f"threshold={threshold!r} is invalid: expected a number")
     check_location(bucket, model_name)
+    data_source = redact_source(data_source)  # it ends up in metadata.json, which the server shows
     schema = read_json(schema_path, "schema")
     task = schema_task(schema)
     model = load_model(model_dir)

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from components.artifacts import write_json
 from components.datasets import write_dataset
 from components.errors import DataError
-from components.sources import read_source
+from components.sources import read_source, redact_source
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,12 @@ def split(prepared: Prepared, config: IngestConfig):
 
 def run(source: str, config: IngestConfig, train_path: str | Path, test_path: str | Path, schema_path: str | Path,
         minio_endpoint: str | None = None, minio_secure: bool | None = None) -> dict:
-    """The ingest step: read, validate, split, write both datasets and the schema. Returns a summary."""
+    """The ingest step: read, validate, split, write both datasets and the schema. Returns a summary.
+
+    Messages, logs and the summary name the source redacted (no credentials, no signed query).
+    """
     frame = read_source(source, minio_endpoint, minio_secure)
+    source = redact_source(source)
     prepared = prepare(frame, config, source)
     train_x, test_x, train_y, test_y = split(prepared, config)
     write_dataset(train_path, train_x, train_y)

@@ -35,8 +35,9 @@ def ingest(
 
     config = step.IngestConfig.from_params(target, task, test_fraction, seed, missing_values, categorical_features)
     summary = step.run(source, config, train_data.path, test_data.path, schema.path, minio_endpoint, minio_secure)
-    train_data.metadata.update(rows=summary["train_rows"], source=source)
-    test_data.metadata.update(rows=summary["test_rows"], source=source)
+    # summary["source"] is redacted: artifact metadata is shown in the UI and kept in ML Metadata.
+    train_data.metadata.update(rows=summary["train_rows"], source=summary["source"])
+    test_data.metadata.update(rows=summary["test_rows"], source=summary["source"])
     schema.metadata.update(task=summary["task"], features=summary["features"])
 
 
@@ -54,7 +55,7 @@ def train(
 
     info = step.run(train_data.path, schema.path, model.path, estimator, hyperparameters, seed)
     model.metadata.update({key: info[key] for key in ("framework", "sklearn_version", "estimator", "task",
-                                                       "training_seconds")})
+                                                       "feature_names", "hyperparameters", "training_seconds")})
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)
@@ -104,8 +105,9 @@ def push(
     minio_endpoint: str,
     minio_secure: bool,
     run_id: str,
-) -> NamedTuple("Pushed", [("version", int), ("model_uri", str), ("production_uri", str)]):
-    """Upload s3://bucket/model_name/v<N>/ and then move production/ to it."""
+) -> NamedTuple("Pushed", [("version", int), ("model_uri", str), ("production_uri", str), ("promoted", bool),
+                           ("reason", str)]):
+    """Upload s3://bucket/model_name/v<N>/, decide again on production as it is now, then move it."""
     from collections import namedtuple
 
     from components import push as step
@@ -113,8 +115,8 @@ def push(
 
     result = step.run(model.path, schema.path, evaluation.path, model_name, bucket,
                       ObjectStore.from_env(minio_endpoint, minio_secure), run_id)
-    return namedtuple("Pushed", ["version", "model_uri", "production_uri"])(
-        result.version, result.model_uri, result.production_uri)
+    return namedtuple("Pushed", ["version", "model_uri", "production_uri", "promoted", "reason"])(
+        result.version, result.model_uri, result.production_uri, result.promoted, result.reason)
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)

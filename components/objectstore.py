@@ -8,7 +8,9 @@ Settings (same names in the cluster and locally, see README):
                       server for it, which S3 stand-ins such as rclone answer badly.
 
 Every failure is turned into an ObjectStoreError subclass whose message names the endpoint
-and the bucket and says what to check, instead of minio's "non-XML response ... 403".
+and the bucket and says what to check, instead of minio's "non-XML response ... 403":
+rejected keys, keys without the permission, a wrong region, an untrusted certificate and a
+TLS mismatch each get their own advice (see translate()).
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import json
 import logging
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+import certifi
 import urllib3
 from minio import Minio
-from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.commonconfig import CopySource
+from minio.error import MinioException, S3Error, ServerError
 
 from components.errors import (
+    ObjectAlreadyExists,
     ObjectNotFound,
     ObjectStoreAccessDenied,
     ObjectStoreConfigError,
@@ -49,10 +55,18 @@ CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 120.0
 RETRIES = 2
 
+# Where a conditional write (If-None-Match) must be one PUT: S3's single-request limit.
+SINGLE_PUT_LIMIT = 5 << 30
+CA_BUNDLE_ENV = "SSL_CERT_FILE"
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_KEYS_REJECTED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_NOT_ALLOWED_CODES = {"AccessDenied", "AllAccessDisabled"}
+_REGION_CODES = {"AuthorizationHeaderMalformed", "InvalidRegion", "IllegalLocationConstraintException",
+                 "InvalidLocationConstraint"}
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "NotFound"}
+_EXISTS_CODES = {"PreconditionFailed"}
 _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
 _STATUS = re.compile(r"Response code: (\d+)")
 
@@ -101,8 +115,8 @@ class StoreSettings:
         if not access or not secret:
             raise ObjectStoreConfigError(
                 f"no credentials for the object store at {host}: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY "
-                "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); in a cluster they come from the "
-                "secret mlpipeline-minio-artifact"
+                "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); in a cluster the pipeline's steps get them "
+                "from the Secret named by the minio_secret parameter (default mlpipeline-minio-artifact)"
             )
         return cls(host, access, secret, is_secure, env.get(REGION_ENV) or DEFAULT_REGION)
 
@@ -132,6 +146,9 @@ class ObjectStore:
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
             retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
+            # The CA bundle minio's own default client uses, so "set SSL_CERT_FILE" is true advice.
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get(CA_BUNDLE_ENV) or certifi.where(),
         )
         self._client = Minio(
             settings.endpoint,
@@ -151,42 +168,25 @@ class ObjectStore:
 
     @contextlib.contextmanager
     def _errors(self, action: str, bucket: str, key: str = "") -> Iterator[None]:
-        where = f"{self.uri(bucket, key)} at {self.settings.url}"
         try:
             yield
         except ObjectStoreError:
             raise
-        except S3Error as exc:
-            raise _from_code(exc.code or "", 0, action, where) from exc
-        except InvalidResponseError as exc:
-            # S3 stand-ins answer errors as text/xml, which minio rejects as "non-XML": read the code anyway.
-            text = str(exc)
-            code = _XML_CODE.search(text)
-            status = _STATUS.search(text)
-            raise _from_code(code.group(1) if code else "", int(status.group(1)) if status else 0,
-                             action, where) from exc
-        except ServerError as exc:
-            raise ObjectStoreError(f"cannot {action} {where}: server error {exc.status_code}") from exc
-        except urllib3.exceptions.SSLError as exc:
-            raise ObjectStoreUnreachable(
-                f"cannot {action} {where}: TLS handshake failed ({exc}); check MINIO_SECURE / minio_secure"
-            ) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            reason = getattr(exc, "reason", None) or exc
-            if isinstance(reason, urllib3.exceptions.SSLError):
-                raise ObjectStoreUnreachable(
-                    f"cannot {action} {where}: TLS handshake failed; check MINIO_SECURE / minio_secure"
-                ) from exc
-            raise ObjectStoreUnreachable(
-                f"cannot reach the object store at {self.settings.url} to {action} {self.uri(bucket, key)}: "
-                f"{reason}; check MINIO_ENDPOINT / minio_endpoint"
-            ) from exc
-        except MinioException as exc:
-            raise ObjectStoreError(f"cannot {action} {where}: {exc}") from exc
+        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+            raise translate(exc, action, self.uri(bucket, key), self.settings.url) from exc
 
     def bucket_exists(self, bucket: str) -> bool:
-        with self._errors("check bucket", bucket):
-            return self._client.bucket_exists(bucket)
+        try:
+            with self._errors("check bucket", bucket):
+                return self._client.bucket_exists(bucket)
+        except ObjectStoreAccessDenied as exc:
+            if not _is_bare_403(exc.__cause__):
+                raise
+            # A HEAD answer has no body, so a 403 cannot tell rejected keys from missing permission;
+            # a listing (a GET, of one page at most) gets the server's own error code.
+            with self._errors("list", bucket):
+                next(iter(self._client.list_objects(bucket)), None)
+            raise
 
     def ensure_bucket(self, bucket: str) -> bool:
         """Create the bucket when missing; True when it was created."""
@@ -232,17 +232,129 @@ class ObjectStore:
         except ValueError as exc:
             raise ObjectStoreError(f"{self.uri(bucket, key)} is not valid JSON: {exc}") from exc
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream",
+                  if_absent: bool = False) -> None:
+        """Write an object. if_absent: only when no object is there (If-None-Match: *), else ObjectAlreadyExists.
+
+        MinIO and AWS S3 enforce the condition; S3 stand-ins that ignore it (rclone) just write,
+        so callers that must never overwrite also check for the key first.
+        """
         with self._errors("write", bucket, key):
+            if if_absent:
+                self._put_if_absent(bucket, key, data, content_type)
+            else:
+                self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+    def _put_if_absent(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        if len(data) > SINGLE_PUT_LIMIT:
+            raise ObjectStoreError(f"cannot write {self.uri(bucket, key)} conditionally: {len(data)} bytes is "
+                                   f"more than one S3 PUT takes ({SINGLE_PUT_LIMIT})")
+        # minio 7.2.20 (pinned) turns every extra put_object header into user metadata
+        # (X-Amz-Meta-If-None-Match), so the condition goes through its private one-request
+        # _put_object. Should a later minio drop that, the write goes unconditional and the
+        # caller's emptiness check still guards the version.
+        put = getattr(self._client, "_put_object", None)
+        if put is None:
+            log.warning("this minio client cannot send If-None-Match; writing %s unconditionally",
+                        self.uri(bucket, key))
             self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+            return
+        put(bucket, key, data, {"Content-Type": content_type, "If-None-Match": "*"})
+
+    def copy(self, bucket: str, source_key: str, target_key: str) -> None:
+        """Server-side copy within the bucket: the bytes never pass through this process."""
+        with self._errors("copy into", bucket, target_key):
+            self._client.copy_object(bucket, target_key, CopySource(bucket, source_key))
+
+    def remove(self, bucket: str, key: str) -> None:
+        """Delete an object; deleting one that is not there is not an error (S3 semantics)."""
+        with self._errors("delete", bucket, key):
+            self._client.remove_object(bucket, key)
 
 
-def _from_code(code: str, status: int, action: str, where: str) -> ObjectStoreError:
-    if code in _DENIED_CODES or status == 403:
+def _is_bare_403(exc: BaseException | None) -> bool:
+    """A 403 minio filled in itself because the answer had no body (HEAD requests): no code to go on."""
+    if not isinstance(exc, S3Error) or exc.code != "AccessDenied":
+        return False
+    return not getattr(exc.response, "data", b"")
+
+
+def _code_status_message(exc: MinioException) -> tuple[str, int, str]:
+    if isinstance(exc, S3Error):
+        return exc.code or "", int(getattr(exc.response, "status", 0) or 0), exc.message or ""
+    if isinstance(exc, ServerError):
+        return "", exc.status_code, str(exc)
+    # S3 stand-ins answer errors as text/xml, which minio rejects as "non-XML": read the code anyway.
+    text = str(exc)
+    code, status = _XML_CODE.search(text), _STATUS.search(text)
+    return (code.group(1) if code else ""), (int(status.group(1)) if status else 0), text
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """exc, then what it wraps: urllib3 keeps the cause in .reason, Python in __cause__/__context__."""
+    seen: set[int] = set()
+    current: object = exc
+    while isinstance(current, BaseException) and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        current = reason if isinstance(reason, BaseException) else current.__cause__ or current.__context__
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    return any(isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cause)
+               for cause in _causes(exc))
+
+
+def _tls_failed(exc: BaseException) -> bool:
+    return any(isinstance(cause, (urllib3.exceptions.SSLError, ssl.SSLError)) for cause in _causes(exc))
+
+
+def translate(exc: BaseException, action: str, target: str, url: str) -> ObjectStoreError:
+    """A minio / urllib3 failure as the ObjectStoreError that says what to check.
+
+    action: what was attempted ("write", "create bucket"); target: the s3:// URI; url: the endpoint.
+    """
+    where = f"{target} at {url}"
+    bucket = target.removeprefix("s3://").split("/", 1)[0]
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        if _certificate_rejected(exc):
+            return ObjectStoreUnreachable(
+                f"cannot {action} {where}: certificate not trusted; set {CA_BUNDLE_ENV} to the CA bundle "
+                "that signed the object store's certificate")
+        if _tls_failed(exc):
+            return ObjectStoreUnreachable(
+                f"cannot {action} {where}: TLS handshake failed; check MINIO_SECURE / minio_secure "
+                "(does the endpoint speak TLS?)")
+        reason = getattr(exc, "reason", None) or exc
+        return ObjectStoreUnreachable(
+            f"cannot reach the object store at {url} to {action} {target}: {reason}; "
+            "check MINIO_ENDPOINT / minio_endpoint")
+    if not isinstance(exc, MinioException):
+        return ObjectStoreError(f"cannot {action} {where}: {type(exc).__name__}: {exc}")
+    code, status, message = _code_status_message(exc)
+    if code in _KEYS_REJECTED_CODES:
         return ObjectStoreAccessDenied(
-            f"access denied ({code or status}) to {action} {where}: check MINIO_ACCESS_KEY / MINIO_SECRET_KEY "
-            "(in a cluster: the secret mlpipeline-minio-artifact)"
-        )
+            f"keys rejected ({code}) to {action} {where}: check MINIO_ACCESS_KEY/MINIO_SECRET_KEY "
+            "(in a cluster: the secret named by minio_secret)")
+    # minio fills in "BadRequest ...; use region X" for a body-less HEAD answer to a wrong region.
+    if code in _REGION_CODES or "use region" in message:
+        return ObjectStoreConfigError(
+            f"region refused ({code}) to {action} {where}: check MINIO_REGION (requests are signed for "
+            "that region; it must be the server's)")
+    if _is_bare_403(exc):
+        return ObjectStoreAccessDenied(
+            f"access denied (HTTP 403, no detail) to {action} {where}: check MINIO_ACCESS_KEY/MINIO_SECRET_KEY, "
+            f"or the keys may not {action} on {bucket}")
+    if code in _NOT_ALLOWED_CODES or status == 403:
+        return ObjectStoreAccessDenied(
+            f"keys valid but not allowed to {action} on {bucket} ({code or 'HTTP 403'}, {url}): create the "
+            "bucket beforehand or use a writer secret (minio_secret)")
+    if code in _EXISTS_CODES or status == 412:
+        return ObjectAlreadyExists(f"cannot {action} {where}: it already exists ({code or 'HTTP 412'})")
     if code in _MISSING_CODES or status == 404:
         return ObjectNotFound(f"cannot {action} {where}: {code or 'not found'}")
-    return ObjectStoreError(f"cannot {action} {where}: {code or 'HTTP ' + str(status)}")
+    if isinstance(exc, ServerError):
+        return ObjectStoreError(f"cannot {action} {where}: server error {status}")
+    detail = code or (f"HTTP {status}" if status else str(exc))
+    return ObjectStoreError(f"cannot {action} {where}: {detail}")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from components.artifacts import METADATA_FILE, MODEL_FILE
 from components.errors import PushError
@@ -52,6 +53,6 @@ def versions(store: ObjectStore, bucket: str, model_name: str) -> list[int]:
     return sorted(int(match.group(1)) for match in found if match)
 
 
-def production_metadata(store: ObjectStore, bucket: str, model_name: str) -> dict | None:
-    """metadata.json of the production model; None when there is none yet (it is written last)."""
+def production_metadata(store: ObjectStore, bucket: str, model_name: str) -> Any:
+    """The parsed production/metadata.json, None when there is none yet; components.gate checks its shape."""
     return store.get_json(bucket, metadata_key(production_prefix(model_name)))

@@ -2,15 +2,21 @@
 
     sklearn:diabetes | sklearn:breast_cancer   bundled with scikit-learn (no download); target column "target"
     s3://bucket/key.csv                          through the project's MinIO client (MINIO_* settings)
-    http(s)://host/file.csv                      plain GET
+    http(s)://[user:password@]host/file.csv      GET (user-info becomes HTTP basic auth)
     path/to/file.csv                             local file
 CSV only; a name ending in .gz is read as gzip.
+
+A source can carry secrets: user-info, a presigned query (X-Amz-Signature=...), a token in the
+fragment. redact_source() is what gets recorded or logged (metadata.json, which the server shows
+publicly, KFP artifact metadata, error messages); the full source is used only to fetch.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -30,6 +36,16 @@ HTTP_TIMEOUT_S = 60
 MAX_DOWNLOAD_BYTES = 1 << 30
 
 
+def redact_source(source: str) -> str:
+    """source without user-info, query string and fragment: what may be recorded or logged."""
+    source = source.strip()
+    parts = urllib.parse.urlsplit(source)
+    if not parts.scheme or not parts.netloc:  # sklearn:diabetes, a local path
+        return source
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def read_source(source: str, minio_endpoint: str | None = None, minio_secure: bool | None = None) -> pd.DataFrame:
     source = source.strip()
     if not source:
@@ -42,7 +58,7 @@ def read_source(source: str, minio_endpoint: str | None = None, minio_secure: bo
         data = _read_http(source)
     else:
         data = _read_file(Path(source))
-    return parse_csv(data, source)
+    return parse_csv(data, redact_source(source))
 
 
 def _bundled(name: str) -> pd.DataFrame:
@@ -54,6 +70,7 @@ def _bundled(name: str) -> pd.DataFrame:
 
 
 def _read_s3(source: str, endpoint: str | None, secure: bool | None) -> bytes:
+    source = redact_source(source)  # an s3:// source is read with MINIO_* keys, never with a query
     bucket, _, key = source.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise DataError(f"source {source!r} is not s3://bucket/key")
@@ -63,16 +80,30 @@ def _read_s3(source: str, endpoint: str | None, secure: bool | None) -> bytes:
         raise DataError(f"source {source} does not exist: {exc}") from exc
 
 
+def _http_request(url: str) -> urllib.request.Request:
+    """urllib cannot take user:password@ in a URL: move it into a basic-auth header."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return urllib.request.Request(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    plain = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urllib.request.Request(plain, headers={"Authorization": f"Basic {token}"})
+
+
 def _read_http(url: str) -> bytes:
+    # "from None": the chained urllib exception could repeat the URL with its secrets.
+    shown = redact_source(url)
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+        with urllib.request.urlopen(_http_request(url), timeout=HTTP_TIMEOUT_S) as response:
             data = response.read(MAX_DOWNLOAD_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        raise DataError(f"source {url} answered HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"cannot reach source {url}: {getattr(exc, 'reason', exc)}") from exc
+        raise DataError(f"source {shown} answered HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DataError(f"cannot reach source {shown}: {getattr(exc, 'reason', exc)}") from None
     if len(data) > MAX_DOWNLOAD_BYTES:
-        raise DataError(f"source {url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
+        raise DataError(f"source {shown} is larger than {MAX_DOWNLOAD_BYTES} bytes")
     return data
 
 

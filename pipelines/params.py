@@ -7,6 +7,7 @@ runs the components' own validators before any step starts, so a typo costs no p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from components.objectstore import parse_bool
 from components.registry import check_location
 from components.train import ESTIMATORS, build_estimator, parse_hyperparameters
 
+# A Kubernetes object name (DNS subdomain): what minio_secret must be for the pod to start.
+_SECRET_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
 
 class ParamError(PipelineError):
     """A --param override that names no parameter or has the wrong type."""
@@ -27,11 +31,19 @@ def declared(package: str | Path) -> dict[str, dict]:
     """{name: {"type": "STRING" | "NUMBER_INTEGER" | ..., "default": value}} from the compiled YAML."""
     try:
         with open(package) as handle:
-            spec = next(yaml.safe_load_all(handle))
+            spec = next(yaml.safe_load_all(handle), None)
     except FileNotFoundError as exc:
         raise ParamError(f"compiled pipeline {package} not found: run `make compile`") from exc
-    parameters = spec["root"]["inputDefinitions"]["parameters"]
-    return {name: {"type": p["parameterType"], "default": p.get("defaultValue")} for name, p in parameters.items()}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ParamError(f"compiled pipeline {package} is not readable YAML ({exc}): run `make compile`") from exc
+    try:
+        parameters = spec["root"]["inputDefinitions"]["parameters"]
+        return {name: {"type": p["parameterType"], "default": p.get("defaultValue")}
+                for name, p in parameters.items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ParamError(
+            f"compiled pipeline {package} has no root.inputDefinitions.parameters with a parameterType each "
+            f"(missing {exc}): not a KFP pipeline spec; run `make compile`") from exc
 
 
 def _convert(name: str, kind: str, text: str) -> Any:
@@ -74,6 +86,10 @@ def effective(overrides: dict[str, Any], package: str | Path) -> dict[str, Any]:
 
 def check(values: dict[str, Any]) -> None:
     """Run the components' validators on the parameters; raises a PipelineError naming the bad one."""
+    secret = values.get("minio_secret")
+    if secret is not None and not _SECRET_NAME.match(secret):
+        raise ParamError(f"parameter minio_secret={secret!r} is invalid: expected a Kubernetes Secret name "
+                         "(lowercase letters, digits, '-' and '.', at most 253)")
     IngestConfig.from_params(values["target"], values["task"], values["test_fraction"], values["seed"],
                              values["missing_values"], values["categorical_features"])
     check_location(values["bucket"], values["model_name"])

@@ -22,7 +22,9 @@ PIPELINE_DESCRIPTION = (
 )
 PACKAGE_PATH = Path(__file__).with_name("training_pipeline.yaml")
 
-# Kubeflow's own object-store credentials; the same Secret exists in every Kubeflow install.
+# Kubeflow's own object-store credentials: the default of the minio_secret parameter. In a
+# multi-user install a profile namespace may hold a copy with read-only keys, or none: point
+# minio_secret at a Secret with the same two keys that may write the bucket.
 MINIO_SECRET = "mlpipeline-minio-artifact"
 MINIO_SECRET_KEYS = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
 
@@ -31,8 +33,14 @@ MEMORY_REQUEST = "512Mi"
 MEMORY_LIMIT = "2Gi"
 
 
-def _with_bucket_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    return kubernetes.use_secret_as_env(task, secret_name=MINIO_SECRET, secret_key_to_env=MINIO_SECRET_KEYS)
+def _with_bucket_access(task: dsl.PipelineTask, secret: str, optional: bool = False) -> dsl.PipelineTask:
+    """MINIO_ACCESS_KEY/MINIO_SECRET_KEY from the Secret named by the minio_secret parameter.
+
+    optional=True: the pod starts without the Secret (ingest reads sklearn: and http(s) sources
+    without keys; an s3:// source without keys fails with a message saying which to set).
+    """
+    return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=MINIO_SECRET_KEYS,
+                                        optional=optional)
 
 
 def _sized(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -55,6 +63,7 @@ def training_pipeline(
     bucket: str = "models",
     minio_endpoint: str = "minio-service.kubeflow:9000",
     minio_secure: bool = False,
+    minio_secret: str = MINIO_SECRET,
 ):
     """Train, evaluate and publish a scikit-learn model.
 
@@ -74,12 +83,13 @@ def training_pipeline(
         bucket: Bucket the model is pushed to (created when missing).
         minio_endpoint: host:port of MinIO/S3 (seaweedfs.kubeflow:9000 on Kubeflow 2.16 and later).
         minio_secure: Use TLS to reach the object store.
+        minio_secret: Kubernetes Secret (keys accesskey, secretkey) whose keys may read and write the bucket.
     """
     store = {"minio_endpoint": minio_endpoint, "minio_secure": minio_secure}
     # Tasks that read a mutable source or the bucket must run every time, never from cache.
     ingested = ingest(source=source, target=target, task=task, test_fraction=test_fraction, seed=seed,
                       missing_values=missing_values, categorical_features=categorical_features, **store)
-    _with_bucket_access(_sized(ingested)).set_caching_options(False)
+    _with_bucket_access(_sized(ingested), minio_secret, optional=True).set_caching_options(False)
 
     trained = _sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
                            estimator=estimator, hyperparameters=hyperparameters, seed=seed))
@@ -87,13 +97,13 @@ def training_pipeline(
     evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
                          model=trained.outputs["model"], threshold=threshold, model_name=model_name, bucket=bucket,
                          source=source, seed=seed, test_fraction=test_fraction, **store)
-    _with_bucket_access(_sized(evaluated)).set_caching_options(False)
+    _with_bucket_access(_sized(evaluated), minio_secret).set_caching_options(False)
 
     with dsl.If(evaluated.outputs["deploy"] == True, name="deploy"):  # noqa: E712 (KFP condition syntax)
         pushed = push(model=trained.outputs["model"], schema=ingested.outputs["schema"],
                       evaluation=evaluated.outputs["evaluation"], model_name=model_name, bucket=bucket,
                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **store)
-        _with_bucket_access(pushed).set_caching_options(False)
+        _with_bucket_access(pushed, minio_secret).set_caching_options(False)
     with dsl.Else(name="keep-production"):
         not_deployed(reason=evaluated.outputs["reason"], model_name=model_name,
                      bucket=bucket).set_caching_options(False)

@@ -1,9 +1,16 @@
 """Upload the compiled pipeline to Kubeflow Pipelines, as a new pipeline or a new version of it.
 
-    python -m pipelines.upload --host http://localhost:8080 [--run] [--param name=value ...]
+    python -m pipelines.upload --host http://localhost:8080 [--namespace NS] [--run] [--param name=value ...]
 
-The version name is the project version plus a hash of the YAML, so uploading the same
-YAML twice reuses the existing version instead of failing on a duplicate name.
+Every version, the first included, is named `<project version>-<sha256 of the YAML>`: uploading
+the same YAML again finds that version instead of adding a duplicate.
+
+Multi-user Kubeflow: --namespace is the profile namespace (the pipeline is uploaded there and
+runs go there). Credentials, first found wins: --token or KF_PIPELINES_TOKEN (a bearer token,
+e.g. from `kubectl create token`); kfp's own KF_PIPELINES_SA_TOKEN_PATH (a projected
+service-account token file, inside a cluster); --cookies or KF_PIPELINES_COOKIES (the
+`authservice_session=...` cookie of a browser login through Dex/oauth2-proxy). Prefer the
+environment variables: a command-line token is visible to other users of the machine.
 """
 
 from __future__ import annotations
@@ -12,12 +19,13 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import os
 import sys
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from components.errors import PipelineError
 from pipelines import params
@@ -25,17 +33,22 @@ from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_DESCRIPTION, PIPE
 
 DEFAULT_EXPERIMENT = "sklearn-training"
 PROJECT = "sklearn-kserve-mlops"
+TOKEN_ENV = "KF_PIPELINES_TOKEN"
+COOKIES_ENV = "KF_PIPELINES_COOKIES"
+# kfp's own variable, read by kfp.client.ServiceAccountTokenVolumeCredentials.
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 
 
 class PipelinesClient(Protocol):
     """The part of kfp.Client this module uses (kfp.Client satisfies it)."""
 
-    def get_pipeline_id(self, name: str) -> str | None: ...
-    def upload_pipeline(self, pipeline_package_path: str, pipeline_name: str, description: str) -> Any: ...
+    pipelines: Any  # the generated PipelineService API: pipeline_service_create_pipeline(pipeline=...)
+
+    def list_pipelines(self, page_size: int, filter: str | None, namespace: str | None) -> Any: ...
     def upload_pipeline_version(self, pipeline_package_path: str, pipeline_version_name: str, pipeline_id: str,
                                 description: str) -> Any: ...
     def list_pipeline_versions(self, pipeline_id: str, page_size: int, sort_by: str, filter: str | None) -> Any: ...
-    def create_experiment(self, name: str) -> Any: ...
+    def create_experiment(self, name: str, namespace: str | None) -> Any: ...
     def run_pipeline(self, experiment_id: str, job_name: str, params: dict, pipeline_id: str,
                      version_id: str) -> Any: ...
 
@@ -57,59 +70,105 @@ def version_name(package: Path) -> str:
     return f"{release}-{digest}"
 
 
+def client_options(host: str, namespace: str | None = None, token: str | None = None, cookies: str | None = None,
+                   env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """kfp.Client keyword arguments: flags first, then the environment."""
+    env = os.environ if env is None else env
+    options: dict[str, Any] = {"host": host}
+    if namespace:
+        options["namespace"] = namespace
+    token = token or env.get(TOKEN_ENV)
+    if token:
+        options["existing_token"] = token
+    elif env.get(SA_TOKEN_PATH_ENV):
+        from kfp.client import ServiceAccountTokenVolumeCredentials
+
+        options["credentials"] = ServiceAccountTokenVolumeCredentials(path=env[SA_TOKEN_PATH_ENV])
+    cookies = cookies or env.get(COOKIES_ENV)
+    if cookies:
+        options["cookies"] = cookies
+    return options
+
+
 def _name_filter(name: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
 
 
-def _versions(client: PipelinesClient, pipeline_id: str, name: str | None = None) -> list:
+def _pipeline_id(client: PipelinesClient, name: str, namespace: str | None) -> str | None:
+    found = list(client.list_pipelines(page_size=2, filter=_name_filter(name), namespace=namespace).pipelines or [])
+    if len(found) > 1:
+        raise PipelineError(f"{len(found)} pipelines are named {name!r}{_in(namespace)}: rename or delete one")
+    return found[0].pipeline_id if found else None
+
+
+def _in(namespace: str | None) -> str:
+    return f" in namespace {namespace}" if namespace else ""
+
+
+def _versions(client: PipelinesClient, pipeline_id: str, name: str) -> list:
     response = client.list_pipeline_versions(pipeline_id=pipeline_id, page_size=1, sort_by="created_at desc",
-                                             filter=_name_filter(name) if name else None)
+                                             filter=_name_filter(name))
     return list(response.pipeline_versions or [])
 
 
-def publish(client: PipelinesClient, package: Path, pipeline_name: str = PIPELINE_NAME) -> Published:
-    """Create the pipeline, or add this YAML as a version, or find the version that already holds it."""
+def publish(client: PipelinesClient, package: Path, pipeline_name: str = PIPELINE_NAME,
+            namespace: str | None = None) -> Published:
+    """Create the pipeline with this YAML as its named version, add it as a version, or find it."""
+    import kfp_server_api  # kfp's own API models; imported here so the CLI's --help stays fast
+
     name = version_name(package)
-    pipeline_id = client.get_pipeline_id(pipeline_name)
+    pipeline_id = _pipeline_id(client, pipeline_name, namespace)
+    action = "added version"
     if pipeline_id is None:
-        created = client.upload_pipeline(str(package), pipeline_name=pipeline_name, description=PIPELINE_DESCRIPTION)
-        latest = _versions(client, created.pipeline_id)
-        if not latest:
-            raise PipelineError(f"pipeline {pipeline_name!r} was created but lists no version")
-        return Published(created.pipeline_id, latest[0].pipeline_version_id, latest[0].display_name,
-                         "created pipeline")
-    existing = _versions(client, pipeline_id, name)
-    if existing:
-        return Published(pipeline_id, existing[0].pipeline_version_id, name, "version exists")
+        # Created empty, then given the named version: the upload API would name the first
+        # version after the pipeline, and the same YAML uploaded again would not be recognised.
+        created = client.pipelines.pipeline_service_create_pipeline(pipeline=kfp_server_api.V2beta1Pipeline(
+            display_name=pipeline_name, description=PIPELINE_DESCRIPTION, namespace=namespace))
+        pipeline_id, action = created.pipeline_id, "created pipeline"
+    else:
+        existing = _versions(client, pipeline_id, name)
+        if existing:
+            return Published(pipeline_id, existing[0].pipeline_version_id, name, "version exists")
     version = client.upload_pipeline_version(str(package), pipeline_version_name=name, pipeline_id=pipeline_id,
                                              description=PIPELINE_DESCRIPTION)
-    return Published(pipeline_id, version.pipeline_version_id, name, "added version")
+    return Published(pipeline_id, version.pipeline_version_id, name, action)
 
 
 def start_run(client: PipelinesClient, published: Published, arguments: dict[str, Any],
-              experiment: str = DEFAULT_EXPERIMENT) -> str:
+              experiment: str = DEFAULT_EXPERIMENT, namespace: str | None = None) -> str:
     """Start a run of the published version; returns the run id."""
-    experiment_id = client.create_experiment(name=experiment).experiment_id
+    experiment_id = client.create_experiment(name=experiment, namespace=namespace).experiment_id
     job_name = f"{PIPELINE_NAME}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     run = client.run_pipeline(experiment_id=experiment_id, job_name=job_name, params=arguments,
                               pipeline_id=published.pipeline_id, version_id=published.version_id)
     return run.run_id
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    parser.add_argument("--namespace", help="profile namespace on a multi-user Kubeflow (pipeline and runs go there)")
+    parser.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV}; else kfp's ${SA_TOKEN_PATH_ENV})")
+    parser.add_argument("--cookies", help=f"cookie header of a browser login, e.g. 'authservice_session=...' "
+                                          f"(default: ${COOKIES_ENV})")
     parser.add_argument("--package", default=str(PACKAGE_PATH), help="compiled pipeline YAML (default: %(default)s)")
     parser.add_argument("--name", default=PIPELINE_NAME, help="pipeline name in the UI (default: %(default)s)")
     parser.add_argument("--run", action="store_true", help="also start a run of the uploaded version")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment of the run")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="run parameter override (repeatable), e.g. --param minio_endpoint=seaweedfs.kubeflow:9000")
-    args = parser.parse_args(argv)
+                        help="run parameter override (repeatable, needs --run), "
+                             "e.g. --param minio_endpoint=seaweedfs.kubeflow:9000")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     package = Path(args.package)
     try:
         if not package.is_file():
             raise PipelineError(f"compiled pipeline {package} not found: run `make compile` first")
+        if args.param and not args.run:
+            raise params.ParamError("--param sets run parameters: add --run (an upload alone takes none)")
         overrides = params.parse_overrides(args.param, package)
         params.check(params.effective(overrides, package))
     except PipelineError as exc:
@@ -123,16 +182,18 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             # "only works with KFP v2.0.0-beta.2 and later": true of every Kubeflow this targets.
             warnings.simplefilter("ignore", FutureWarning)
-            client = kfp.Client(host=args.host)
-        published = publish(client, package, args.name)
-        print(f"{published.action}: {args.name} version {published.version_name} "
+            client = kfp.Client(**client_options(args.host, args.namespace, args.token, args.cookies))
+        published = publish(client, package, args.name, args.namespace)
+        print(f"{published.action}: {args.name} version {published.version_name}{_in(args.namespace)} "
               f"(pipeline {published.pipeline_id}, version {published.version_id})")
         if args.run:
-            run_id = start_run(client, published, overrides, args.experiment)
-            print(f"started run {run_id} in experiment {args.experiment}")
+            run_id = start_run(client, published, overrides, args.experiment, args.namespace)
+            print(f"started run {run_id} in experiment {args.experiment}{_in(args.namespace)}")
     except (ApiException, urllib3.exceptions.HTTPError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        print(f"error: Kubeflow Pipelines at {args.host}: {reason}", file=sys.stderr)
+        hint = ("; on a multi-user Kubeflow pass --namespace and a token (KF_PIPELINES_TOKEN) or --cookies"
+                if getattr(exc, "status", None) in (401, 403) else "")
+        print(f"error: Kubeflow Pipelines at {args.host}: {reason}{hint}", file=sys.stderr)
         return 1
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

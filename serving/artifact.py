@@ -19,14 +19,13 @@ from typing import Any
 import joblib
 import sklearn
 
-from components.artifacts import METADATA_FILE, feature_names
+from components.artifacts import METADATA_FILE, MODEL_SUFFIX, feature_names
 from components.errors import ObjectStoreError
 from components.objectstore import ENDPOINT_ENV, StoreSettings
 from components.push import FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIX = ".joblib"
 TASKS = ("regression", "classification")  # metadata.json "task" values the server knows
 _HASH_CHUNK = 1 << 20
 

@@ -27,6 +27,8 @@ from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Erro
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_NAME
 
 STORE_PARAMS = ("minio_endpoint", "minio_secure")
+# kfp.local ignores kfp-kubernetes settings: the Secret is a cluster-only parameter.
+CLUSTER_ONLY_PARAMS = ("minio_secret",)
 EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -94,8 +96,8 @@ def summarize(run: LocalRun, values: dict) -> int:
 
     if not run.ok:
         step = run.failed_step or "a step"
-        pushed = ("push failed part-way: a new v<N> may be incomplete, but production moves only after a "
-                  "complete one") if step == "push" else "nothing was pushed"
+        pushed = ("push failed part-way: production is as it was (or the error says how to restore it)"
+                  if step == "push" else "nothing was pushed")
         return fail(f"error: {step} failed: {run.error or 'see the log'}", pushed)
     evaluation_path = run.artifact("evaluate", "evaluation")
     if evaluation_path is None:
@@ -105,7 +107,12 @@ def summarize(run: LocalRun, values: dict) -> int:
     print(f"metrics ({evaluation['test_rows']} held-out rows): {shown}")
     production = f"s3://{values['bucket']}/{values['model_name']}/production"
     pushed = run.parameters("push")
-    if evaluation["deploy"] and pushed:
+    if evaluation["deploy"] and pushed and pushed.get("promoted") is False:
+        # Another run moved production between evaluate and push, to a model this one does not beat.
+        print(f"decision: KEPT, NOT PROMOTED - production changed during the run: {pushed['reason']}")
+        print(f"model:      {pushed['model_uri']}  (kept, not served)")
+        print(f"production: {production} unchanged by this run")
+    elif evaluation["deploy"] and pushed:
         print(f"decision: DEPLOYED - {evaluation['reason']}")
         print(f"model:      {pushed['model_uri']}")
         print(f"production: {pushed['production_uri']}  (InferenceService storageUri)")
@@ -140,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         if set(overrides) & set(STORE_PARAMS):
             raise params.ParamError("minio_endpoint/minio_secure come from MINIO_ENDPOINT/MINIO_SECURE locally: "
                                     "set those (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead")
+        if set(overrides) & set(CLUSTER_ONLY_PARAMS):
+            raise params.ParamError("minio_secret names a Kubernetes Secret, which kfp.local does not read: "
+                                    "locally the keys come from MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
         values = params.effective(overrides, args.package)
         params.check(values)
         port = _local_port()

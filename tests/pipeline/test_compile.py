@@ -36,15 +36,28 @@ def test_push_runs_only_when_evaluate_says_deploy():
     assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"not-deployed"}
 
 
-def test_bucket_steps_get_kubeflows_minio_secret_as_env():
-    _, platform = load(PACKAGE_PATH)
+def test_bucket_steps_get_the_secret_named_by_the_minio_secret_parameter():
+    spec, platform = load(PACKAGE_PATH)
+    assert spec["root"]["inputDefinitions"]["parameters"]["minio_secret"]["defaultValue"] == MINIO_SECRET
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == {"exec-ingest", "exec-evaluate", "exec-push"}
-    for config in executors.values():
+    optional = {}
+    for name, config in executors.items():
         (secret,) = config["secretAsEnv"]
-        assert secret["secretName"] == MINIO_SECRET
+        assert "secretName" not in secret  # a fixed name would ignore the parameter
+        # push runs inside the dsl.If branch, which receives the parameter as a pipeline channel.
+        assert secret["secretNameParameter"]["componentInputParameter"].endswith("minio_secret")
         assert {k["secretKey"]: k["envVar"] for k in secret["keyToEnv"]} == {
             "accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
+        optional[name] = secret["optional"]
+    # ingest reads sklearn:/http(s) sources without keys; the steps that use the bucket need them.
+    assert optional == {"exec-ingest": True, "exec-evaluate": False, "exec-push": False}
+
+
+def test_push_reports_whether_it_moved_production():
+    spec, _ = load(PACKAGE_PATH)
+    outputs = spec["components"]["comp-push"]["outputDefinitions"]["parameters"]
+    assert outputs["promoted"]["parameterType"] == "BOOLEAN" and outputs["reason"]["parameterType"] == "STRING"
 
 
 def test_steps_that_read_mutable_state_are_never_cached():

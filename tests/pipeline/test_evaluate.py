@@ -1,4 +1,4 @@
-"""Evaluate: metrics equal sklearn's, the gate's every branch, the report, production lookup."""
+"""Evaluate: metrics equal sklearn's, the report, production lookup (the gate itself: test_gate.py)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,10 @@ from sklearn import metrics as skm
 
 from components import evaluate
 from components.datasets import read_dataset
-from components.errors import EvaluateError, PushError
-from components.evaluate import decide
-
-PROD_URI = "s3://models/m/production/"
-
+from components.errors import EvaluateError, PipelineError, PushError
 
 def production(value: float, task: str = "regression", metric: str = "r2", version: int = 3) -> dict:
     return {"task": task, "version": version, "primary_metric": {"name": metric, "value": value}}
-
-
-@pytest.mark.parametrize(
-    "value, threshold, prod, deploy, reason",
-    [
-        (0.40, 0.20, None, True, "r2 0.4000 >= threshold 0.2000; no production model yet"),
-        (0.10, 0.20, None, False, "r2 0.1000 is below the threshold 0.2000"),
-        (0.10, 0.20, production(0.05), False, "below the threshold"),
-        (0.40, 0.20, production(0.45), False, "r2 0.4000 is worse than production v3 (0.4500)"),
-        (0.40, 0.20, production(0.40), True, "not worse than production v3 (0.4000)"),
-        (0.50, 0.20, production(0.40), True, "not worse than production v3 (0.4000)"),
-        (0.50, 0.20, production(0.9, "classification", "f1_macro"), False, "not comparable, use another model_name"),
-        (None, 0.20, None, False, "r2 could not be computed"),
-    ],
-)
-def test_gate(value, threshold, prod, deploy, reason):
-    decision = decide("r2", value, threshold, "regression", prod, PROD_URI)
-    assert decision.deploy is deploy
-    assert reason in decision.reason
-
-
-def test_gate_refuses_to_guess_over_unreadable_production_metadata():
-    with pytest.raises(EvaluateError, match=r"s3://models/m/production/metadata.json has no numeric primary_metric"):
-        decide("r2", 0.5, 0.2, "regression", {"task": "regression", "primary_metric": {"name": "r2"}}, PROD_URI)
 
 
 def run_evaluate(ingested, model_dir, tmp_path, store=None, threshold=0.2, model_name="m", bucket="models"):
@@ -110,3 +82,22 @@ def test_compares_with_production_metadata_in_the_bucket(diabetes, diabetes_rf, 
     assert not result["deploy"] and "worse than production v4 (0.9900)" in result["reason"]
     assert result["production"]["same_split"] is True
     assert result["production"]["uri"] == f"s3://{bucket}/m/production/"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "stored, expected",
+    [
+        (b'[{"version": 1}]', "production/metadata.json holds a JSON list; expected an object"),
+        (b'{"task": "regression", "version": 2, "primary_metric": "r2"}', "primary_metric is 'r2'; expected an object"),
+        (b"{not json", "production/metadata.json is not valid JSON"),
+    ],
+)
+def test_malformed_production_metadata_is_an_error_naming_its_uri(diabetes, diabetes_rf, tmp_path, store, bucket,
+                                                                  stored, expected):
+    store.ensure_bucket(bucket)
+    store.put_bytes(bucket, "m/production/metadata.json", stored)
+    with pytest.raises(PipelineError) as caught:
+        run_evaluate(diabetes, diabetes_rf, tmp_path, store=store, bucket=bucket)
+    assert f"s3://{bucket}/m/production/" in str(caught.value) and expected in str(caught.value)
+    assert not (tmp_path / "evaluation.json").exists()  # no half-made decision for push to act on

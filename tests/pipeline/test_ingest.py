@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
-import threading
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,7 @@ from components.errors import DataError
 from components.ingest import IngestConfig, prepare
 from components.sources import read_source
 from pipelines.local.s3server import free_port
-from .helpers import run_ingest
+from .helpers import loopback_http, run_ingest
 
 
 def write(tmp_path, text: str, name: str = "data.csv"):
@@ -169,14 +167,12 @@ def test_gzip_csv_is_read(tmp_path):
 
 @pytest.fixture
 def http_folder(tmp_path):
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    class Folder(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+    with loopback_http(Folder) as host:
+        yield tmp_path, f"http://{host}"
 
 
 @pytest.mark.integration

@@ -43,6 +43,7 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
         "missing_values": "error", "categorical_features": "", "estimator": "random_forest",
         "hyperparameters": "{}", "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
+        "minio_secret": "mlpipeline-minio-artifact",
     }
     assert isinstance(values["seed"], int)
     params.check(values)
@@ -58,6 +59,9 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
         ({"task": "cluster"}, DataError, "task='cluster' is invalid"),
         ({"test_fraction": 1.5}, DataError, "test_fraction=1.5 is invalid"),
         ({"bucket": "B"}, PushError, "bucket 'B' is not a valid bucket name"),
+        ({"minio_secret": "Minio_Keys"}, params.ParamError, "minio_secret='Minio_Keys' is invalid: expected a "
+                                                             "Kubernetes Secret name"),
+        ({"minio_secret": ""}, params.ParamError, "minio_secret='' is invalid"),
     ],
 )
 def test_check_fails_early_with_the_components_own_errors(override, error, expected):
@@ -71,3 +75,21 @@ def test_auto_task_accepts_hyperparameters_valid_for_either_task():
     with pytest.raises(PipelineError, match="criterion"):
         params.check(params.effective({"hyperparameters": '{"criterion": "gini"}', "task": "regression"},
                                       PACKAGE_PATH))
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("root: [unclosed", "is not readable YAML"),
+        ("", "has no root.inputDefinitions.parameters"),
+        ("- a list\n", "has no root.inputDefinitions.parameters"),
+        ("root:\n  inputDefinitions:\n    parameters:\n      seed: {defaultValue: 1}\n", "'parameterType'"),
+    ],
+)
+def test_a_broken_compiled_yaml_is_named_not_a_traceback(tmp_path, content, expected):
+    package = tmp_path / "pipeline.yaml"
+    package.write_text(content)
+    with pytest.raises(params.ParamError) as caught:
+        params.parse_overrides(["seed=1"], package)
+    assert str(package) in str(caught.value) and expected in str(caught.value)
+    assert "make compile" in str(caught.value)

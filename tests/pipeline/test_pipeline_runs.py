@@ -88,9 +88,17 @@ def test_first_run_creates_the_bucket_and_v1(story):
     weak = story["weak"]
     assert weak.ok and list(weak.steps) == ["ingest", "train", "evaluate", "push"]
     assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1"
+    assert weak.parameters("push")["promoted"] is True
     assert sorted(story["after_weak"]) == ["production/metadata.json", "production/model.joblib",
                                            "v1/metadata.json", "v1/model.joblib"]
     assert metadata(story["after_weak"], "v1")["estimator"] == "ridge"
+
+
+def test_model_artifact_metadata_names_features_and_hyperparameters(story):
+    output = json.loads((story["weak"].run_dir / "train" / "executor_output.json").read_text())
+    (model,) = output["artifacts"]["model"]["artifacts"]
+    assert model["metadata"]["feature_names"][:3] == ["age", "sex", "bmi"]
+    assert model["metadata"]["hyperparameters"] == {"alpha": 100000, "random_state": 42}
 
 
 def test_default_run_reports_metrics_decision_and_uri(story):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 
 import pytest
 
 from pipelines.local import run
-from pipelines.local.runner import Event, _Tap
+from pipelines.local.runner import Event, LocalRun, _Tap
 
 # Lines as kfp.local 2.17 prints them (copied from a real run, ANSI colours included).
 KFP_LINES = """\
@@ -88,3 +89,45 @@ def test_busy_local_port_says_how_to_get_around_it(no_external_store, monkeypatc
         assert run.main(["--data-dir", str(tmp_path), "--pipeline-root", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert "already in use" in err and "set LOCAL_S3_PORT to another port" in err
+
+
+def finished_run(tmp_path, deploy: bool, pushed: dict | None) -> LocalRun:
+    """A finished run's folder as kfp.local leaves it: the evaluation artifact and push's outputs."""
+    run_dir = tmp_path / "sklearn-training-2026"
+    (run_dir / "evaluate").mkdir(parents=True)
+    (run_dir / "evaluate" / "evaluation").write_text(json.dumps({
+        "metrics": {"r2": 0.41}, "test_rows": 89, "deploy": deploy, "production": None,
+        "reason": "r2 0.4100 >= threshold 0.2000; no production model yet"}))
+    if pushed is not None:
+        (run_dir / "push").mkdir()
+        (run_dir / "push" / "executor_output.json").write_text(json.dumps({"parameterValues": pushed}))
+    return LocalRun(ok=True, seconds=6.0, log_path=tmp_path / "run.log", run_dir=run_dir)
+
+
+def test_a_push_that_lost_the_gate_at_the_last_moment_says_so(tmp_path, capsys):
+    pushed = {"version": 3, "model_uri": "s3://models/diabetes-rf/v3", "production_uri":
+              "s3://models/diabetes-rf/production", "promoted": False,
+              "reason": "r2 0.4100 is worse than production v2 (0.4500)"}
+    code = run.summarize(finished_run(tmp_path, True, pushed), {"bucket": "models", "model_name": "diabetes-rf"})
+    out = capsys.readouterr().out
+    assert code == run.EXIT_OK
+    assert ("decision: KEPT, NOT PROMOTED - production changed during the run: r2 0.4100 is worse than "
+            "production v2 (0.4500)") in out
+    assert "model:      s3://models/diabetes-rf/v3  (kept, not served)" in out
+    assert "production: s3://models/diabetes-rf/production unchanged by this run" in out
+    assert "DEPLOYED -" not in out
+
+
+def test_a_promoted_push_says_deployed(tmp_path, capsys):
+    pushed = {"version": 1, "model_uri": "s3://models/diabetes-rf/v1", "production_uri":
+              "s3://models/diabetes-rf/production", "promoted": True, "reason": "no production model yet"}
+    run.summarize(finished_run(tmp_path, True, pushed), {"bucket": "models", "model_name": "diabetes-rf"})
+    out = capsys.readouterr().out
+    assert "decision: DEPLOYED - r2 0.4100" in out and "production: s3://models/diabetes-rf/production  (" in out
+
+
+def test_minio_secret_is_refused_locally_with_what_to_set_instead(no_external_store, tmp_path, capsys):
+    code = run.main(["--param", "minio_secret=team-a-minio", "--data-dir", str(tmp_path / "s3"),
+                     "--pipeline-root", str(tmp_path / "runs")])
+    assert code == run.EXIT_BAD_INPUT
+    assert "kfp.local does not read" in capsys.readouterr().err and not (tmp_path / "s3").exists()

@@ -9,6 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import sklearn
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
@@ -124,3 +125,53 @@ def test_model_was_fitted_on_arrays_so_serving_gets_no_feature_name_warning(diab
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict(x[:1])
+
+
+def test_kfp_model_artifact_carries_feature_names_and_hyperparameters(diabetes, tmp_path):
+    from kfp.dsl import Artifact, Dataset, Model
+
+    from components import kfp_components
+
+    model = Model(uri=str(tmp_path / "model"))
+    kfp_components.train.python_func(train_data=Dataset(uri=str(diabetes.train)),
+                                     schema=Artifact(uri=str(diabetes.schema)), estimator="random_forest",
+                                     hyperparameters='{"n_estimators": 5}', seed=42, model=model)
+    training = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert model.metadata["feature_names"] == training["feature_names"] == [
+        "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    assert model.metadata["hyperparameters"] == {"n_estimators": 5, "random_state": 42}
+    assert {"framework", "sklearn_version", "estimator", "task", "training_seconds"} <= set(model.metadata)
+    json.dumps(model.metadata)  # KFP stores it as JSON
+
+
+class Offset(RegressorMixin, BaseEstimator):
+    """An estimator as a scikit-learn without the private _validate_params would build it: checked in fit()."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    @property
+    def _validate_params(self):
+        raise AttributeError("_validate_params")
+
+    def fit(self, x, y) -> "Offset":
+        if not isinstance(self.offset, (int, float)):
+            raise ValueError(f"offset must be a number, got {self.offset!r}")
+        self.mean_ = float(np.mean(y)) + self.offset
+        return self
+
+    def predict(self, x):
+        return np.full(len(x), self.mean_)
+
+
+def test_without_the_private_early_check_bad_values_still_fail_as_train_errors_at_fit(monkeypatch):
+    # What build_estimator meets if a scikit-learn release drops _validate_params: no early check, same error later.
+    monkeypatch.setitem(ESTIMATORS["regression"], "offset", train.EstimatorSpec(Offset, False, {}))
+    model = build_estimator("regression", "offset", {"offset": "big"}, seed=0)
+    assert not hasattr(model, "_validate_params") and model.offset == "big"
+    pipeline = build_pipeline(schema_for("regression"), "offset", {"offset": "big"}, seed=0)
+    with pytest.raises(TrainError, match=r"fitting offset on 20 rows x 2 features failed: offset must be a number"):
+        train.fit(pipeline, np.ones((20, 2)), np.arange(20.0), "offset")
+    good = build_pipeline(schema_for("regression"), "offset", {"offset": 1.0}, seed=0)
+    train.fit(good, np.ones((20, 2)), np.arange(20.0), "offset")
+    assert good.predict(np.ones((1, 2))).tolist() == [10.5]

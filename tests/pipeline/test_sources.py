@@ -1,0 +1,126 @@
+"""Sources that carry secrets: fetched with them, recorded and logged without them."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import http.server
+import json
+import logging
+
+import pytest
+from kfp.dsl import Artifact, Dataset
+from sklearn.datasets import load_diabetes
+
+from components import evaluate, ingest, kfp_components, push, train
+from components.errors import DataError
+from components.sources import read_source, redact_source
+from pipelines.local.s3server import free_port
+
+from .helpers import loopback_http, run_ingest
+
+USER, PASSWORD, SIGNATURE = "reader", "pa55-w0rd", "c0ffee5ignature"
+
+
+@pytest.mark.parametrize(
+    "source, shown",
+    [
+        ("https://user:pass@data.example/t.csv", "https://data.example/t.csv"),
+        ("https://user@data.example:8443/t.csv", "https://data.example:8443/t.csv"),
+        ("https://bucket.s3.amazonaws.com/t.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20261125"
+         "&X-Amz-Signature=abc123", "https://bucket.s3.amazonaws.com/t.csv"),
+        ("http://h/t.csv#access_token=abc", "http://h/t.csv"),
+        ("http://u:p%40ss@h/a/b.csv.gz?sig=1#frag", "http://h/a/b.csv.gz"),
+        ("s3://models/data/t.csv", "s3://models/data/t.csv"),
+        ("s3://models/data/t.csv?versionId=3", "s3://models/data/t.csv"),
+        ("sklearn:diabetes", "sklearn:diabetes"),
+        ("data/t.csv", "data/t.csv"),
+        ("/abs/path/t.csv", "/abs/path/t.csv"),
+        ("  https://u:p@h/t.csv  ", "https://h/t.csv"),
+    ],
+)
+def test_redact_source_drops_user_info_query_and_fragment(source, shown):
+    assert redact_source(source) == shown
+
+
+@pytest.fixture
+def protected_csv():
+    """A loopback HTTP server that serves the diabetes CSV only with basic auth reader:pa55-w0rd."""
+    body = load_diabetes(as_frame=True).frame.to_csv(index=False).encode()
+    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    class Protected(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            ok = self.headers.get("Authorization") == expected
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body) if ok else 0))
+            self.end_headers()
+            if ok:
+                self.wfile.write(body)
+
+    with loopback_http(Protected) as host:
+        yield host
+
+
+def secret_source(host: str, password: str = PASSWORD) -> str:
+    return f"http://{USER}:{password}@{host}/diabetes.csv?X-Amz-Signature={SIGNATURE}#token={SIGNATURE}"
+
+
+@pytest.mark.integration
+def test_credentials_in_the_url_are_used_to_fetch_and_never_recorded(protected_csv, tmp_path, caplog):
+    source = secret_source(protected_csv)
+    shown = f"http://{protected_csv}/diabetes.csv"
+    train_data, test_data = Dataset(uri=str(tmp_path / "train.csv")), Dataset(uri=str(tmp_path / "test.csv"))
+    with caplog.at_level(logging.DEBUG):
+        kfp_components.ingest.python_func(source=source, target="target", task="auto", test_fraction=0.2, seed=42,
+                                          missing_values="error", categorical_features="", minio_endpoint="",
+                                          minio_secure=False, train_data=train_data, test_data=test_data,
+                                          schema=Artifact(uri=str(tmp_path / "schema.json")))
+    assert train_data.metadata["source"] == test_data.metadata["source"] == shown
+    assert train_data.metadata["rows"] + test_data.metadata["rows"] == 442  # the fetch used the credentials
+
+    ingested = run_ingest(tmp_path / "again", source)
+    model_dir = tmp_path / "model"
+    train.run(ingested.train, ingested.schema, model_dir, "ridge", "{}", 42)
+    with caplog.at_level(logging.DEBUG):
+        evaluation = evaluate.run(ingested.test, ingested.schema, model_dir, -1.0, "m", "models", None, source, 42,
+                                  0.2, tmp_path / "evaluation.json", tmp_path / "report.md")
+    metadata = push.build_metadata("m", 1, (model_dir / "model.joblib").read_bytes(),
+                                   json.loads((model_dir / "training.json").read_text()),
+                                   json.loads(ingested.schema.read_text()), evaluation, "run-1",
+                                   dt.datetime.now(dt.timezone.utc))
+    assert evaluation["data_source"] == metadata["data_source"] == shown
+    recorded = [caplog.text, json.dumps(metadata), *(p.read_text() for p in tmp_path.rglob("*.json")),
+                (tmp_path / "report.md").read_text()]
+    for text in recorded:
+        assert PASSWORD not in text and SIGNATURE not in text
+
+
+@pytest.mark.integration
+def test_rejected_credentials_are_named_without_the_password(protected_csv):
+    with pytest.raises(DataError) as caught:
+        read_source(secret_source(protected_csv, password="wrong-one"))
+    message = str(caught.value)
+    assert message == f"source http://{protected_csv}/diabetes.csv answered HTTP 401 Unauthorized"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_unreachable_source_error_is_redacted():
+    host = f"127.0.0.1:{free_port()}"
+    with pytest.raises(DataError) as caught:
+        read_source(secret_source(host))
+    assert str(caught.value).startswith(f"cannot reach source http://{host}/diabetes.csv: ")
+    assert PASSWORD not in str(caught.value) and SIGNATURE not in str(caught.value)
+
+
+@pytest.mark.integration
+def test_validation_errors_name_the_redacted_source(protected_csv, tmp_path):
+    with pytest.raises(DataError) as caught:
+        ingest.run(secret_source(protected_csv), ingest.IngestConfig(target="y"), tmp_path / "a", tmp_path / "b",
+                   tmp_path / "c")
+    assert str(caught.value).startswith(f"target column 'y' not found in http://{protected_csv}/diabetes.csv; ")
+
+
+def test_same_split_compares_redacted_sources():
+    production = {"data_source": "https://u:p@h/t.csv?sig=old", "split": {"seed": 1, "test_fraction": 0.2}}
+    assert evaluate._same_split(production, "https://h/t.csv", {"seed": 1, "test_fraction": 0.2})
