@@ -245,8 +245,12 @@ def _mlserver(parallel_workers: int | None, batch: bool) -> Callable[[Ports, Pat
     return command
 
 
+BASELINE = "kserve-predict"
+OURS = "ours"
+# Issue 5's targets for OURS, checked in every report.
+TARGET_RATIO, TARGET_P99_MS, TARGET_C1_P50_MS, TARGET_READY_S = 10.0, 25.0, 2.0, 3.0
 SERVERS = [
-    Server("kserve-predict", "1. kserve.Model + predict (KServe sklearn runtime)", _kserve),
+    Server(BASELINE, "1. kserve.Model + predict (KServe sklearn runtime)", _kserve),
     Server("mlserver-default", "2a. MLServer 1.7.1, default settings", _mlserver(None, False),
            missing=_mlserver_missing),
     Server("mlserver-pw0", "2b. MLServer, parallel_workers=0", _mlserver(0, False), missing=_mlserver_missing),
@@ -256,11 +260,12 @@ SERVERS = [
            missing=_mlserver_missing),
     Server("fastapi", "3. FastAPI + uvicorn + predict", _fastapi),
     Server("kserve-noop", "4. kserve.Model, no predict (framework floor)", lambda p, m: _kserve(p, m, "--noop")),
-    Server("ours-plain", "5a. this server, fast path and batching off", _ours,
-           env={"SERVING_FAST_PATH": "0", "SERVING_BATCHING": "0"}, missing=_ours_missing),
-    Server("ours", "5. this server, default configuration", _ours, missing=_ours_missing),
+    Server("ours-plain", "5a. this server, engine, route and batching off", _ours,
+           env={"SERVING_FAST_PATH": "0", "SERVING_FAST_ROUTE": "0", "SERVING_BATCHING": "0"}, missing=_ours_missing),
+    Server("ours-no-batching", "5b. this server, batching off", _ours, env={"SERVING_BATCHING": "0"},
+           missing=_ours_missing),
+    Server(OURS, "5. this server, default configuration", _ours, missing=_ours_missing),
 ]
-BASELINE = "kserve-predict"
 
 
 class ServerFailed(RuntimeError):
@@ -563,6 +568,7 @@ def render(report: Report, seconds: float, started: dt.datetime, load_avg: tuple
                      f"{_ms(load.p50)} | {_ms(load.p90)} | {_ms(load.p99)} | {load.errors} | {ratio} |")
     for server, reason in report.skipped:
         lines.append(f"| {server.label}: skipped, {reason} | | | | | | | | |")
+    lines += targets(report)
     if report.answers:
         wrong = [f"{label}: {problem}" for label, problem in report.answers if problem]
         lines += ["", "Answers (1- and 32-row bodies) checked against scikit-learn's predict on the same rows, "
@@ -594,6 +600,40 @@ def render(report: Report, seconds: float, started: dt.datetime, load_avg: tuple
             lines.append(f"| {e['rows']} | {e['sklearn_us']:,.0f} | {e['engine_us']:,.1f} | "
                          f"{e['engine_us'] / e['rows']:.2f} | {e['sklearn_us'] / e['engine_us']:.0f}× |")
     return "\n".join(lines) + "\n"
+
+
+def targets(report: Report) -> list[str]:
+    """Issue 5's targets against this run's figures, one line each (none if OURS was not measured)."""
+    def load(key: str, rows: int, concurrency: int) -> Load | None:
+        return next((r.load for r in report.rows if r.server.key == key and (r.load.rows, r.load.concurrency)
+                     == (rows, concurrency)), None)
+
+    ours, base = load(OURS, 1, 16), load(BASELINE, 1, 16)
+    if ours is None:
+        return []
+    mark = {True: "met", False: "**missed**"}
+    lines = ["", "Issue 5's targets for server 5 (default configuration), from the figures above:", ""]
+    if base is not None:
+        ratio = ours.rps / base.rps
+        ok = ratio >= TARGET_RATIO and ours.p99 <= TARGET_P99_MS and ours.errors == 0
+        lines.append(f"- 1 row, c=16: {ratio:.1f}× server 1 (target ≥ {TARGET_RATIO:g}×), p99 {_ms(ours.p99)} ms "
+                     f"(target ≤ {TARGET_P99_MS:g} ms), {ours.errors} errors (target 0): {mark[ok]}")
+    mlserver = [r for r in report.rows if r.server.key.startswith("mlserver") and (r.load.rows, r.load.concurrency)
+                == (1, 16) and r.load.rps == r.load.rps]
+    if mlserver:
+        best = max(mlserver, key=lambda r: r.load.rps)
+        lines.append(f"- ahead of MLServer's best configuration ({best.server.label}: {best.load.rps:,.0f} req/s at "
+                     f"1 row, c=16): {ours.rps / best.load.rps:.1f}× its req/s: {mark[ours.rps > best.load.rps]}")
+    for rows in ROWS:
+        single = load(OURS, rows, 1)
+        if single is not None:
+            lines.append(f"- {rows} row(s), c=1: p50 {_ms(single.p50)} ms (target ≤ {TARGET_C1_P50_MS:g} ms): "
+                         f"{mark[single.p50 <= TARGET_C1_P50_MS]}")
+    if report.start_seconds:
+        slowest = max(report.start_seconds)
+        lines.append(f"- start to ready: {slowest:.2f} s at the slowest of {len(report.start_seconds)} starts "
+                     f"(target ≤ {TARGET_READY_S:g} s): {mark[slowest <= TARGET_READY_S]}")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -631,9 +671,9 @@ def bench(args: argparse.Namespace) -> int:
         if reason is None:
             try:
                 ready_s = measure_server(server, model_dir, bodies, seconds, report,
-                                         cross_check=server.key in ("ours", BASELINE),
+                                         cross_check=server.key in (OURS, BASELINE),
                                          expected=None if server.key == "kserve-noop" else expected)
-                if server.key == "ours":
+                if server.key == OURS:
                     report.start_seconds.append(ready_s)
             except ServerFailed as exc:
                 reason = f"failed to start: {exc}"

@@ -47,8 +47,8 @@ MAX_VERSION_ATTEMPTS = 5
 @dataclass(frozen=True)
 class PushResult:
     version: int
-    model_uri: str  # s3://bucket/name/vN
-    production_uri: str  # s3://bucket/name/production
+    model_uri: str  # s3://bucket/name/vN/ (slash-terminated: an exact storageUri prefix)
+    production_uri: str  # s3://bucket/name/production/
     sha256: str
     promoted: bool  # False: v<N> was written but production did not move (the gate said no at push time)
     reason: str  # the gate's reason, as decided right before moving production
@@ -231,8 +231,8 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     decision, current = recheck(store, bucket, model_name, evaluation, version)
     result = PushResult(
         version=version,
-        model_uri=f"s3://{bucket}/{version_prefix(model_name, version).rstrip('/')}",
-        production_uri=f"s3://{bucket}/{production_prefix(model_name).rstrip('/')}",
+        model_uri=f"s3://{bucket}/{version_prefix(model_name, version)}",
+        production_uri=f"s3://{bucket}/{production_prefix(model_name)}",
         sha256=hashlib.sha256(model).hexdigest(),
         promoted=decision.deploy,
         reason=decision.reason,

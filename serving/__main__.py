@@ -20,8 +20,9 @@ from kserve import model_server  # parses sys.argv for kserve's flags on import
 from serving import logs
 from serving.artifact import ArtifactError, download
 from serving.batching import BatchingConfig, BatchingConfigError
+from serving.engine import EngineConfigError, fast_path_enabled
 from serving.model import DEFAULT_MODEL_NAME, SklearnModel
-from serving.routes import DEFAULT_MAX_BODY_BYTES
+from serving.routes import DEFAULT_MAX_BODY_BYTES, RouteConfigError, fast_route_enabled
 from serving.server import CLUSTER_HOST, ModelServer
 
 log = logging.getLogger("serving")
@@ -54,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(args: argparse.Namespace, model_dir: str, log_config: dict, batching: BatchingConfig) -> None:
+def serve(args: argparse.Namespace, model_dir: str, log_config: dict, batching: BatchingConfig,
+          fast_route: bool) -> None:
     model = SklearnModel(args.model_name, model_dir, batching)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
-        host=args.host, max_body_bytes=args.max_body_bytes, log_config=log_config,
+        host=args.host, max_body_bytes=args.max_body_bytes, fast_route=fast_route, log_config=log_config,
         http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
         max_threads=args.max_threads, max_asyncio_workers=args.max_asyncio_workers,
         enable_grpc=args.enable_grpc, enable_docs_url=args.enable_docs_url,
@@ -71,12 +73,14 @@ def main() -> int:
     args = build_parser().parse_args()
     log_config = logs.configure()
     try:
+        fast_path_enabled()  # read again at model load; checked here so a bad value stops the start cleanly
         batching = BatchingConfig.from_env()
-    except BatchingConfigError as exc:
-        log.error("bad batching setting: %s", exc)
+        fast_route = fast_route_enabled()
+    except (EngineConfigError, BatchingConfigError, RouteConfigError) as exc:
+        log.error("bad setting: %s", exc)
         return 2
     if not args.model_uri:
-        serve(args, args.model_dir, log_config, batching)
+        serve(args, args.model_dir, log_config, batching, fast_route)
         return 0
     with tempfile.TemporaryDirectory(prefix="serving-model-") as folder:
         try:
@@ -84,7 +88,7 @@ def main() -> int:
         except ArtifactError as exc:
             log.error("no model to serve: %s", exc, extra={"model_uri": args.model_uri})
             return 1
-        serve(args, model_dir, log_config, batching)
+        serve(args, model_dir, log_config, batching, fast_route)
     return 0
 
 

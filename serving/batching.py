@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from components.errors import ObjectStoreConfigError
-from components.objectstore import parse_bool
+from serving.switches import switch
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -64,10 +63,7 @@ class BatchingConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BatchingConfig:
         """SERVING_BATCHING (on unless 0/false/no/off), SERVING_BATCH_MAX_ROWS, SERVING_BATCH_WINDOW_MS."""
-        try:
-            enabled = parse_bool(environ.get(BATCHING_ENV, "1"), BATCHING_ENV)
-        except ObjectStoreConfigError as exc:  # the project's one boolean parser; its error, our domain
-            raise BatchingConfigError(str(exc)) from None
+        enabled = switch(environ, BATCHING_ENV, BatchingConfigError)
         rows = _setting(environ, MAX_ROWS_ENV, DEFAULT_MAX_BATCH_ROWS, int, 1, None, "an integer >= 1")
         window = _setting(environ, WINDOW_ENV, DEFAULT_MAX_LATENCY_MS, float, 0, 1000, "milliseconds in [0, 1000]")
         return cls(enabled, rows, window)

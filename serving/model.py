@@ -20,7 +20,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from serving import v2
 from serving.artifact import ArtifactError, ModelArtifact, load_artifact
 from serving.batching import AdaptiveBatcher, BatchingConfig, BatchStats
-from serving.engine import compile_predictor
+from serving.engine import compile_predictor, input_range
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class SklearnModel(kserve.Model):
 
     def _activate(self, artifact: ModelArtifact) -> None:
         self.artifact = artifact
-        self.spec = v2.InputSpec(artifact.feature_names)
+        accepted = input_range(artifact.estimator, len(artifact.feature_names))
+        self.spec = v2.InputSpec(artifact.feature_names, low=accepted.low, high=accepted.high,
+                                 range_reason=accepted.reason)
         self._batchers = {
             out: AdaptiveBatcher(compile_predictor(artifact.estimator, out), self.batching) for out in self.outputs
         }

@@ -2,6 +2,8 @@
 
 - ``POST .../infer``: the hot path. A bare Starlette route (no pydantic, no dependency
   injection, no per-request logging): bytes -> orjson -> numpy -> model -> orjson -> bytes.
+  ``InferFirst`` hands it requests before the FastAPI app sees them. SERVING_FAST_ROUTE=0
+  leaves inference to kserve's own V2 handler (slower; for comparison).
 - ``GET /v2/models/{name}`` (and ``/versions/{v}``): metadata with the real tensors and schema;
   kserve's own handler drops ``versions`` and ``parameters``.
 - ``GET /v2/models/{name}/ready`` (and ``/versions/{v}/ready``), ``GET /v2/health/ready``: the
@@ -15,7 +17,9 @@ Every client mistake is answered with ``{"error": ...}`` and the connection kept
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
 import orjson
@@ -25,10 +29,12 @@ from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import v2
 from serving.model import SklearnModel
+from serving.switches import switch
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 100k rows of 10 features as JS
 JSON = "application/json"
 UNKNOWN_MODEL = "_unknown"  # metrics label for 404s: client-chosen names would explode cardinality
 CLIENT_CLOSED = 499
+FAST_ROUTE_ENV = "SERVING_FAST_ROUTE"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 REQUESTS = Counter("serving_infer_requests", "V2 REST inference requests", ["model", "status"])
@@ -43,6 +50,15 @@ LATENCY = Histogram(
     "serving_infer_request_duration_seconds", "V2 REST inference latency, body read to response built",
     ["model", "status"], buckets=LATENCY_BUCKETS,
 )
+
+
+class RouteConfigError(ValueError):
+    """The fast-route switch has a value that is neither on nor off."""
+
+
+def fast_route_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Read SERVING_FAST_ROUTE: on unless set to 0/false/no/off."""
+    return switch(environ, FAST_ROUTE_ENV, RouteConfigError)
 
 
 class _Metrics:
@@ -66,6 +82,10 @@ def _json(status: int, content: bytes) -> Response:
 
 def _error(status: int, message: str) -> Response:
     return _json(status, v2.error_body(message))
+
+
+_MODEL = "/v2/models/{model_name}"
+_VERSIONED = _MODEL + "/versions/{model_version}"
 
 
 class V2Routes:
@@ -147,23 +167,54 @@ class V2Routes:
                    for m in self.registry.get_models().values() if not m.ready]
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, " ".join(["Server is not ready.", *reasons]))
 
-    def routes(self) -> list[Route]:
-        model = "/v2/models/{model_name}"
-        versioned = model + "/versions/{model_version}"
-        # Out of the OpenAPI document: kserve's same-path routes (now shadowed) describe them.
+    # Out of the OpenAPI document: kserve's same-path routes (shadowed) describe them.
+    def infer_routes(self) -> list[Route]:
         return [
-            Route(model + "/infer", self.infer, methods=["POST"], include_in_schema=False),
-            Route(versioned + "/infer", self.infer, methods=["POST"], include_in_schema=False),
-            Route(model, self.model_metadata, methods=["GET"], include_in_schema=False),
-            Route(versioned, self.model_metadata, methods=["GET"], include_in_schema=False),
-            Route(model + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
-            Route(versioned + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
+            Route(_MODEL + "/infer", self.infer, methods=["POST"], include_in_schema=False),
+            Route(_VERSIONED + "/infer", self.infer, methods=["POST"], include_in_schema=False),
+        ]
+
+    def other_routes(self) -> list[Route]:
+        return [
+            Route(_MODEL, self.model_metadata, methods=["GET"], include_in_schema=False),
+            Route(_VERSIONED, self.model_metadata, methods=["GET"], include_in_schema=False),
+            Route(_MODEL + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
+            Route(_VERSIONED + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
             Route("/v2/health/ready", self.server_ready, methods=["GET"], include_in_schema=False),
         ]
 
 
-def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> V2Routes:
-    """Put the routes first on ``app`` so they match before kserve's same paths."""
+class InferFirst:
+    """The ASGI app uvicorn serves: inference goes straight to its route, the rest to ``app``.
+
+    In front of any route, FastAPI checks per request whether OpenTelemetry is configured
+    (environment lookups), then runs its exception middleware and scans the router: 12 µs of
+    a 1-row request's 93 µs in the app, measured in process on one core. The infer route needs
+    none of it: it answers every error itself and keeps its own Prometheus metrics. (FastAPI's
+    OpenTelemetry instrumentation, when configured, sees every other request.)
+    """
+
+    def __init__(self, app: ASGIApp, infer_routes: Sequence[Route]) -> None:
+        self.app = app
+        self.infer_routes = tuple(infer_routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for route in self.infer_routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    await route.handle(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+             fast_route: bool = True) -> ASGIApp:
+    """Put our routes first on ``app``; return the ASGI app to serve (``app``, or InferFirst over it).
+
+    With ``fast_route`` off, inference is left to kserve's own V2 handler.
+    """
     v2_routes = V2Routes(dataplane, max_body_bytes)
-    app.router.routes[0:0] = v2_routes.routes()
-    return v2_routes
+    app.router.routes[0:0] = v2_routes.other_routes()
+    return InferFirst(app, v2_routes.infer_routes()) if fast_route else app

@@ -7,12 +7,18 @@
   Kubernetes never routes traffic to it; the log says why.
 - Routes: ``serving.routes`` goes on the app before kserve registers its own, in every
   worker process (the RESTServer below is what kserve pickles into each worker).
+- Stopping: SIGTERM/SIGINT/SIGQUIT are handled on the running event loop, once, and the gRPC
+  server is never stopped while it is still starting. kserve installs plain ``signal.signal``
+  handlers and stops gRPC whenever the signal lands; with ``--workers 2`` the parent blocks
+  for seconds spawning workers before gRPC starts, so a signal in that window made grpcio
+  crash the parent (SIGSEGV) and left the workers serving as orphans.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent import futures
 from typing import Any
 
@@ -31,6 +37,7 @@ from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest import server as rest_server
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
 from serving import routes
@@ -39,6 +46,8 @@ log = logging.getLogger(__name__)
 
 CLUSTER_HOST = "0.0.0.0"
 LOCAL_HOST = "127.0.0.1"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)  # kserve's set
+TRACE_LOGGER = "kserve.trace"  # kserve's per-request latency lines (SERVING_ACCESS_LOG=1)
 
 
 class DataPlane(dataplane.DataPlane):
@@ -49,24 +58,32 @@ class DataPlane(dataplane.DataPlane):
 
 
 class RESTServer(rest_server.RESTServer):
-    def __init__(self, *args: Any, host: str, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, host: str, max_body_bytes: int, fast_route: bool = True, **kwargs: Any) -> None:
         super().__init__(FASTAPI_APP_IMPORT_STRING, *args, **kwargs)
         self.config.host = host
         self.max_body_bytes = max_body_bytes
+        self.fast_route = fast_route
 
     def create_application(self) -> None:
-        self.configure(import_from_string(FASTAPI_APP_IMPORT_STRING))
+        # Runs in each process that serves (workers included), just before uvicorn loads the app.
+        self.config.app = self.configure(import_from_string(FASTAPI_APP_IMPORT_STRING))
 
-    def configure(self, app: FastAPI) -> FastAPI:
-        """Our routes first, then kserve's middleware, routes and error handlers, as kserve does."""
+    def configure(self, app: FastAPI) -> ASGIApp:
+        """Our routes first, then kserve's middleware, routes and error handlers, as kserve does.
+
+        Returns the ASGI app to serve: with the fast route, inference bypasses the FastAPI app.
+        """
         # kserve makes the deprecated ORJSONResponse the app default, and FastAPI then warns on
         # every response; routes registered after this line use the plain JSONResponse.
         app.router.default_response_class = JSONResponse
-        routes.register(app, self.dataplane, self.max_body_bytes)
-        self._add_middlewares(app)
+        served = routes.register(app, self.dataplane, self.max_body_bytes, self.fast_route)
+        # kserve's middleware times every request for its latency trace (kserve.trace) and adds
+        # the --access_log_format log; when neither is on, it only costs time.
+        if self.access_log_format or logging.getLogger(TRACE_LOGGER).isEnabledFor(logging.INFO):
+            self._add_middlewares(app)
         self._register_endpoints(app)
         self._add_exception_handlers(app)
-        return app
+        return served
 
 
 class QuietClientErrors(ExceptionToStatusInterceptor):
@@ -80,28 +97,43 @@ class QuietClientErrors(ExceptionToStatusInterceptor):
 
 
 class GRPCServer(grpc_server.GRPCServer):
-    """kserve's gRPC server (same servicer and limits) on a chosen host, without per-request logs."""
+    """kserve's gRPC server (same servicer and limits) on a chosen host, without per-request logs.
+
+    Start and stop are serialised: grpcio's aio server crashes the process when ``stop`` runs
+    while ``start`` is still in progress, and a stop that comes first means it never starts.
+    """
 
     def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.listen_addr = f"[::]:{self._port}" if host == CLUSTER_HOST else f"{host}:{self._port}"
+        self._lifecycle = asyncio.Lock()
+        self._stopping = False
 
     async def start(self, max_workers: int) -> None:
-        self._server = aio.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers),
-            # kserve adds LoggingInterceptor too: one INFO line per call.
-            interceptors=(QuietClientErrors(),),
-            options=[
-                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
-            ],
-        )
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
-        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_insecure_port(self.listen_addr)
-        log.info("gRPC listening", extra={"address": self.listen_addr})
-        await self._server.start()
+        async with self._lifecycle:
+            if self._stopping:
+                return
+            self._server = aio.server(
+                futures.ThreadPoolExecutor(max_workers=max_workers),
+                # kserve adds LoggingInterceptor too: one INFO line per call.
+                interceptors=(QuietClientErrors(),),
+                options=[
+                    ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                    ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                ],
+            )
+            servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+            self._server.add_insecure_port(self.listen_addr)
+            log.info("gRPC listening", extra={"address": self.listen_addr})
+            await self._server.start()
         await self._server.wait_for_termination()
+
+    async def stop(self, sig: int | None = None) -> None:
+        async with self._lifecycle:
+            self._stopping = True
+            if self._server is not None:
+                await self._server.stop(grace=self._grace_period)
 
 
 class ModelServer(kserve.ModelServer):
@@ -109,14 +141,17 @@ class ModelServer(kserve.ModelServer):
         self,
         host: str = CLUSTER_HOST,
         max_body_bytes: int = routes.DEFAULT_MAX_BODY_BYTES,
+        fast_route: bool = True,
         log_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.host = host
         self.max_body_bytes = max_body_bytes
+        self.fast_route = fast_route
         self.log_config = log_config
         self.dataplane = DataPlane(model_registry=self.registered_models)
+        self._stopping = False
 
     def start(self, models: list[BaseKServeModel]) -> None:
         """kserve's start, except that a model is registered (not ready) even when its load failed."""
@@ -126,7 +161,7 @@ class ModelServer(kserve.ModelServer):
             model.start()
         rest = RESTServer(
             self.dataplane, self.model_repository_extension, self.http_port,
-            host=self.host, max_body_bytes=self.max_body_bytes,
+            host=self.host, max_body_bytes=self.max_body_bytes, fast_route=self.fast_route,
             access_log_format=self.access_log_format, workers=self.workers, grace_period=self.grace_period,
             event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
             ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
@@ -149,6 +184,21 @@ class ModelServer(kserve.ModelServer):
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         log.info("HTTP listening", extra={"address": f"{self.host}:{self.http_port}", "workers": self.workers})
-        self.setup_event_loop()
-        self.register_signal_handler()
         asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        # kserve configures asyncio.get_event_loop() before asyncio.run, which makes a new loop.
+        self.setup_event_loop()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            # On the loop, not signal.signal: the stop then runs between callbacks, never inside one.
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        await asyncio.gather(*self.servers)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        # Once: uvicorn (one worker) re-raises the signal it caught after its own shutdown.
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("stopping", extra={"signal": signal.Signals(sig).name, "workers": self.workers})
+        self.stop(sig)

@@ -45,12 +45,28 @@ class PayloadTooLarge(InvalidRequest):
     status: int = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class InputSpec:
-    """The one input tensor a tabular model takes: [batch, n_features] numbers."""
+    """The one input tensor a tabular model takes: [batch, n_features] numbers.
+
+    ``low``/``high``: per feature, the values the model computes on (default: any finite
+    float64); ``range_reason`` says why they are narrower, for the error message.
+    """
 
     feature_names: tuple[str, ...]
     name: str = INPUT_NAME
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    range_reason: str = ""
+
+    def __post_init__(self) -> None:
+        n, limit = len(self.feature_names), np.finfo(np.float64).max
+        for field, default in (("low", -limit), ("high", limit)):
+            value = getattr(self, field)
+            bound = np.full(n, default) if value is None else np.asarray(value, np.float64)
+            if bound.shape != (n,):
+                raise ValueError(f"InputSpec.{field} has shape {bound.shape}; expected ({n},), one per feature")
+            object.__setattr__(self, field, bound)
 
     @property
     def n_features(self) -> int:
@@ -216,13 +232,23 @@ def _features(array: np.ndarray, datatype: str, shape: tuple[int, int], spec: In
         with np.errstate(over="ignore"):
             array = array.astype(dtype)
     x = array.astype(np.float64, copy=False).reshape(shape)
-    if not np.isfinite(x).all():
-        row, column = np.argwhere(~np.isfinite(x))[0]
-        raise InvalidRequest(
-            f"inputs[0].data holds {x[row, column]} at row {row}, feature '{spec.feature_names[column]}' "
-            f"(NaN, Inf, or out of {datatype} range); expected finite numbers"
-        )
+    # One pass for NaN (compares false), Inf and values beyond what the model computes on.
+    accepted = (x >= spec.low) & (x <= spec.high)
+    if not accepted.all():
+        _refuse_value(x, accepted, datatype, spec)
     return x
+
+
+def _refuse_value(x: np.ndarray, accepted: np.ndarray, datatype: str, spec: InputSpec) -> None:
+    row, column = np.argwhere(~accepted)[0]
+    value, feature = x[row, column], spec.feature_names[column]
+    where = f"inputs[0].data holds {value} at row {row}, feature '{feature}'"
+    if not np.isfinite(value):
+        raise InvalidRequest(f"{where} (NaN, Inf, or out of {datatype} range); expected finite numbers")
+    raise InvalidRequest(
+        f"{where}; this model takes '{feature}' in [{spec.low[column]:.7g}, {spec.high[column]:.7g}] "
+        f"({spec.range_reason})"
+    )
 
 
 def _requested_json_outputs(outputs: Any, available: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:

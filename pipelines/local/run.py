@@ -105,7 +105,7 @@ def summarize(run: LocalRun, values: dict) -> int:
     evaluation = read_json(evaluation_path, "evaluation")
     shown = " | ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in evaluation["metrics"].items())
     print(f"metrics ({evaluation['test_rows']} held-out rows): {shown}")
-    production = f"s3://{values['bucket']}/{values['model_name']}/production"
+    production = f"s3://{values['bucket']}/{values['model_name']}/production/"
     pushed = run.parameters("push")
     if evaluation["deploy"] and pushed and pushed.get("promoted") is False:
         # Another run moved production between evaluate and push, to a model this one does not beat.

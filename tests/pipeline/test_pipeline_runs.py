@@ -87,7 +87,7 @@ def metadata(files: dict[str, bytes], folder: str) -> dict:
 def test_first_run_creates_the_bucket_and_v1(story):
     weak = story["weak"]
     assert weak.ok and list(weak.steps) == ["ingest", "train", "evaluate", "push"]
-    assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1"
+    assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1/"
     assert weak.parameters("push")["promoted"] is True
     assert sorted(story["after_weak"]) == ["production/metadata.json", "production/model.joblib",
                                            "v1/metadata.json", "v1/model.joblib"]
@@ -105,7 +105,7 @@ def test_default_run_reports_metrics_decision_and_uri(story):
     default = story["default"]
     assert default.code == 0, default.out + default.err
     assert "decision: DEPLOYED - r2 " in default.out and "not worse than production v1" in default.out
-    assert f"production: s3://{BUCKET}/{MODEL}/production" in default.out
+    assert f"production: s3://{BUCKET}/{MODEL}/production/" in default.out
     assert f"model:      s3://{BUCKET}/{MODEL}/v2" in default.out
     for step in ("ingest", "train", "evaluate", "push"):
         assert f"  {step:<13} ... ok " in default.out
@@ -139,7 +139,7 @@ def test_impossible_threshold_pushes_nothing_and_says_so(story):
     impossible = story["impossible"]
     assert impossible.code == 0, impossible.out + impossible.err
     assert "decision: NOT DEPLOYED - r2 " in impossible.out and "below the threshold 0.9900" in impossible.out
-    assert f"s3://{BUCKET}/{MODEL}/production unchanged (v2)" in impossible.out
+    assert f"s3://{BUCKET}/{MODEL}/production/ unchanged (v2)" in impossible.out
     assert "NOT deployed" in impossible.out  # the not-deployed step's own warning
     assert story["after_impossible"] == story["after_default"]
 

@@ -67,8 +67,8 @@ def test_metadata_follows_the_contract(diabetes, diabetes_rf, evaluated):
 @pytest.mark.integration
 def test_versions_then_production_and_sha_matches(s3_server, store, bucket, diabetes, diabetes_rf, evaluated):
     first = do_push(store, bucket, diabetes, diabetes_rf, evaluated)
-    assert (first.version, first.model_uri) == (1, f"s3://{bucket}/m/v1")
-    assert first.production_uri == f"s3://{bucket}/m/production"
+    assert (first.version, first.model_uri) == (1, f"s3://{bucket}/m/v1/")
+    assert first.production_uri == f"s3://{bucket}/m/production/"
     objects = everything(s3_server, bucket)
     assert sorted(objects) == ["m/production/metadata.json", "m/production/model.joblib",
                                "m/v1/metadata.json", "m/v1/model.joblib"]

@@ -105,25 +105,25 @@ def finished_run(tmp_path, deploy: bool, pushed: dict | None) -> LocalRun:
 
 
 def test_a_push_that_lost_the_gate_at_the_last_moment_says_so(tmp_path, capsys):
-    pushed = {"version": 3, "model_uri": "s3://models/diabetes-rf/v3", "production_uri":
-              "s3://models/diabetes-rf/production", "promoted": False,
+    pushed = {"version": 3, "model_uri": "s3://models/diabetes-rf/v3/", "production_uri":
+              "s3://models/diabetes-rf/production/", "promoted": False,
               "reason": "r2 0.4100 is worse than production v2 (0.4500)"}
     code = run.summarize(finished_run(tmp_path, True, pushed), {"bucket": "models", "model_name": "diabetes-rf"})
     out = capsys.readouterr().out
     assert code == run.EXIT_OK
     assert ("decision: KEPT, NOT PROMOTED - production changed during the run: r2 0.4100 is worse than "
             "production v2 (0.4500)") in out
-    assert "model:      s3://models/diabetes-rf/v3  (kept, not served)" in out
-    assert "production: s3://models/diabetes-rf/production unchanged by this run" in out
+    assert "model:      s3://models/diabetes-rf/v3/  (kept, not served)" in out
+    assert "production: s3://models/diabetes-rf/production/ unchanged by this run" in out
     assert "DEPLOYED -" not in out
 
 
 def test_a_promoted_push_says_deployed(tmp_path, capsys):
-    pushed = {"version": 1, "model_uri": "s3://models/diabetes-rf/v1", "production_uri":
-              "s3://models/diabetes-rf/production", "promoted": True, "reason": "no production model yet"}
+    pushed = {"version": 1, "model_uri": "s3://models/diabetes-rf/v1/", "production_uri":
+              "s3://models/diabetes-rf/production/", "promoted": True, "reason": "no production model yet"}
     run.summarize(finished_run(tmp_path, True, pushed), {"bucket": "models", "model_name": "diabetes-rf"})
     out = capsys.readouterr().out
-    assert "decision: DEPLOYED - r2 0.4100" in out and "production: s3://models/diabetes-rf/production  (" in out
+    assert "decision: DEPLOYED - r2 0.4100" in out and "production: s3://models/diabetes-rf/production/  (" in out
 
 
 def test_minio_secret_is_refused_locally_with_what_to_set_instead(no_external_store, tmp_path, capsys):

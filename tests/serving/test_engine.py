@@ -15,6 +15,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
+    GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
@@ -24,6 +25,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeRegressor
 
 from serving import engine
 from serving.engine import EngineConfigError, compile_predictor, describe, fast_path_enabled
@@ -222,3 +224,55 @@ def test_large_batches_are_walked_in_chunks(fitted, monkeypatch):
     model = fitted["rf-regressor"]
     x = _queries("regression", 40, seed=9)
     assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
+
+
+# name -> (task, model factory): the raw-input range must be exactly what scikit-learn takes.
+FLOAT32_MODELS = {
+    "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=5, random_state=0)),
+    "extra-trees-classifier": ("binary", lambda: ExtraTreesClassifier(n_estimators=5, random_state=0)),
+    "decision-tree": ("regression", lambda: DecisionTreeRegressor(random_state=0)),
+    "gradient-boosting": ("regression", lambda: GradientBoostingRegressor(n_estimators=5, random_state=0)),
+    "scaled-rf": ("regression", lambda: make_pipeline(StandardScaler(), RandomForestRegressor(n_estimators=5))),
+    "imputed-scaled-rf": ("regression", lambda: make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), RandomForestRegressor(n_estimators=5))),
+    "minmax-rf": ("binary", lambda: make_pipeline(MinMaxScaler((-3, 7)), RandomForestClassifier(n_estimators=5))),
+    "unscaled-std-rf": ("regression", lambda: make_pipeline(StandardScaler(with_std=False),
+                                                            RandomForestRegressor(n_estimators=5))),
+}
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # sklearn's cast, then its error
+@pytest.mark.parametrize("name", FLOAT32_MODELS)
+def test_input_range_is_exactly_what_float32_models_take(name):
+    task, factory = FLOAT32_MODELS[name]
+    x, y = _DATA[task]
+    model = factory().fit(x, y)
+    accepted = engine.input_range(model, x.shape[1])
+    assert "computes in float32" in accepted.reason
+    assert np.all(accepted.low < x.min(axis=0)) and np.all(accepted.high > x.max(axis=0))
+    for column in (0, x.shape[1] - 1):
+        for bound in (accepted.low[column], accepted.high[column]):
+            row = x[:1].copy()
+            row[0, column] = bound
+            model.predict(row)  # the bound itself is taken
+            row[0, column] = bound * (1 + 1e-6)  # a millionth further out is not
+            with pytest.raises(ValueError, match="too large for dtype\\('float32'\\)"):
+                model.predict(row)
+
+
+@pytest.mark.parametrize("model", [
+    pytest.param(HistGradientBoostingRegressor(max_iter=5), id="hist-gb-float64"),
+    pytest.param(Ridge(), id="linear"),
+    # tanh bounds what the forest sees: no float32 limit applies to the raw input
+    pytest.param(make_pipeline(FunctionTransformer(np.tanh), RandomForestRegressor(n_estimators=5)), id="unknown-step"),
+    pytest.param(make_pipeline(MinMaxScaler(clip=True), RandomForestRegressor(n_estimators=5)), id="clipping-step"),
+])
+def test_input_range_is_all_finite_floats_when_nothing_narrows_it(model):
+    x, y = _DATA["regression"]
+    model.fit(x, y)
+    accepted = engine.input_range(model, x.shape[1])
+    finite = np.finfo(np.float64).max
+    assert np.all(accepted.low == -finite) and np.all(accepted.high == finite) and accepted.reason == ""
+    row = x[:1].copy()
+    row[0, 0] = 1e300
+    assert np.isfinite(model.predict(row)).all()

@@ -86,6 +86,49 @@ def test_bad_request_is_refused_with_a_message_naming_the_problem(raw: bytes, ex
     assert caught.value.status == 400
 
 
+# A model that computes in float32 behind a scaler takes a narrower range per feature.
+RANGED = v2.InputSpec(FEATURES, low=[-10.0, -1e37, 0.0], high=[10.0, 1e37, 5.0],
+                      range_reason="RandomForestRegressor computes in float32")
+
+
+@pytest.mark.parametrize(
+    "data, shape, datatype, expected",
+    [
+        pytest.param([1e300, 0.0, 1.0], [1, 3], "FP64", "inputs[0].data holds 1e+300 at row 0, feature 'age'; "
+                     "this model takes 'age' in [-10, 10] (RandomForestRegressor computes in float32)", id="1e300"),
+        pytest.param([0.0, -2e37, 1.0], [1, 3], "FP64", "holds -2e+37 at row 0, feature 'sex'; "
+                     "this model takes 'sex' in [-1e+37, 1e+37]", id="below-low"),
+        pytest.param([0.0, 0.0, 1.0, 0.0, 0.0, 5.5], [2, 3], "FP64", "holds 5.5 at row 1, feature 'bmi'", id="second-row"),
+        pytest.param([0, 0, 6], [1, 3], "INT64", "holds 6.0 at row 0, feature 'bmi'; this model takes 'bmi' in [0, 5]",
+                     id="integer"),
+        pytest.param([11.0, 0.0, 1.0], [1, 3], "FP32", "holds 11.0 at row 0, feature 'age'", id="fp32"),
+    ],
+)
+def test_values_beyond_what_the_model_takes_are_refused(data, shape, datatype, expected) -> None:
+    raw = orjson.dumps({"inputs": [{"name": "input-0", "datatype": datatype, "shape": shape, "data": data}]})
+    with pytest.raises(v2.InvalidRequest) as caught:
+        v2.decode_json_request(raw, RANGED, REGRESSION, REGRESSION)
+    assert expected in str(caught.value)
+    assert caught.value.status == 400
+
+
+def test_grpc_requests_are_held_to_the_same_range() -> None:
+    with pytest.raises(v2.InvalidRequest, match=r"holds 1e\+300 at row 0, feature 'age'; this model takes 'age' in \[-10, 10\]"):
+        v2.decode_infer_request(infer_request([1e300, 0.0, 1.0]), RANGED, REGRESSION, REGRESSION)
+
+
+def test_the_range_bounds_themselves_are_taken() -> None:
+    for row in ([-10.0, -1e37, 0.0], [10.0, 1e37, 5.0]):
+        np.testing.assert_array_equal(v2.decode_json_request(body(data=row), RANGED, REGRESSION, REGRESSION).x, [row])
+    grpc = v2.decode_infer_request(infer_request([10.0, 1e37, 5.0]), RANGED, REGRESSION, REGRESSION)
+    np.testing.assert_array_equal(grpc.x, [[10.0, 1e37, 5.0]])
+
+
+def test_range_needs_one_bound_per_feature() -> None:
+    with pytest.raises(ValueError, match=r"InputSpec.high has shape \(2,\); expected \(3,\), one per feature"):
+        v2.InputSpec(FEATURES, high=[1.0, 2.0])
+
+
 def test_long_client_values_are_shortened_in_errors() -> None:
     with pytest.raises(v2.InvalidRequest) as caught:
         decode(body(name="n" * 500))
