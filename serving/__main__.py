@@ -1,7 +1,7 @@
 """Run the V2 model server; this is what a KServe ServingRuntime starts.
 
     python -m serving --model_dir /mnt/models --model_name diabetes-rf --http_port 8080
-    python -m serving --model_uri s3://models/diabetes-rf/production --host 127.0.0.1   # local
+    python -m serving --model_uri s3://models/diabetes-rf/production/ --host 127.0.0.1   # local
 
 gRPC listens on --grpc_port (8081). kserve's own flags (--workers, --enable_grpc,
 --enable_docs_url true, ...) work as in any kserve server; kserve reads them from the

@@ -19,7 +19,7 @@ from typing import Any
 import joblib
 import sklearn
 
-from components.artifacts import METADATA_FILE, MODEL_SUFFIX, feature_names
+from components.artifacts import METADATA_FILE, MODEL_SUFFIX, MODEL_SUFFIXES, feature_names, model_files
 from components.errors import ObjectStoreError
 from components.objectstore import ENDPOINT_ENV, StoreSettings
 from components.push import FORMAT_VERSION
@@ -95,9 +95,13 @@ def _check_metadata(metadata: dict[str, Any], path: Path) -> None:
 def find_model_file(folder: Path) -> Path:
     if not folder.is_dir():
         raise ArtifactError(f"model folder {folder} does not exist")
-    found = sorted(p.name for p in folder.iterdir() if p.suffix == MODEL_SUFFIX)
-    if len(found) != 1:
-        raise ArtifactError(f"{folder} holds {found or 'no'} {MODEL_SUFFIX} files; expected exactly one")
+    # The same rule as push and KServe's stock runtime: any pickle-like file counts, and there is one.
+    found = model_files(folder)
+    if len(found) != 1 or not found[0].endswith(MODEL_SUFFIX):
+        raise ArtifactError(
+            f"{folder} holds {found or 'no'} model files ({'/'.join(MODEL_SUFFIXES)}); "
+            f"expected exactly one {MODEL_SUFFIX}"
+        )
     return folder / found[0]
 
 

@@ -32,7 +32,7 @@ from serving.artifact import METADATA_FILE
 from serving.model import DEFAULT_MODEL_NAME
 from serving.server import LOCAL_HOST
 
-DEFAULT_MODEL_URI = f"s3://models/{DEFAULT_MODEL_NAME}/production"
+DEFAULT_MODEL_URI = f"s3://models/{DEFAULT_MODEL_NAME}/production/"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
 SAMPLE_FILE = Path(".data/sample-request.json")
@@ -78,9 +78,15 @@ def _get(url: str, body: bytes | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        status, raw = exc.code, exc.read() or b"{}"
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        raise LocalServeError(
+            f"{url} answered HTTP {status} with non-JSON {raw[:80]!r}: is another service on that port?"
+        ) from None
 
 
 def wait_until_ready(proc: subprocess.Popen, base: str, model: str) -> None:

@@ -25,7 +25,6 @@ from http import HTTPStatus
 import orjson
 from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
-from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -33,6 +32,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import v2
+from serving.metrics import UNKNOWN_MODEL, InferMetrics
 from serving.model import SklearnModel
 from serving.switches import switch
 
@@ -40,17 +40,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 100k rows of 10 features as JSON
 JSON = "application/json"
-UNKNOWN_MODEL = "_unknown"  # metrics label for 404s: client-chosen names would explode cardinality
 CLIENT_CLOSED = 499
 FAST_ROUTE_ENV = "SERVING_FAST_ROUTE"
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-REQUESTS = Counter("serving_infer_requests", "V2 REST inference requests", ["model", "status"])
-LATENCY = Histogram(
-    "serving_infer_request_duration_seconds", "V2 REST inference latency, body read to response built",
-    ["model", "status"], buckets=LATENCY_BUCKETS,
-)
-
 
 class RouteConfigError(ValueError):
     """The fast-route switch has a value that is neither on nor off."""
@@ -59,21 +50,6 @@ class RouteConfigError(ValueError):
 def fast_route_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     """Read SERVING_FAST_ROUTE: on unless set to 0/false/no/off."""
     return switch(environ, FAST_ROUTE_ENV, RouteConfigError)
-
-
-class _Metrics:
-    """Labelled children cached per (model, status): .labels() costs more than the increment."""
-
-    def __init__(self) -> None:
-        self._children: dict[tuple[str, int], tuple] = {}
-
-    def observe(self, model: str, status: int, seconds: float) -> None:
-        children = self._children.get((model, status))
-        if children is None:
-            children = (REQUESTS.labels(model, str(status)), LATENCY.labels(model, str(status)))
-            self._children[(model, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
 
 
 def _json(status: int, content: bytes) -> Response:
@@ -93,7 +69,7 @@ class V2Routes:
         self.dataplane = dataplane
         self.registry = dataplane.model_registry
         self.max_body_bytes = max_body_bytes
-        self.metrics = _Metrics()
+        self.metrics = InferMetrics("rest")
 
     def _model(self, request: Request) -> SklearnModel:
         """The model a path names, at the version it names (if any); else ModelNotFound."""

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
 from serving import routes
+from serving.metrics import GrpcInferMetrics
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class GRPCServer(grpc_server.GRPCServer):
             self._server = aio.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers),
                 # kserve adds LoggingInterceptor too: one INFO line per call.
-                interceptors=(QuietClientErrors(),),
+                interceptors=(GrpcInferMetrics(), QuietClientErrors()),
                 options=[
                     ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),

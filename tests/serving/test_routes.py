@@ -62,7 +62,7 @@ def row_body(rows: np.ndarray, **extra) -> bytes:
 
 
 def count(model: str, status: int) -> float:
-    return REGISTRY.get_sample_value("serving_infer_requests_total", {"model": model, "status": str(status)}) or 0.0
+    return REGISTRY.get_sample_value("serving_infer_requests_total", {"model": model, "protocol": "rest", "status": str(status)}) or 0.0
 
 
 def test_infer_equals_sklearn(client, regressor, diabetes) -> None:
@@ -149,7 +149,7 @@ def test_metrics_count_and_time_requests_by_model_and_status(client) -> None:
     for _ in range(3):
         assert client.post(INFER, content=row_body(np.zeros((1, 10)))).status_code == 200
     assert count("diabetes-rf", 200) == before + 3
-    labels = {"model": "diabetes-rf", "status": "200"}
+    labels = {"model": "diabetes-rf", "protocol": "rest", "status": "200"}
     assert REGISTRY.get_sample_value("serving_infer_request_duration_seconds_count", labels) >= 3
     assert REGISTRY.get_sample_value("serving_infer_request_duration_seconds_sum", labels) > 0
     assert "serving_infer_requests_total" in client.get("/metrics").text

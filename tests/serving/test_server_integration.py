@@ -200,6 +200,7 @@ def test_kserve_rest_client(server, regressor, diabetes) -> None:
 
 def test_kserve_grpc_client(server, regressor, diabetes) -> None:
     x = diabetes[0][200:205]
+    before = _counter(server, "OK", "grpc"), _counter(server, "INVALID_ARGUMENT", "grpc")
 
     async def call():
         client = InferenceGRPCClient(f"127.0.0.1:{server.grpc_port}", timeout=10, retries=2)
@@ -217,6 +218,9 @@ def test_kserve_grpc_client(server, regressor, diabetes) -> None:
     np.testing.assert_allclose(response.outputs[0].as_numpy(), regressor.predict(x), rtol=RTOL, atol=0)
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "3 features per row; this model takes 10" in refused.details()
+    # gRPC inference lands in the same Prometheus series as REST, labelled protocol="grpc".
+    after = _counter(server, "OK", "grpc"), _counter(server, "INVALID_ARGUMENT", "grpc")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
 
 
 def test_client_mistakes_get_errors_on_one_kept_alive_connection(conn, server) -> None:
@@ -258,9 +262,9 @@ def test_hey_short_run_has_no_errors(server, tmp_path) -> None:
     assert _counter(server, "200") - before == 200
 
 
-def _counter(server: Server, status: str) -> float:
+def _counter(server: Server, status: str, protocol: str = "rest") -> float:
     text = urllib.request.urlopen(f"{server.base}/metrics", timeout=5).read().decode()
-    match = re.search(rf'serving_infer_requests_total{{model="{MODEL}",status="{status}"}} (\S+)', text)
+    match = re.search(rf'serving_infer_requests_total{{model="{MODEL}",protocol="{protocol}",status="{status}"}} (\S+)', text)
     return float(match.group(1)) if match else 0.0
 
 
