@@ -36,12 +36,12 @@ from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest import server as rest_server
-from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
 from serving import routes
 from serving.metrics import GrpcInferMetrics
+from serving.workers import WorkerProcesses
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class ModelServer(kserve.ModelServer):
             ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
         )
         if self.workers > 1:
-            self._rest_multiprocess_server = RESTServerMultiProcess(
+            self._rest_multiprocess_server = WorkerProcesses(
                 FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
                 workers=self.workers, grace_period=self.grace_period, log_config_file=self.log_config,
             )

@@ -300,7 +300,7 @@ def test_production_that_got_better_meanwhile_is_not_replaced(s3_server, store, 
         result = do_push(store, bucket, diabetes, second_model, stale)
     assert (result.version, result.promoted) == (2, False)
     assert "is worse than production v1" in result.reason
-    assert "production NOT moved" in caplog.text and f"s3://{bucket}/m/v2 is kept" in caplog.text
+    assert "production NOT moved" in caplog.text and f"s3://{bucket}/m/v2/ is kept" in caplog.text
     files = assert_production_serves(s3_server, bucket, 1, (diabetes_rf / "model.joblib").read_bytes())
     assert files["m/v2/model.joblib"] == (second_model / "model.joblib").read_bytes()  # kept, complete
     assert_no_half_version(files)
