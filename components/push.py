@@ -171,9 +171,7 @@ def _restore(store: ObjectStore, bucket: str, model_name: str, previous: dict | 
         version = previous.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise PushError(f"the previous production metadata names no version (version={version!r})")
-        source = version_prefix(model_name, version)
-        store.copy(bucket, model_key(source), model_key(target))
-        store.copy(bucket, metadata_key(source), metadata_key(target))
+        _copy_folder(store, bucket, version_prefix(model_name, version), target)
         return f"production was restored to v{version}"
     except (ObjectStoreError, PushError) as exc:
         log.error("could not restore s3://%s/%s: %s", bucket, target, exc)
@@ -182,12 +180,17 @@ def _restore(store: ObjectStore, bucket: str, model_name: str, previous: dict | 
                 "runtime would load whatever model.joblib is there")
 
 
+def _copy_folder(store: ObjectStore, bucket: str, source: str, target: str) -> None:
+    """Server-side copy of a model folder: model.joblib first, metadata.json last (readers check the pair)."""
+    store.copy(bucket, model_key(source), model_key(target))
+    store.copy(bucket, metadata_key(source), metadata_key(target))
+
+
 def promote(store: ObjectStore, bucket: str, model_name: str, version: int, previous: dict | None) -> None:
     """Copy v<N>/ into production/, model.joblib first and metadata.json last; undo on any failure."""
     source, target = version_prefix(model_name, version), production_prefix(model_name)
     try:
-        store.copy(bucket, model_key(source), model_key(target))
-        store.copy(bucket, metadata_key(source), metadata_key(target))
+        _copy_folder(store, bucket, source, target)
     except BaseException as exc:
         outcome = _restore(store, bucket, model_name, previous)
         if not isinstance(exc, Exception):  # Ctrl-C: restored, now stop
@@ -223,17 +226,16 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     if not evaluation.get("deploy"):
         raise PushError(f"evaluation says not to deploy ({evaluation.get('reason')}): refusing to push")
     created_at = now or dt.datetime.now(dt.timezone.utc)
-    # Build once with a placeholder version so that bad metadata fails before the first write.
-    build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at)
-    version = publish_version(
-        store, bucket, model_name, model,
-        lambda n: build_metadata(model_name, n, model, training, schema, evaluation, run_id, created_at))
+    # Built (and the model hashed) once, before the first write, so bad metadata writes nothing;
+    # each version attempt only sets its number (an existing key keeps its place in the JSON).
+    base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at)
+    version = publish_version(store, bucket, model_name, model, lambda n: {**base, "version": n})
     decision, current = recheck(store, bucket, model_name, evaluation, version)
     result = PushResult(
         version=version,
         model_uri=f"s3://{bucket}/{version_prefix(model_name, version)}",
         production_uri=f"s3://{bucket}/{production_prefix(model_name)}",
-        sha256=hashlib.sha256(model).hexdigest(),
+        sha256=base["sha256"],
         promoted=decision.deploy,
         reason=decision.reason,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -303,6 +304,18 @@ def _split_pipeline(model) -> tuple[list, object]:
     return [], model
 
 
+# One flattened table per fitted estimator: a classifier's predict and predict_proba share it
+# (for a large forest it is hundreds of MB). Weak keys: it goes when the estimator does.
+_FLAT_TABLES: "weakref.WeakKeyDictionary[object, FlatForest]" = weakref.WeakKeyDictionary()
+
+
+def _flat_table(estimator, build: Callable[[], FlatForest]) -> FlatForest:
+    flat = _FLAT_TABLES.get(estimator)
+    if flat is None:
+        flat = _FLAT_TABLES[estimator] = build()
+    return flat
+
+
 def _compile_final(estimator, method: str) -> _EnsembleKernel | None:
     if type(estimator) in _FORESTS:
         return _forest_kernel(estimator, method)
@@ -324,14 +337,14 @@ def _forest_kernel(forest, method: str) -> _EnsembleKernel | None:
         values = [tree.value[:, 0, : forest.n_classes_] for tree in trees]
     else:
         values = [tree.value[:, :, 0] for tree in trees]
-    flat = FlatForest.from_trees(
+    flat = _flat_table(forest, lambda: FlatForest.from_trees(
         [
             (t.feature, t.threshold, t.children_left, t.children_right, t.children_left < 0, v, t.max_depth)
             for t, v in zip(trees, values)
         ],
         np.dtype(np.float32),  # scikit-learn's forests cast X to float32 before walking the trees
         forest.n_features_in_,
-    )
+    ))
     n_trees = len(trees)
 
     def mean(sums: np.ndarray) -> np.ndarray:
@@ -356,7 +369,7 @@ def _hist_gb_kernel(model, method: str) -> _EnsembleKernel | None:
     nodes = [predictors[0].nodes for predictors in model._predictors]
     if any(n["is_categorical"].any() for n in nodes) or sum(len(n) for n in nodes) > MAX_FLAT_NODES:
         return None
-    flat = FlatForest.from_trees(
+    flat = _flat_table(model, lambda: FlatForest.from_trees(
         [
             (
                 n["feature_idx"], n["num_threshold"], n["left"].astype(np.intp), n["right"].astype(np.intp),
@@ -368,7 +381,7 @@ def _hist_gb_kernel(model, method: str) -> _EnsembleKernel | None:
         model.n_features_in_,
         # scikit-learn: zeros + baseline, then one tree after another
         start=0.0 + np.asarray(model._baseline_prediction, np.float64).ravel(),
-    )
+    ))
     if not is_classifier:
         finish = _compose(np.ravel, model._loss.link.inverse)
     elif method == "predict_proba":

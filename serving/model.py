@@ -1,7 +1,7 @@
 """The scikit-learn model behind the V2 endpoints: a ``kserve.Model`` subclass.
 
 The fast REST route calls ``infer_json``; kserve's own paths (gRPC, V1 REST) call
-``predict``. Both decode with ``serving.v2`` and compute through ``_infer``: the adaptive
+``predict``. Both decode with ``serving.v2`` and compute through ``_results``: the adaptive
 batcher (``serving.batching``, SERVING_BATCHING=0 turns it off) in front of the prediction
 engine (``serving.engine``).
 """
@@ -149,15 +149,15 @@ class SklearnModel(kserve.Model):
             raise ModelNotReady(self.name, self.load_error)
         return self.spec
 
-    async def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
-        """Rows in schema order -> one output, through the batcher (a direct call when it is off)."""
-        return await self._batchers[output].predict(x)
+    async def _results(self, request: v2.DecodedRequest) -> dict[str, np.ndarray]:
+        """Rows in schema order -> each requested output, through the batcher (a direct call when it is off)."""
+        return {out: await self._batchers[out].predict(request.x) for out in request.outputs}
 
     async def infer_json(self, body: bytes) -> bytes:
         """A V2 REST request body -> the V2 response body (raises v2.InvalidRequest)."""
         spec = self._require_ready()
         request = v2.decode_json_request(body, spec, self.outputs, DEFAULT_OUTPUTS)
-        results = {out: await self._infer(request.x, out) for out in request.outputs}
+        results = await self._results(request)
         return v2.encode_response(self.name, self.version, request.request_id, results)
 
     async def predict(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> Any:
@@ -165,7 +165,7 @@ class SklearnModel(kserve.Model):
         spec = self._require_ready()
         if isinstance(payload, InferRequest):
             request = v2.decode_infer_request(payload, spec, self.outputs, DEFAULT_OUTPUTS)
-            results = {out: await self._infer(request.x, out) for out in request.outputs}
+            results = await self._results(request)
             return InferResponse(
                 response_id=request.request_id or "", model_name=self.name, model_version=self.version,
                 infer_outputs=[InferOutput(name, list(values.shape), v2.datatype_of(values), values.ravel().tolist())

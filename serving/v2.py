@@ -7,6 +7,7 @@ INVALID_ARGUMENT) with a message naming the field, the value and what was expect
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -148,6 +149,10 @@ def _single_input(inputs: Any, spec: InputSpec) -> Any:
     return inputs[0]
 
 
+def _expected_shape(spec: InputSpec) -> str:
+    return f"[batch, {spec.n_features}] with batch >= 1"
+
+
 def _check_header(name: Any, datatype: Any, shape: Any, spec: InputSpec) -> tuple[str, tuple[int, int]]:
     if name != spec.name:
         raise InvalidRequest(f"inputs[0].name is {_show(name)}; expected '{spec.name}'")
@@ -155,13 +160,12 @@ def _check_header(name: Any, datatype: Any, shape: Any, spec: InputSpec) -> tupl
         raise InvalidRequest(
             f"inputs[0].datatype is {_show(datatype)}; expected one of {', '.join(NUMERIC_DATATYPES)}"
         )
-    expected = f"[batch, {spec.n_features}] with batch >= 1"
     if (
         not isinstance(shape, (list, tuple))
         or len(shape) != 2
         or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
     ):
-        raise InvalidRequest(f"inputs[0].shape is {_show(shape)}; expected {expected}")
+        raise InvalidRequest(f"inputs[0].shape is {_show(shape)}; expected {_expected_shape(spec)}")
     rows, columns = shape
     if columns != spec.n_features:
         raise InvalidRequest(
@@ -169,7 +173,7 @@ def _check_header(name: Any, datatype: Any, shape: Any, spec: InputSpec) -> tupl
             f"this model takes {spec.n_features} ({', '.join(spec.feature_names)})"
         )
     if rows < 1:
-        raise InvalidRequest(f"inputs[0].shape is {list(shape)}; expected {expected}")
+        raise InvalidRequest(f"inputs[0].shape is {list(shape)}; expected {_expected_shape(spec)}")
     return datatype, (rows, columns)
 
 
@@ -271,7 +275,13 @@ def check_outputs(names: Sequence[Any], available: Sequence[str], default: Seque
 
 
 def datatype_of(values: np.ndarray) -> str:
-    return from_np_dtype(values.dtype)
+    return _datatype(values.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _datatype(dtype: np.dtype) -> str:
+    # kserve's mapping is a chain of dtype comparisons; outputs come in a handful of dtypes.
+    return from_np_dtype(dtype)
 
 
 def output_tensor(name: str, values: np.ndarray) -> dict[str, Any]:

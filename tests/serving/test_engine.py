@@ -276,3 +276,20 @@ def test_input_range_is_all_finite_floats_when_nothing_narrows_it(model):
     row = x[:1].copy()
     row[0, 0] = 1e300
     assert np.isfinite(model.predict(row)).all()
+
+
+@pytest.mark.parametrize("name", ["rf-classifier-binary", "minmax-rf-classifier", "scaled-hist-gb-binary"])
+def test_predict_and_predict_proba_share_one_flat_table(fitted, name):
+    # For a large forest the table is hundreds of MB: a classifier's two outputs must not hold two.
+    model = fitted[name]
+    predict, proba = compile_predictor(model, "predict"), compile_predictor(model, "predict_proba")
+    assert predict._kernel.forest is proba._kernel.forest
+    x = _queries(MODELS[name][0], 64, seed=7)
+    assert_identical(predict(x), model.predict(x))
+    assert_identical(proba(x), model.predict_proba(x))
+
+
+def test_each_fitted_estimator_gets_its_own_flat_table(fitted):
+    twin = RandomForestRegressor(n_estimators=10, random_state=0).fit(*_DATA["regression"])
+    other = RandomForestRegressor(n_estimators=10, random_state=1).fit(*_DATA["regression"])
+    assert compile_predictor(twin)._kernel.forest is not compile_predictor(other)._kernel.forest

@@ -158,10 +158,10 @@ def test_metrics_count_and_time_requests_by_model_and_status(client) -> None:
 def test_server_bug_is_a_500_json_and_the_server_goes_on(model, monkeypatch) -> None:
     client = build_client(model)
 
-    async def broken(x, output):
+    async def broken(request):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(model, "_infer", broken)
+    monkeypatch.setattr(model, "_results", broken)
     response = client.post(INFER, content=row_body(np.zeros((1, 10))))
     assert response.status_code == 500 and "internal error" in response.json()["error"]
     monkeypatch.undo()
