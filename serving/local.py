@@ -66,7 +66,10 @@ def check_model_exists(uri: str) -> dict[str, Any]:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether the server could bind: like uvicorn, with SO_REUSEADDR, so that the TIME_WAIT
+    sockets a server just stopped leaves behind (a second `make run`) do not count as in use."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 
 import pytest
@@ -47,3 +48,34 @@ def test_the_default_uri_is_the_slash_terminated_production_prefix() -> None:
     # A storageUri prefix without the slash also matches production-old/ and friends.
     assert local.DEFAULT_MODEL_URI == "s3://models/diabetes-rf/production/"
     assert local._split_s3(local.DEFAULT_MODEL_URI) == ("models", "diabetes-rf/production")
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose listener is gone but whose server side of a connection is in TIME_WAIT."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first, so it is the side left in TIME_WAIT
+    client.close()
+    listener.close()
+    return port
+
+
+def test_a_port_in_time_wait_is_free_for_the_next_server() -> None:
+    # What a second `make run` meets right after the first one's server stopped.
+    port = _time_wait_port()
+    with socket.socket() as plain:  # the state is real: a bind without SO_REUSEADDR fails
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    assert local._port_free("127.0.0.1", port)
+
+
+def test_a_port_with_a_listener_is_in_use() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert not local._port_free("127.0.0.1", listener.getsockname()[1])
