@@ -125,4 +125,4 @@ def not_deployed(reason: str, model_name: str, bucket: str):
     import logging
 
     logging.getLogger("components.gate").warning(
-        "model %s NOT deployed: %s. s3://%s/%s/production is unchanged.", model_name, reason, bucket, model_name)
+        "model %s NOT deployed: %s. s3://%s/%s/production/ is unchanged.", model_name, reason, bucket, model_name)
