@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args: argparse.Namespace, model_dir: str, log_config: dict, batching: BatchingConfig,
-          fast_route: bool) -> None:
-    model = SklearnModel(args.model_name, model_dir, batching)
+          fast_path: bool, fast_route: bool) -> None:
+    model = SklearnModel(args.model_name, model_dir, batching, fast_path)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
         host=args.host, max_body_bytes=args.max_body_bytes, fast_route=fast_route, log_config=log_config,
@@ -73,14 +73,14 @@ def main() -> int:
     args = build_parser().parse_args()
     log_config = logs.configure()
     try:
-        fast_path_enabled()  # read again at model load; checked here so a bad value stops the start cleanly
+        fast_path = fast_path_enabled()
         batching = BatchingConfig.from_env()
         fast_route = fast_route_enabled()
     except (EngineConfigError, BatchingConfigError, RouteConfigError) as exc:
         log.error("bad setting: %s", exc)
         return 2
     if not args.model_uri:
-        serve(args, args.model_dir, log_config, batching, fast_route)
+        serve(args, args.model_dir, log_config, batching, fast_path, fast_route)
         return 0
     with tempfile.TemporaryDirectory(prefix="serving-model-") as folder:
         try:
@@ -88,7 +88,7 @@ def main() -> int:
         except ArtifactError as exc:
             log.error("no model to serve: %s", exc, extra={"model_uri": args.model_uri})
             return 1
-        serve(args, model_dir, log_config, batching, fast_route)
+        serve(args, model_dir, log_config, batching, fast_path, fast_route)
     return 0
 
 

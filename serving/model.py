@@ -20,7 +20,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from serving import v2
 from serving.artifact import ArtifactError, ModelArtifact, load_artifact
 from serving.batching import AdaptiveBatcher, BatchingConfig, BatchStats
-from serving.engine import compile_predictor, input_range
+from serving.engine import compile_predictor, fast_path_enabled, input_range
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,12 @@ DEFAULT_MODEL_NAME = "diabetes-rf"  # the artifact contract's default
 class SklearnModel(kserve.Model):
     """Serves one model folder (model.joblib + metadata.json) over V2."""
 
-    def __init__(self, name: str, model_dir: Path | str, batching: BatchingConfig | None = None) -> None:
+    def __init__(self, name: str, model_dir: Path | str, batching: BatchingConfig | None = None,
+                 fast_path: bool | None = None) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.batching = batching or BatchingConfig.from_env()
+        self.fast_path = fast_path_enabled() if fast_path is None else fast_path
         self.artifact: ModelArtifact | None = None
         self.spec: v2.InputSpec | None = None
         self.load_error: str | None = None
@@ -67,7 +69,7 @@ class SklearnModel(kserve.Model):
         self.spec = v2.InputSpec(artifact.feature_names, low=accepted.low, high=accepted.high,
                                  range_reason=accepted.reason)
         self._batchers = {
-            out: AdaptiveBatcher(compile_predictor(artifact.estimator, out), self.batching) for out in self.outputs
+            out: AdaptiveBatcher(compile_predictor(artifact.estimator, out, fast=self.fast_path), self.batching) for out in self.outputs
         }
         self.load_error = None
         self.ready = True

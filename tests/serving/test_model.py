@@ -16,6 +16,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from serving import v2
 from serving.batching import BatchingConfig
+from serving.engine import describe
 from serving.model import SklearnModel
 
 # Predictions go through serving.engine; where it computes what scikit-learn computes the
@@ -158,3 +159,19 @@ def test_batching_is_on_by_default(regressor_dir, monkeypatch) -> None:
     assert SklearnModel("m", regressor_dir).batching.enabled
     monkeypatch.setenv("SERVING_BATCHING", "0")
     assert not SklearnModel("m", regressor_dir).batching.enabled
+
+
+@pytest.mark.parametrize("env, argument, fast", [
+    (None, None, True),       # the default: the engine
+    ("0", None, False),       # SERVING_FAST_PATH=0
+    ("0", True, True),        # what `python -m serving` read at start wins over a later environment
+    (None, False, False),
+])
+def test_fast_path_setting_reaches_the_compiled_predictor(regressor_dir, monkeypatch, env, argument, fast) -> None:
+    monkeypatch.delenv("SERVING_FAST_PATH", raising=False)
+    if env is not None:
+        monkeypatch.setenv("SERVING_FAST_PATH", env)
+    model = SklearnModel("m", regressor_dir, fast_path=argument)
+    assert model.load()
+    path = describe(model._batchers["predict"]._predict)
+    assert path.startswith("flat tree walk") if fast else path.startswith("scikit-learn"), path
