@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from pipelines.local.s3server import LocalS3Server
-
 
 
 @pytest.fixture(scope="session")
