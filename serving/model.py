@@ -1,7 +1,7 @@
 """The scikit-learn model behind the V2 endpoints: a ``kserve.Model`` subclass.
 
-The fast REST route calls ``infer_json``; kserve's own paths (gRPC, V1 REST) call
-``predict``. Both decode with ``serving.v2`` and compute through ``_results``: the adaptive
+The fast REST route calls ``infer_json`` (V2) and ``infer_v1`` (V1), the gRPC servicer
+``infer_grpc``; kserve's own V2 handler (fast route off) calls ``predict``. Both decode with ``serving.v2`` and compute through ``_results``: the adaptive
 batcher (``serving.batching``, SERVING_BATCHING=0 turns it off) in front of the prediction
 engine (``serving.engine``).
 """
@@ -14,7 +14,9 @@ from typing import Any
 
 import kserve
 import numpy as np
-from kserve.errors import ModelNotReady
+import orjson
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from serving import v2
@@ -29,6 +31,8 @@ PREDICT_PROBA = "predict_proba"
 DEFAULT_OUTPUTS = (PREDICT,)
 PLATFORM = "sklearn"
 DEFAULT_MODEL_NAME = "diabetes-rf"  # the artifact contract's default
+TRITON_TYPE = {datatype: f"TYPE_{'STRING' if datatype == 'BYTES' else datatype}" for datatype in (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")}
 
 
 class SklearnModel(kserve.Model):
@@ -155,15 +159,62 @@ class SklearnModel(kserve.Model):
         """Rows in schema order -> each requested output, through the batcher (a direct call when it is off)."""
         return {out: await self._batchers[out].predict(request.x) for out in request.outputs}
 
-    async def infer_json(self, body: bytes) -> bytes:
-        """A V2 REST request body -> the V2 response body (raises v2.InvalidRequest)."""
+    async def infer_json(self, body: bytes, header_length: str | None = None) -> tuple[bytes, int | None]:
+        """A V2 REST request body -> the response body and, when it holds binary outputs, its JSON header's length.
+
+        ``header_length``: the request's Inference-Header-Content-Length (binary tensor extension).
+        Raises v2.InvalidRequest.
+        """
         spec = self._require_ready()
-        request = v2.decode_json_request(body, spec, self.outputs, DEFAULT_OUTPUTS)
+        request = v2.decode_json_request(body, spec, self.outputs, DEFAULT_OUTPUTS, header_length)
         results = await self._results(request)
-        return v2.encode_response(self.name, self.version, request.request_id, results)
+        return v2.encode_response(self.name, self.version, request.request_id, results, request.binary)
+
+    async def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """gRPC ModelInfer, answered in the form it was asked: raw contents in, raw contents out."""
+        spec = self._require_ready()
+        if message.model_version and message.model_version != self.version:
+            raise ModelNotFound(f"{self.name} version {message.model_version} (serving version {self.version})")
+        request = v2.decode_grpc_request(message, spec, self.outputs, DEFAULT_OUTPUTS)
+        results = await self._results(request)
+        response = pb.ModelInferResponse(model_name=self.name, model_version=self.version or "", id=message.id)
+        raw = bool(message.raw_input_contents)
+        for name, values in results.items():
+            datatype = v2.datatype_of(values)
+            tensor = response.outputs.add(name=name, datatype=datatype, shape=values.shape)
+            if raw:
+                response.raw_output_contents.append(v2.raw_bytes(values))
+            elif datatype == "BYTES":
+                tensor.contents.bytes_contents.extend(str(v).encode() for v in values.ravel())
+            else:
+                getattr(tensor.contents, v2.GRPC_CONTENTS[datatype]).extend(values.ravel().tolist())
+        return response
+
+    async def infer_v1(self, body: bytes) -> bytes:
+        """V1 ``:predict``: {"instances": [row, ...]} (rows as lists or objects keyed by feature) -> predictions."""
+        spec = self._require_ready()
+        x = v2.decode_v1_request(body, spec)
+        predictions = await self._batchers[PREDICT].predict(x)
+        return orjson.dumps({"predictions": v2.output_tensor(PREDICT, predictions)["data"]},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def config(self) -> dict[str, Any]:
+        """Triton's model configuration (what perf_analyzer and tritonclient's get_model_config read)."""
+        self._require_ready()
+        spec, outputs = self.spec, self.get_output_types()
+        return {
+            "name": self.name, "platform": PLATFORM, "backend": PLATFORM,
+            "max_batch_size": self.batching.max_batch_rows,
+            "input": [{"name": spec.name, "data_type": "TYPE_FP64", "format": "FORMAT_NONE", "dims": [spec.n_features]}],
+            # Triton's way to say "one value per row": dims [1], reshaped to [] (shape [batch]).
+            "output": [{"name": out["name"], "data_type": TRITON_TYPE[out["datatype"]],
+                        "dims": [1] if len(out["shape"]) == 1 else out["shape"][1:],
+                        **({"reshape": {"shape": []}} if len(out["shape"]) == 1 else {})}
+                       for out in outputs],
+        }
 
     async def predict(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> Any:
-        """kserve's path: gRPC ModelInfer (an InferRequest); V1 bodies are refused with a 400."""
+        """kserve's own V2 REST handler (fast route off): an InferRequest; V1 goes to ``infer_v1``."""
         spec = self._require_ready()
         if isinstance(payload, InferRequest):
             request = v2.decode_infer_request(payload, spec, self.outputs, DEFAULT_OUTPUTS)
@@ -173,6 +224,4 @@ class SklearnModel(kserve.Model):
                 infer_outputs=[InferOutput(name, list(values.shape), v2.datatype_of(values), values.ravel().tolist())
                                for name, values in results.items()],
             )
-        raise v2.InvalidRequest(
-            f"this server speaks the V2 protocol only: POST /v2/models/{self.name}/infer"
-        )
+        raise v2.InvalidRequest(f"expected a V2 request: POST /v2/models/{self.name}/infer")

@@ -1,9 +1,12 @@
 """The V2 REST routes this server answers itself, placed ahead of kserve's on its FastAPI app.
 
-- ``POST .../infer``: the hot path. A bare Starlette route (no pydantic, no dependency
+- ``POST .../infer``: the hot path, JSON or the binary tensor extension both ways. A bare Starlette route (no pydantic, no dependency
   injection, no per-request logging): bytes -> orjson -> numpy -> model -> orjson -> bytes.
   ``InferFirst`` hands it requests before the FastAPI app sees them. SERVING_FAST_ROUTE=0
   leaves inference to kserve's own V2 handler (slower; for comparison).
+- ``POST /v1/models/{name}:predict``: V1 (``instances`` -> ``predictions``), same validation.
+- ``GET /v2/models/{name}/config`` (and ``/versions/{v}/config``): Triton's model configuration
+  extension, which perf_analyzer and tritonclient's ``get_model_config`` ask for.
 - ``GET /v2/models/{name}`` (and ``/versions/{v}``): metadata with the real tensors and schema;
   kserve's own handler drops ``versions`` and ``parameters``.
 - ``GET /v2/models/{name}/ready`` (and ``/versions/{v}/ready``), ``GET /v2/health/ready``: the
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 
 import orjson
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 100k rows of 10 features as JSON
 JSON = "application/json"
+BINARY = "application/octet-stream"
+BINARY_HEADER_OUT = "Inference-Header-Content-Length"
 CLIENT_CLOSED = 499
 FAST_ROUTE_ENV = "SERVING_FAST_ROUTE"
 
@@ -88,10 +93,6 @@ class V2Routes:
             raise v2.PayloadTooLarge(
                 f"request body is {declared} bytes; the limit is {self.max_body_bytes} (--max_body_bytes)"
             )
-        if v2.BINARY_HEADER in request.headers:
-            raise v2.InvalidRequest(
-                "the binary tensor extension is not supported; send JSON data (binary_data=False)"
-            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -101,12 +102,28 @@ class V2Routes:
         return b"".join(chunks)
 
     async def infer(self, request: Request) -> Response:
+        return await self._answer(request, self._infer_v2)
+
+    async def predict_v1(self, request: Request) -> Response:
+        return await self._answer(request, self._infer_v1)
+
+    async def _infer_v2(self, model: SklearnModel, request: Request) -> Response:
+        body, header_length = await model.infer_json(await self._body(request), request.headers.get(v2.BINARY_HEADER))
+        if header_length is None:
+            return _json(HTTPStatus.OK, body)
+        return Response(body, media_type=BINARY, headers={BINARY_HEADER_OUT: str(header_length)})
+
+    async def _infer_v1(self, model: SklearnModel, request: Request) -> Response:
+        return _json(HTTPStatus.OK, await model.infer_v1(await self._body(request)))
+
+    async def _answer(self, request: Request, handle: Callable[[SklearnModel, Request], Awaitable[Response]]) -> Response:
+        """Run one inference; every client mistake is a JSON error, never a traceback in the log."""
         started = time.perf_counter()
         label = UNKNOWN_MODEL
         try:
             model = self._model(request)
             label = model.name
-            response = _json(HTTPStatus.OK, await model.infer_json(await self._body(request)))
+            response = await handle(model, request)
         except v2.InvalidRequest as exc:
             response = _error(exc.status, str(exc))
         except ModelNotFound as exc:
@@ -126,6 +143,14 @@ class V2Routes:
             return _json(HTTPStatus.OK, orjson.dumps(self._model(request).metadata()))
         except ModelNotFound as exc:
             return _error(HTTPStatus.NOT_FOUND, str(exc))
+
+    async def model_config(self, request: Request) -> Response:
+        try:
+            return _json(HTTPStatus.OK, orjson.dumps(self._model(request).config()))
+        except ModelNotFound as exc:
+            return _error(HTTPStatus.NOT_FOUND, str(exc))
+        except ModelNotReady as exc:
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
 
     async def model_ready(self, request: Request) -> Response:
         try:
@@ -148,12 +173,15 @@ class V2Routes:
         return [
             Route(_MODEL + "/infer", self.infer, methods=["POST"], include_in_schema=False),
             Route(_VERSIONED + "/infer", self.infer, methods=["POST"], include_in_schema=False),
+            Route("/v1/models/{model_name}:predict", self.predict_v1, methods=["POST"], include_in_schema=False),
         ]
 
     def other_routes(self) -> list[Route]:
         return [
             Route(_MODEL, self.model_metadata, methods=["GET"], include_in_schema=False),
             Route(_VERSIONED, self.model_metadata, methods=["GET"], include_in_schema=False),
+            Route(_MODEL + "/config", self.model_config, methods=["GET"], include_in_schema=False),
+            Route(_VERSIONED + "/config", self.model_config, methods=["GET"], include_in_schema=False),
             Route(_MODEL + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
             Route(_VERSIONED + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
             Route("/v2/health/ready", self.server_ready, methods=["GET"], include_in_schema=False),

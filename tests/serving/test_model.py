@@ -39,7 +39,9 @@ def infer(model: SklearnModel, rows: np.ndarray, datatype: str = "FP64", outputs
     request = {"inputs": [tensor], **extra}
     if outputs:
         request["outputs"] = [{"name": name} for name in outputs]
-    response = orjson.loads(run(model.infer_json(orjson.dumps(request))))
+    body, header_length = run(model.infer_json(orjson.dumps(request)))
+    assert header_length is None  # JSON asked, JSON answered
+    response = orjson.loads(body)
     return {out["name"]: np.array(out["data"]).reshape(out["shape"]) for out in response["outputs"]} | {
         "_response": response}
 
@@ -125,7 +127,7 @@ def test_kserve_path_grpc_style_request(classifier_dir, classifier, diabetes) ->
 
 
 def test_kserve_path_refuses_v1_bodies(regressor_dir) -> None:
-    with pytest.raises(v2.InvalidRequest, match="V2 protocol only: POST /v2/models/diabetes-rf/infer"):
+    with pytest.raises(v2.InvalidRequest, match="expected a V2 request: POST /v2/models/diabetes-rf/infer"):
         run(loaded(regressor_dir).predict({"instances": [[0.0] * 10]}))
 
 
@@ -147,7 +149,7 @@ def test_concurrent_requests_each_get_their_own_rows_answer(regressor_dir, regre
     async def all_at_once():
         return await asyncio.gather(*(model.infer_json(body) for body in bodies))
 
-    answers = [orjson.loads(raw)["outputs"][0]["data"][0] for raw in run(all_at_once())]
+    answers = [orjson.loads(raw)["outputs"][0]["data"][0] for raw, _ in run(all_at_once())]
     np.testing.assert_allclose(answers, regressor.predict(x), rtol=RTOL, atol=0)
     stats = model.batch_stats["predict"]
     assert stats.requests == 24

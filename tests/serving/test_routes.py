@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 from timing_asgi import TimingMiddleware
 
+from serving import v2
 from serving.model import SklearnModel
 from serving.routes import FAST_ROUTE_ENV, InferFirst, RouteConfigError, fast_route_enabled
 from serving.server import TRACE_LOGGER, DataPlane, RESTServer
@@ -121,10 +122,155 @@ def test_values_at_the_accepted_bounds_are_answered(client, model, regressor) ->
     np.testing.assert_array_equal(response.json()["outputs"][0]["data"], regressor.predict(x))
 
 
-def test_binary_tensor_extension_is_refused(client) -> None:
-    response = client.post(INFER, content=row_body(np.zeros((1, 10))),
-                           headers={"Inference-Header-Content-Length": "10"})
-    assert response.status_code == 400 and "binary tensor extension" in response.json()["error"]
+def binary_body(rows: np.ndarray, datatype: str = "FP64", **extra) -> tuple[bytes, dict]:
+    """The binary tensor extension as tritonclient sends it: JSON header, then the raw rows."""
+    raw = rows.astype(v2.NUMERIC_DATATYPES[datatype]).tobytes()
+    tensor = {"name": "input-0", "datatype": datatype, "shape": list(rows.shape),
+              "parameters": {"binary_data_size": len(raw)}}
+    header = orjson.dumps({"inputs": [tensor], **extra})
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def split_answer(response) -> tuple[dict, bytes]:
+    size = int(response.headers["inference-header-content-length"])
+    return orjson.loads(response.content[:size]), response.content[size:]
+
+
+def test_binary_tensor_extension_both_ways(client, regressor, diabetes) -> None:
+    x = diabetes[0][:9]
+    body, headers = binary_body(x, parameters={"binary_data_output": True})
+    response = client.post(INFER, content=body, headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/octet-stream"
+    header, raw = split_answer(response)
+    assert header["outputs"][0] == {"name": "predict", "datatype": "FP64", "shape": [9],
+                                    "parameters": {"binary_data_size": 72}}
+    np.testing.assert_array_equal(np.frombuffer(raw, "<f8"), regressor.predict(x))
+    # Binary in, JSON out (nothing asked binary), and an FP32 tensor rounded as sent.
+    body, headers = binary_body(x, "FP32")
+    response = client.post(INFER, content=body, headers=headers)
+    assert "inference-header-content-length" not in response.headers
+    np.testing.assert_array_equal(response.json()["outputs"][0]["data"],
+                                  regressor.predict(x.astype(np.float32).astype(np.float64)))
+
+
+def test_json_body_with_header_length_equal_to_its_size_is_plain_json(client, regressor, diabetes) -> None:
+    body = row_body(diabetes[0][:2])
+    response = client.post(INFER, content=body, headers={"Inference-Header-Content-Length": str(len(body))})
+    assert response.status_code == 200
+    np.testing.assert_array_equal(response.json()["outputs"][0]["data"], regressor.predict(diabetes[0][:2]))
+
+
+def test_string_labels_travel_as_length_prefixed_bytes() -> None:
+    raw = v2.raw_bytes(np.array(["no", "yes"], dtype=object))
+    assert raw == b"\x02\x00\x00\x00no\x03\x00\x00\x00yes"
+
+
+def _binary_case(header: dict, raw: bytes, header_length: int | None = None) -> tuple[bytes, dict]:
+    encoded = orjson.dumps(header)
+    return encoded + raw, {"Inference-Header-Content-Length": str(len(encoded) if header_length is None else header_length)}
+
+
+def _tensor(size, **extra) -> dict:
+    return {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 10],
+                        "parameters": {"binary_data_size": size}, **extra}]}
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        pytest.param(_binary_case(_tensor(80), bytes(80), header_length=10_000),
+                     "Inference-Header-Content-Length is 10000 but the body has only", id="header-beyond-body"),
+        pytest.param((b"{}", {"Inference-Header-Content-Length": "ten"}), "Inference-Header-Content-Length is 'ten'",
+                     id="header-not-a-number"),
+        pytest.param(_binary_case(_tensor(80), bytes(40)), "binary_data_size is 80 but only 40 bytes", id="size-beyond-data"),
+        pytest.param(_binary_case(_tensor(80), bytes(88)), "88 bytes of binary data follow the JSON header; the inputs' "
+                     "binary_data_size add up to 80", id="sizes-do-not-add-up"),
+        pytest.param(_binary_case(_tensor(72), bytes(72)), "has 72 bytes of data; its shape and datatype FP64 need "
+                     "10 x 8 = 80", id="size-vs-shape"),
+        pytest.param(_binary_case(_tensor(-1), b""), "binary_data_size is -1; expected a byte count", id="negative-size"),
+        pytest.param(_binary_case(_tensor(80, data=[0.0] * 10), bytes(80)), "has both 'data' and "
+                     "parameters.binary_data_size", id="data-and-size"),
+        pytest.param(_binary_case({**_tensor(80), "parameters": {"binary_data_output": "yes"}}, bytes(80)),
+                     "parameters.binary_data_output is 'yes'; expected true or false", id="bad-output-flag"),
+        pytest.param((row_body(np.zeros((1, 10))), {}), None, id="control-json-is-fine"),
+    ],
+)
+def test_binary_inconsistencies_are_400s_naming_them(client, case, expected) -> None:
+    body, headers = case
+    response = client.post(INFER, content=body, headers=headers)
+    if expected is None:
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400, response.text
+    assert expected in response.json()["error"]
+
+
+def test_pandas_codec_one_input_per_feature_in_any_order(client, regressor, diabetes) -> None:
+    x, _, names = diabetes
+    rows = x[:4]
+    inputs = [{"name": name, "datatype": "FP64", "shape": [4] if i % 2 else [4, 1], "data": rows[:, i].tolist()}
+              for i, name in reversed(list(enumerate(names)))]
+    response = client.post(INFER, content=orjson.dumps({"inputs": inputs, "parameters": {"content_type": "pd"}}))
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(response.json()["outputs"][0]["data"], regressor.predict(rows))
+    bad = [dict(t) for t in inputs[1:]] + [{**inputs[0], "name": "height"}]
+    response = client.post(INFER, content=orjson.dumps({"inputs": bad}))
+    assert response.status_code == 400
+    assert "missing features: 's6'; unknown inputs: 'height'" in response.json()["error"]
+
+
+def test_a_single_input_is_taken_under_any_name(client, regressor, diabetes) -> None:
+    body = orjson.dumps({"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 10],
+                                     "data": diabetes[0][0].tolist()}]})
+    response = client.post(INFER, content=body)
+    assert response.status_code == 200
+    np.testing.assert_array_equal(response.json()["outputs"][0]["data"], regressor.predict(diabetes[0][:1]))
+
+
+def test_v1_predict_rows_as_lists_or_objects(client, regressor, diabetes) -> None:
+    x, _, names = diabetes
+    for instances in (x[:3].tolist(), [dict(zip(names, row)) for row in x[:3].tolist()]):
+        response = client.post("/v1/models/diabetes-rf:predict", content=orjson.dumps({"instances": instances}))
+        assert response.status_code == 200, response.text
+        np.testing.assert_array_equal(response.json()["predictions"], regressor.predict(x[:3]))
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        pytest.param({"instances": []}, "'instances' is []; expected a non-empty list", id="empty"),
+        pytest.param({"rows": [[0.0] * 10]}, "'instances' is None", id="no-instances"),
+        pytest.param({"instances": [[0.0] * 9]}, "instances[0] is [0.0, 0.0", id="short-row"),
+        pytest.param({"instances": [{"age": 0.0}]}, "instances[0] keys do not match the model's features; missing: sex",
+                     id="missing-keys"),
+        pytest.param({"instances": [[0.0] * 9 + ["x"]]}, "instances.data holds 'x'; expected only numbers", id="string"),
+        pytest.param({"instances": [[0.0] * 9 + [1e300]]}, "holds 1e+300 at row 0, feature 's6'", id="range"),
+    ],
+)
+def test_v1_mistakes_are_400s(client, body, expected) -> None:
+    response = client.post("/v1/models/diabetes-rf:predict", content=orjson.dumps(body))
+    assert response.status_code == 400
+    assert expected in response.json()["error"]
+
+
+def test_v1_unknown_model_is_a_404(client) -> None:
+    response = client.post("/v1/models/nope:predict", content=b'{"instances": [[0]]}')
+    assert response.status_code == 404 and "nope" in response.json()["error"]
+
+
+def test_model_config_describes_the_real_tensors(client, model) -> None:
+    for path in ("/v2/models/diabetes-rf/config", f"/v2/models/diabetes-rf/versions/{model.version}/config"):
+        config = client.get(path).json()
+        assert config["input"] == [{"name": "input-0", "data_type": "TYPE_FP64", "format": "FORMAT_NONE", "dims": [10]}]
+        assert config["output"] == [{"name": "predict", "data_type": "TYPE_FP64", "dims": [1], "reshape": {"shape": []}}]
+        assert config["max_batch_size"] == model.batching.max_batch_rows and config["platform"] == "sklearn"
+    assert client.get("/v2/models/diabetes-rf/versions/99/config").status_code == 404
+    assert client.get("/v2/models/nope/config").status_code == 404
+
+
+def test_server_metadata_lists_the_extensions(client) -> None:
+    extensions = client.get("/v2").json()["extensions"]
+    assert {"binary_tensor_data", "model_configuration"} <= set(extensions)
 
 
 def test_body_over_the_limit_is_a_413(client) -> None:
