@@ -56,6 +56,10 @@ bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput,
 	@$(PY) bench/pipeline_bench.py
 	@$(PY) bench/serving_bench.py $(BENCH_ARGS)
 
+.PHONY: perf
+perf: $(STAMP) ## perf_analyzer (from the tritonclient 2.41.0 wheel) over HTTP binary/JSON and gRPC, a concurrency sweep
+	@$(PY) bench/perf.py $(PERF_ARGS)
+
 images: ## Build the pipeline and serving images (needs a Docker engine)
 	docker build -f components/Dockerfile -t $(PIPELINE_IMAGE) .
 	docker build -f serving/Dockerfile -t $(SERVING_IMAGE) .
