@@ -15,7 +15,7 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
-.PHONY: help install lock run compile upload serve load bench images helm validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload serve load bench images push-images docker-engine helm validate test test-fast apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,12 +39,12 @@ run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
 	@$(PY) -m serving.local --demo $(SERVE_ARGS)
 
-compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml
-	@$(PY) -m pipelines.training_pipeline
+compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=]
+	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline
 
 upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1] [UPLOAD_ARGS=...]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
-	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" $(if $(RUN),--run,) $(UPLOAD_ARGS)
+	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(RUN),--run,) $(UPLOAD_ARGS)
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
 	@$(PY) -m serving.local $(SERVE_ARGS)
@@ -60,9 +60,15 @@ bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput,
 perf: $(STAMP) ## perf_analyzer (from the tritonclient 2.41.0 wheel) over HTTP binary/JSON and gRPC, a concurrency sweep
 	@$(PY) bench/perf.py $(PERF_ARGS)
 
-images: ## Build the pipeline and serving images (needs a Docker engine)
-	docker build -f components/Dockerfile -t $(PIPELINE_IMAGE) .
-	docker build -f serving/Dockerfile -t $(SERVING_IMAGE) .
+images: ## Build the pipeline and serving images (a Docker engine; no pullable base: a local Debian stand-in)
+	@bash images/build.sh "$(PIPELINE_IMAGE)" "$(SERVING_IMAGE)"
+
+push-images: ## Push both images to REGISTRY (after make images and docker login)
+	docker push "$(PIPELINE_IMAGE)"
+	docker push "$(SERVING_IMAGE)"
+
+docker-engine: ## Start dockerd when none answers (root; Debian's docker.io)
+	@bash images/dockerd.sh
 
 helm: $(HELM) ## Install helm 3.18 into .tools/bin (from the npm registry)
 

@@ -7,12 +7,16 @@ environment, where the project is installed editable. Serving never imports this
 """
 
 # No "from __future__ import annotations": KFP reads the real annotation objects.
+import os
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-PIPELINE_IMAGE = "ghcr.io/sklearn-kserve-mlops/pipeline:0.1.0"
+DEFAULT_PIPELINE_IMAGE = "ghcr.io/sklearn-kserve-mlops/pipeline:0.1.0"
+# `make compile PIPELINE_IMAGE=...` (or REGISTRY=/VERSION=): read at import, because
+# @dsl.component fixes base_image when the decorator runs. The committed YAML uses the default.
+PIPELINE_IMAGE = os.environ.get("PIPELINE_IMAGE") or DEFAULT_PIPELINE_IMAGE
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)

@@ -27,7 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
+import yaml
+
 from components.errors import PipelineError
+from components.kfp_components import PIPELINE_IMAGE
 from pipelines import params
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_DESCRIPTION, PIPELINE_NAME
 
@@ -68,6 +71,22 @@ def version_name(package: Path) -> str:
     except metadata.PackageNotFoundError:
         release = "dev"
     return f"{release}-{digest}"
+
+
+def executor_images(package: Path) -> set[str]:
+    """The container images the compiled YAML's steps run (deploymentSpec.executors.*.container.image)."""
+    spec = next(yaml.safe_load_all(package.read_text()), None) or {}
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    return {executor["container"]["image"] for executor in executors.values() if "container" in executor}
+
+
+def check_image(package: Path, expected: str) -> None:
+    """Refuse YAML compiled for another image than the one asked for (make upload PIPELINE_IMAGE=...)."""
+    found = executor_images(package)
+    if found != {expected}:
+        raise PipelineError(
+            f"{package} runs image {', '.join(sorted(found)) or '(none)'}, but the pipeline image asked for is "
+            f"{expected}: run `make compile PIPELINE_IMAGE={expected}` (or the same REGISTRY=/VERSION=) first")
 
 
 def client_options(host: str, namespace: str | None = None, token: str | None = None, cookies: str | None = None,
@@ -152,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cookies", help=f"cookie header of a browser login, e.g. 'authservice_session=...' "
                                           f"(default: ${COOKIES_ENV})")
     parser.add_argument("--package", default=str(PACKAGE_PATH), help="compiled pipeline YAML (default: %(default)s)")
+    parser.add_argument("--image", default=PIPELINE_IMAGE,
+                        help="pipeline image the YAML must run; anything else is refused (default: %(default)s)")
     parser.add_argument("--name", default=PIPELINE_NAME, help="pipeline name in the UI (default: %(default)s)")
     parser.add_argument("--run", action="store_true", help="also start a run of the uploaded version")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment of the run")
@@ -171,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             raise params.ParamError("--param sets run parameters: add --run (an upload alone takes none)")
         overrides = params.parse_overrides(args.param, package)
         params.check(params.effective(overrides, package))
+        check_image(package, args.image)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
