@@ -38,11 +38,11 @@ def container_name(role: str) -> str:
 @pytest.fixture(scope="session")
 def engine() -> None:
     if shutil.which("docker") is None:
-        pytest.skip("images NOT tested: no docker CLI (apt-get install docker.io; .ci/run does)")
+        pytest.skip("images NOT tested: no docker CLI (apt-get install docker.io; .ci/run does not yet)")
     info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
     if info.returncode != 0:
-        pytest.skip("images NOT tested: no Docker engine answers (as root: `make docker-engine`; .ci/run starts "
-                    f"one): {info.stderr.strip().splitlines()[-1] if info.stderr.strip() else info.returncode}")
+        pytest.skip("images NOT tested: no Docker engine answers (as root: `make docker-engine`; .ci/run does not "
+                    f"start one yet): {info.stderr.strip().splitlines()[-1] if info.stderr.strip() else info.returncode}")
 
 
 @pytest.fixture(scope="session")
