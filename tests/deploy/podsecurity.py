@@ -48,10 +48,13 @@ def inference_service_pod(isvc: Doc, docs: list[Doc]) -> dict:
                 and d["metadata"]["name"] == model.get("runtime")]
     runtime_spec = runtimes[0]["spec"] if runtimes else {}
     runtime_container = (runtime_spec.get("containers") or [{}])[0]
+    # Volumes merge by name, the predictor's winning (KServe's strategic merge of the pod specs).
+    volumes = {volume["name"]: volume for volume in runtime_spec.get("volumes", [])}
+    volumes.update({volume["name"]: volume for volume in predictor.get("volumes", [])})
     return dict(
         predictor,
         containers=[merge(runtime_container, model), *predictor.get("containers", [])],
-        volumes=[*predictor.get("volumes", []), *runtime_spec.get("volumes", [])],
+        volumes=list(volumes.values()),
     )
 
 

@@ -41,6 +41,9 @@ CHART_MODES = (
     # release itself lives in another namespace (Helm stores it before creating objects).
     ChartMode("own-namespace", ("namespace.create=true", f"namespace.name={NAMESPACE}"), overlay="serverless",
               release_namespace="default"),
+    # V2 over gRPC instead of REST: one h2c port under Knative, a grpc-* port in raw mode.
+    ChartMode("grpc", ("protocol=grpc",), overlay="serverless-grpc"),
+    ChartMode("raw-grpc", ("mode=raw", "protocol=grpc"), overlay="raw-grpc"),
     ChartMode("scale-to-zero", ("autoscaling.minReplicas=0",)),
     ChartMode("rps", ("autoscaling.serverless.scaleMetric=rps", "autoscaling.serverless.scaleTarget=50")),
     ChartMode("canary", ("model.storageUri=s3://models/diabetes-rf/v4/", "canaryTrafficPercent=10")),

@@ -70,7 +70,7 @@ def test_render_follows_the_serving_contract(rendered, source, name):
     isvc = render.only(docs, "InferenceService")
     predictor = isvc["spec"]["predictor"]
     model = predictor["model"]
-    assert model["protocolVersion"] == "v2"
+    assert model["protocolVersion"] in ("v2", "grpc-v2")
     assert model["storageUri"] == PRODUCTION_URI or VERSION_URI.fullmatch(model["storageUri"]), model["storageUri"]
     assert model["modelFormat"]["name"] == "sklearn"
     assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -80,7 +80,7 @@ def test_render_follows_the_serving_contract(rendered, source, name):
     runtimes = render.find(docs, "ServingRuntime", model["runtime"])
     if runtimes:  # this project's runtime; otherwise KServe's stock one by name
         runtime = runtimes[0]["spec"]
-        assert runtime["protocolVersions"] == ["v2"]
+        assert runtime["protocolVersions"] == ["v2", "grpc-v2"]
         assert runtime["containers"][0]["image"] == makefile_image("SERVING_IMAGE")
         assert "--model_name={{.Name}}" in runtime["containers"][0]["args"]
         # KServe would put a runtimeVersion on this runtime's image, replacing the project's tag.

@@ -34,6 +34,7 @@ BAD_VALUES = [
     (("minio.image=minio/minio",), "minio.image"),
     (("minio.rootPassword=short",), "minio.rootPassword"),
     (("replicas=3",), "replicas"),
+    (("protocol=http2",), "protocol"),
     # templates/_helpers.tpl: rules across fields
     (("autoscaling.minReplicas=6",), "autoscaling.minReplicas=6 is greater than autoscaling.maxReplicas=5"),
     (("mode=raw", "autoscaling.minReplicas=0"), "autoscaling.minReplicas=0 with mode=raw"),
@@ -43,6 +44,7 @@ BAD_VALUES = [
     # Helm writes the release into its own namespace before it creates any object.
     (("namespace.create=true", f"namespace.name={render.NAMESPACE}"),
      f"namespace.create=true with namespace.name={render.NAMESPACE}, the release namespace"),
+    (("protocol=grpc", "runtime.kind=stock"), "protocol=grpc with runtime.kind=stock"),
     (("minio.enabled=true", "minio.writer.accessKey=CHANGE-ME"), "minio.writer.accessKey=CHANGE-ME equals objectStore"),
 ]
 

@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import ALL_RENDERS, RENDER_IDS
 from .podsecurity import pod_specs, violations
-from .render import only
+from .render import find, only
 
 
 @pytest.mark.parametrize(("source", "name"), ALL_RENDERS, ids=RENDER_IDS)
@@ -65,6 +65,34 @@ def test_predictor_settings_override_the_runtime(rendered):
     [(_, pod)] = pod_specs([only(docs, "InferenceService"), runtime])
     # The predictor sets readOnlyRootFilesystem but not privileged: the runtime's privileged stays.
     assert violations(pod) == ["container kserve-container: privileged"]
+
+
+def _bare_isvc(runtime_name: str) -> dict:
+    """Another team's InferenceService on our runtime: no securityContext, volumes or probes."""
+    model = {"modelFormat": {"name": "sklearn"}, "runtime": runtime_name, "storageUri": "s3://other/model/"}
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "other"}, "spec": {"predictor": {"model": model}}}
+
+
+@pytest.mark.parametrize(("source", "name"), ALL_RENDERS, ids=RENDER_IDS)
+def test_any_inference_service_on_the_runtime_is_restricted(rendered, source, name):
+    runtimes = find(rendered(source, name), "ServingRuntime")
+    if not runtimes:
+        pytest.skip("stock runtime: KServe's own ClusterServingRuntime, not rendered here")
+    [runtime] = runtimes
+    [(_, pod)] = pod_specs([_bare_isvc(runtime["metadata"]["name"]), runtime])
+    assert violations(pod) == []
+    # The read-only root filesystem comes with its writable /tmp, or Python's tempfile fails.
+    [server] = pod["containers"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in server["volumeMounts"]}
+    assert "emptyDir" in {volume["name"]: volume for volume in pod["volumes"]}[mounts["/tmp"]]
+
+
+def test_runtime_check_catches_a_runtime_without_security(rendered):
+    runtime = only(rendered("kustomize", "serverless"), "ServingRuntime")
+    runtime["spec"]["containers"][0].pop("securityContext")
+    [(_, pod)] = pod_specs([_bare_isvc(runtime["metadata"]["name"]), runtime])
+    assert "runAsNonRoot is not true" in " ".join(violations(pod))
 
 
 @pytest.mark.parametrize(("source", "name"), ALL_RENDERS, ids=RENDER_IDS)

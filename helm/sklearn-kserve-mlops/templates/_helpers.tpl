@@ -11,6 +11,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default .Release.Namespace .Values.namespace.name -}}
 {{- end }}
 
+{{/* The server's ports (serving/__main__.py flags); the runtime declares the one routed. */}}
+{{- define "skm.httpPort" -}}8080{{- end }}
+{{- define "skm.grpcPort" -}}8081{{- end }}
+
 {{/* The Secret the predictor's ServiceAccount lists. */}}
 {{- define "skm.s3SecretName" -}}
 {{- default .Values.objectStore.secretName .Values.objectStore.existingSecret -}}
@@ -57,6 +61,9 @@ only at apply time, so fail at render time with the field, the value and what is
 {{- end -}}
 {{- if and (eq .Values.mode "raw") (not (kindIs "invalid" .Values.canaryTrafficPercent)) -}}
 {{- fail (printf "canaryTrafficPercent=%v with mode=raw; expected null (traffic splitting needs mode=serverless)" .Values.canaryTrafficPercent) -}}
+{{- end -}}
+{{- if and (eq .Values.protocol "grpc") (eq .Values.runtime.kind "stock") -}}
+{{- fail "protocol=grpc with runtime.kind=stock; expected runtime.kind=project (KServe's kserve-sklearnserver runtime declares no grpc-v2 protocol) or protocol=rest" -}}
 {{- end -}}
 {{- if and (not .Values.objectStore.existingSecret) (or (not .Values.objectStore.accessKey) (not .Values.objectStore.secretKey)) -}}
 {{- fail "objectStore.accessKey/secretKey are empty and objectStore.existingSecret is not set; expected credentials or the name of an existing Secret" -}}
