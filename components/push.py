@@ -35,6 +35,7 @@ from components.registry import (
     Guard,
     Registry,
     check_location,
+    pointer_key,
     version_prefix,
 )
 
@@ -85,9 +86,9 @@ def lineage(model_name: str, bucket: str, training: dict, schema: dict, evaluati
     data_sha256 = training.get("data_sha256")
     return {
         "data_sha256": data_sha256,
-        "fingerprint": evaluation.get("fingerprint") or (
-            fingerprint(data_sha256, schema, training["estimator"], training["hyperparameters"], split)
-            if data_sha256 else None),
+        # From this model's own training record (evaluate computes the same for the gate).
+        "fingerprint": (fingerprint(data_sha256, schema, training["estimator"], training["hyperparameters"], split)
+                        if data_sha256 else None),
         "git_commit": git_commit(),
         "run_id": run_id,
         "params": {
@@ -148,12 +149,12 @@ def build_metadata(model_name: str, version: int, model: bytes, training: dict, 
     return metadata
 
 
-def _decide(evaluation: dict, production: dict | None, production_uri: str, schema: dict,
+def _decide(evaluation: dict, production: dict | None, production_uri: str, schema: dict, trained_as: str | None,
             allow_schema_change: bool) -> Decision:
     primary = evaluation["primary_metric"]
     try:
         return decide(primary["name"], primary["value"], float(evaluation["threshold"]), evaluation["task"],
-                      production, production_uri, schema=schema, training_fingerprint=evaluation.get("fingerprint"),
+                      production, production_uri, schema=schema, training_fingerprint=trained_as,
                       allow_schema_change=allow_schema_change)
     except EvaluateError as exc:
         raise PushError(f"{exc}; production was not moved") from exc
@@ -162,7 +163,11 @@ def _decide(evaluation: dict, production: dict | None, production_uri: str, sche
 def _sync(registry: Registry, moved_to: int | None) -> None:
     """production/ as the pointer says; a failure here never undoes the pointer (the next writer repairs it)."""
     try:
-        registry.sync_production(after_move=moved_to is not None)
+        try:
+            registry.sync_production(after_move=moved_to is not None)
+        except ObjectStoreError as exc:  # one more round: copies are idempotent, the pointer decides what lands
+            log.warning("refreshing %s failed (%s): trying once more", registry.production_uri, exc)
+            registry.sync_production()
     except (ObjectStoreError, PushError) as exc:
         state = f"production.json names v{moved_to}" if moved_to else "production.json is unchanged"
         raise PushError(f"{state}, but {registry.production_uri} could not be refreshed from it ({exc}); readers of "
@@ -186,6 +191,7 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     # Built (and the model hashed) once, before the first write, so bad metadata writes nothing;
     # each version attempt only sets its number (an existing key keeps its place in the JSON).
     base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket)
+    trained_as = base["lineage"]["fingerprint"]
     registry = Registry.for_writing(store, bucket, model_name, guard)
     production_uri = registry.production_uri
 
@@ -196,7 +202,8 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     with registry.guard.session():
         registry.clean_partials()
         current = registry.current()
-        decision = _decide(evaluation, registry.production_metadata(), production_uri, schema, allow_schema_change)
+        decision = _decide(evaluation, registry.production_metadata(), production_uri, schema, trained_as,
+                           allow_schema_change)
         if decision.nothing_new:
             _sync(registry, None)
             log.warning("%s: nothing pushed", decision.reason)
@@ -205,7 +212,7 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
         version = registry.write_version(model, lambda n: {**base, "version": n, "lineage": compared}, run_id)
         for _ in range(MAX_MOVE_ATTEMPTS):
             current = registry.current()
-            decision = _decide(evaluation, registry.production_metadata(), production_uri, schema,
+            decision = _decide(evaluation, registry.production_metadata(), production_uri, schema, trained_as,
                                allow_schema_change)
             if not decision.deploy:
                 log.warning("production NOT moved: %s (production changed since evaluate); %s is kept",
@@ -217,6 +224,11 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
                 break
             except ProductionMoved as exc:
                 log.warning("%s; deciding again", exc)
+            except ObjectStoreError as exc:
+                raise PushError(f"moving {registry.uri(pointer_key(model_name))} to v{version} failed: {exc}; "
+                                f"v{version} is complete and kept; production.json is unchanged, or names "
+                                f"v{version} if only the answer was lost: `make models` shows which and "
+                                "repairs production/") from exc
         else:
             raise PushError(f"production kept moving: v{version} was written (complete, kept) but not promoted "
                             f"after {MAX_MOVE_ATTEMPTS} compare-and-swap attempts")
