@@ -272,10 +272,15 @@ _PROBED: dict[tuple[str, str], bool] = {}
 def guard_for(store: Store, bucket: str, env: dict[str, str] | os._Environ | None = None) -> Guard:
     """Conditional writes when the store honours them, else the lock REGISTRY_LOCK_FILE names, else refuse."""
     env = os.environ if env is None else env
-    cache_key = (store.uri(bucket), getattr(getattr(store, "settings", None), "url", str(id(store))))
-    if cache_key not in _PROBED:
-        _PROBED[cache_key] = conditional_writes(store, bucket)
-    if _PROBED[cache_key]:
+    # Probed once per endpoint and bucket in a process; stores without settings (tests) every time.
+    url = getattr(getattr(store, "settings", None), "url", None)
+    cache_key = (url, store.uri(bucket))
+    honoured = _PROBED.get(cache_key) if url else None
+    if honoured is None:
+        honoured = conditional_writes(store, bucket)
+        if url:
+            _PROBED[cache_key] = honoured
+    if honoured:
         return Guard()
     lock_file = env.get(LOCK_FILE_ENV, "")
     if not lock_file:
