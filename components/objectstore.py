@@ -68,6 +68,7 @@ _REGION_CODES = {"AuthorizationHeaderMalformed", "InvalidRegion", "IllegalLocati
                  "InvalidLocationConstraint"}
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "NotFound"}
 _EXISTS_CODES = {"PreconditionFailed"}
+_CREATED_MEANWHILE_CODES = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
 _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
 _STATUS = re.compile(r"Response code: (\d+)")
 
@@ -194,7 +195,12 @@ class ObjectStore:
         if self.bucket_exists(bucket):
             return False
         with self._errors("create bucket", bucket):
-            self._client.make_bucket(bucket)
+            try:
+                self._client.make_bucket(bucket)
+            except S3Error as exc:
+                if exc.code not in _CREATED_MEANWHILE_CODES:
+                    raise
+                return False  # a concurrent run created it between the check and the create
         log.info("created bucket %s", self.uri(bucket))
         return True
 

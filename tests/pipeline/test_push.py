@@ -358,3 +358,57 @@ def test_an_equal_score_still_moves_production(s3_server, store, bucket, diabete
     assert result.promoted and "not worse than production v1" in result.reason
     assert_sound(store, bucket, 2)
     assert_production_copy(store, bucket, 2)
+
+
+CONCURRENT_RUNS, TRIALS = 3, 20
+
+
+@pytest.fixture(scope="module")
+def ridge_models(diabetes, tmp_path_factory):
+    from components import train
+
+    folders = []
+    for alpha in (1.0, 0.5, 0.1):
+        folder = tmp_path_factory.mktemp(f"ridge-{alpha}")
+        train.run(diabetes.train, diabetes.schema, folder, "ridge", json.dumps({"alpha": alpha}), 42)
+        folders.append(folder)
+    return folders
+
+
+@pytest.mark.integration
+def test_concurrent_pushes_on_the_local_store_lose_and_mix_nothing(s3_env, diabetes, ridge_models, evaluated):
+    """3 pushes released together, 20 times, on rclone (which ignores If-None-Match): the lock keeps them apart."""
+    import threading
+    import uuid
+
+    for trial in range(TRIALS):
+        bucket = f"t-race-{uuid.uuid4().hex[:8]}"
+        results, errors = {}, []
+        barrier = threading.Barrier(CONCURRENT_RUNS)
+
+        def one(index: int) -> None:
+            try:
+                barrier.wait()
+                results[index] = push.run(ridge_models[index], diabetes.schema, evaluated, "m", bucket,
+                                          ObjectStore.from_env(), f"run-{index}", NOW)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(CONCURRENT_RUNS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, (trial, errors)
+        assert sorted(r.version for r in results.values()) == [1, 2, 3], trial
+        store = ObjectStore.from_env()
+        for index, result in results.items():  # each run's report matches the store
+            metadata = json.loads(store.get_bytes(bucket, f"m/v{result.version}/metadata.json"))
+            assert metadata["run_id"] == f"run-{index}", trial
+            assert store.get_bytes(bucket, f"m/v{result.version}/model.joblib") == \
+                (ridge_models[index] / "model.joblib").read_bytes(), trial
+        registry = Registry(store, bucket, "m")
+        pointer = registry.current()
+        assert [r.version for r in results.values() if r.promoted][-1:] != [] and pointer.version in \
+            [r.version for r in results.values() if r.promoted], trial
+        assert [e["seq"] for e in registry.history()] == list(range(1, pointer.seq + 1)), trial
+        assert registry.production_state()[0], trial
