@@ -197,8 +197,8 @@ class ObjectStore:
         with self._errors("create bucket", bucket):
             try:
                 self._client.make_bucket(bucket)
-            except S3Error as exc:
-                if exc.code not in _CREATED_MEANWHILE_CODES:
+            except MinioException as exc:  # rclone's error body is "non-XML" to minio: read the code anyway
+                if _code_status_message(exc)[0] not in _CREATED_MEANWHILE_CODES:
                     raise
                 return False  # a concurrent run created it between the check and the create
         log.info("created bucket %s", self.uri(bucket))
