@@ -16,6 +16,7 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
+.PHONY: models promote rollback
 .PHONY: help install lock run compile upload serve load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
 
 help: ## List the targets
@@ -46,6 +47,16 @@ compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml [P
 upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1] [UPLOAD_ARGS=...]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
 	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(RUN),--run,) $(UPLOAD_ARGS)
+
+models: $(STAMP) ## Every model version, its metrics, data hash and the production marker [MODEL_NAME=...]
+	@$(PY) -m pipelines.models list $(if $(MODEL_NAME),--model-name $(MODEL_NAME),)
+
+promote: $(STAMP) ## Point production at v<N> by compare-and-swap: make promote VERSION=N [MODEL_NAME=...]
+	@test "$(origin VERSION)" = "command line" || { echo "usage: make promote VERSION=N"; exit 2; }
+	@$(PY) -m pipelines.models promote $(VERSION) $(if $(MODEL_NAME),--model-name $(MODEL_NAME),) $(PROMOTE_ARGS)
+
+rollback: $(STAMP) ## Move production back to the previous entry of its history [MODEL_NAME=...]
+	@$(PY) -m pipelines.models rollback $(if $(MODEL_NAME),--model-name $(MODEL_NAME),)
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
 	@$(PY) -m serving.local $(SERVE_ARGS)

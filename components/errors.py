@@ -47,9 +47,21 @@ class ObjectStoreAccessDenied(ObjectStoreError):
     """The endpoint refused the keys, or the keys may not do what was asked."""
 
 
-class ObjectAlreadyExists(ObjectStoreError):
+class PreconditionFailed(ObjectStoreError):
+    """A conditional write (If-None-Match: *, If-Match: <etag>) found the object not as expected (HTTP 412)."""
+
+
+class ObjectAlreadyExists(PreconditionFailed):
     """A write conditional on the object being absent (If-None-Match: *) found it present (HTTP 412)."""
 
 
 class ObjectNotFound(ObjectStoreError):
     """The bucket or the object does not exist."""
+
+
+class RegistryError(PushError):
+    """A registry operation (promote, rollback, list) was refused or the registry is unusable."""
+
+
+class ProductionMoved(RegistryError):
+    """production.json changed between reading it and the compare-and-swap that would have moved it."""

@@ -18,12 +18,12 @@ import joblib
 import numpy as np
 from sklearn import metrics as skm
 
-from components.artifacts import MODEL_FILE, finite_or_none, read_json, schema_task, write_json
+from components.artifacts import MODEL_FILE, TRAINING_FILE, finite_or_none, read_json, schema_task, write_json
 from components.datasets import read_dataset
 from components.errors import EvaluateError
-from components.gate import PRIMARY_METRIC, decide
+from components.gate import PRIMARY_METRIC, decide, fingerprint
 from components.objectstore import ObjectStore
-from components.registry import check_location, production_metadata, production_prefix
+from components.registry import Registry, check_location, production_prefix
 from components.sources import redact_source
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ def classification_metrics(model, x: np.ndarray, y: np.ndarray, classes: list) -
     return scores, matrix
 
 
+def _training_record(model_dir: str | Path) -> dict:
+    """training.json beside the model; {} when absent (a model folder made by hand has no lineage)."""
+    path = Path(model_dir) / TRAINING_FILE
+    record = read_json(path, "training record") if path.exists() else {}
+    return record if isinstance(record, dict) else {}
+
+
 def _same_split(production: dict, data_source: str, split: dict) -> bool:
     # Older metadata may hold the source unredacted: compare what is left after redaction.
     recorded = production.get("data_source")
@@ -104,8 +111,12 @@ def report_markdown(evaluation: dict) -> str:
 
 def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float,
         model_name: str, bucket: str, store: ObjectStore | None, data_source: str, seed: int,
-        test_fraction: float, evaluation_path: str | Path, report_path: str | Path) -> dict:
+        test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
+        allow_schema_change: bool = False) -> dict:
     """The evaluate step. store=None skips the production comparison (no object store configured).
+
+    The production model is the version production.json names (components.registry), never the
+    production/ copy, which may lag; whether that copy matches is reported too.
 
     data_source, seed and test_fraction identify the held-out split; they go into the
     evaluation (and from there into metadata.json) so a later run can tell whether it
@@ -131,9 +142,16 @@ def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, t
 
     metric = PRIMARY_METRIC[task]
     production_uri = f"s3://{bucket}/{production_prefix(model_name)}"
-    production = production_metadata(store, bucket, model_name) if store is not None else None
-    decision = decide(metric, scores[metric], float(threshold), task, production, production_uri)
     split = {"seed": int(seed), "test_fraction": float(test_fraction)}
+    training = _training_record(model_dir)
+    data_sha256 = training.get("data_sha256")
+    trained_as = (fingerprint(data_sha256, schema, training.get("estimator"), training.get("hyperparameters"), split)
+                  if data_sha256 else None)
+    registry = Registry(store, bucket, model_name) if store is not None else None
+    production = registry.production_metadata() if registry is not None else None
+    consistent, production_state = registry.production_state() if registry is not None else (True, "")
+    decision = decide(metric, scores[metric], float(threshold), task, production, production_uri, schema=schema,
+                      training_fingerprint=trained_as, allow_schema_change=bool(allow_schema_change))
     evaluation = {
         "model_name": model_name,
         "task": task,
@@ -146,7 +164,12 @@ def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, t
             "version": production.get("version"),
             "primary_metric": production.get("primary_metric"),
             "same_split": _same_split(production, data_source, split),
+            "copy_consistent": consistent,
+            "copy_state": production_state,
         },
+        "fingerprint": trained_as,
+        "data_sha256": data_sha256,
+        "allow_schema_change": bool(allow_schema_change),
         "confusion_matrix": matrix,
         "data_source": data_source,
         "split": split,

@@ -75,12 +75,18 @@ def evaluate(
     source: str,
     seed: int,
     test_fraction: float,
+    allow_schema_change: bool,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
     evaluation: Output[Artifact],
 ) -> NamedTuple("Gate", [("deploy", bool), ("reason", str)]):
-    """Score on the test split, log Metrics (and a confusion matrix for classification), decide."""
+    """Score on the test split, log Metrics (and a confusion matrix for classification), decide.
+
+    Args:
+        allow_schema_change: Let a model whose input schema (feature names, order) differs from
+            production's replace it; otherwise the gate refuses it.
+    """
     from collections import namedtuple
 
     from components import evaluate as step
@@ -88,7 +94,7 @@ def evaluate(
 
     result = step.run(test_data.path, schema.path, model.path, threshold, model_name, bucket,
                       ObjectStore.from_env(minio_endpoint, minio_secure), source, seed, test_fraction,
-                      evaluation.path, report.path)
+                      evaluation.path, report.path, allow_schema_change)
     for name, value in result["metrics"].items():
         if value is not None:
             metrics.log_metric(name, value)

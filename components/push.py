@@ -1,16 +1,18 @@
-"""Push: publish the model as the next version, then move production to it.
+"""Push: publish the model as a new immutable version, then move the production pointer to it.
 
-The order is what keeps readers and failures safe:
+The order is what keeps readers and failures safe (components.registry has the layout):
   1. Everything checkable locally (files, metadata, names) is checked before the first write.
-  2. v<N>/model.joblib, then v<N>/metadata.json, each written only if absent (If-None-Match: *).
-     A v<N> that a concurrent run took first is left alone and N+1 is tried. A model.joblib
-     whose metadata.json could not be written is deleted: no v<N> stays without its metadata.
-  3. The gate decides again against production as it is now: another run may have promoted a
-     better model since evaluate looked. If the candidate now loses, v<N> stays and production
-     does not move.
-  4. production/model.joblib, then production/metadata.json, as server-side copies of v<N>/. If
-     anything fails once the first copy has started, production is put back to the version it
-     held (copies of its v<M>/), so production/metadata.json keeps describing production/model.joblib.
+  2. The store is probed for conditional writes; without them every writer holds the registry lock
+     (REGISTRY_LOCK_FILE) for the whole push. Partial versions left by dead pushes are tombstoned.
+  3. Production trained on the same data with the same parameters: nothing new to learn, nothing written.
+  4. v<N>/claim.json (If-None-Match: *; a taken N means N+1), model.joblib, metadata.json last. A push
+     that fails part-way marks its claim abandoned and deletes the rest: no reader ever counts it.
+  5. The gate decides again on production as production.json names it now, and the pointer moves by
+     compare-and-swap from exactly that state; if another promotion won meanwhile, read, decide, retry.
+     A candidate that now loses stays as a complete v<N> and production does not move.
+  6. production/ (the fixed storageUri) is refreshed from the pointer: model first, metadata last.
+     If that fails, production.json is already right and the next push, promote or `make models`
+     repairs production/; the error says so.
 """
 
 from __future__ import annotations
@@ -19,39 +21,54 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from components.artifacts import METADATA_FILE, MODEL_FILE, MODEL_SUFFIXES, TRAINING_FILE, model_files, read_json
-from components.errors import EvaluateError, ObjectAlreadyExists, ObjectStoreError, PushError, VersionTaken
-from components.gate import Decision, decide
-from components.objectstore import ObjectStore
+from components.artifacts import MODEL_FILE, MODEL_SUFFIXES, TRAINING_FILE, model_files, read_json
+from components.errors import EvaluateError, ObjectStoreError, ProductionMoved, PushError
+from components.gate import Decision, decide, fingerprint
 from components.registry import (
+    MAX_MOVE_ATTEMPTS,
+    MAX_VERSION_ATTEMPTS,
+    Guard,
+    Registry,
     check_location,
-    metadata_key,
-    model_key,
-    production_metadata,
-    production_prefix,
+    pointer_key,
     version_prefix,
-    versions,
 )
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-# Concurrent runs each take the next free v<N>; past this many collisions something else is wrong.
-MAX_VERSION_ATTEMPTS = 5
+__all__ = ["MAX_VERSION_ATTEMPTS", "PushResult", "build_metadata", "run"]
+GIT_COMMIT_ENV = "CODE_GIT_COMMIT"  # set in images, which carry no .git
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
 class PushResult:
-    version: int
+    version: int  # the new v<N>; with nothing_new, the production version (nothing was written)
     model_uri: str  # s3://bucket/name/vN/ (slash-terminated: an exact storageUri prefix)
     production_uri: str  # s3://bucket/name/production/
     sha256: str
     promoted: bool  # False: v<N> was written but production did not move (the gate said no at push time)
     reason: str  # the gate's reason, as decided right before moving production
+    nothing_new: bool = False  # production was trained on the same data with the same parameters
+
+
+def git_commit() -> str:
+    """The code's commit: CODE_GIT_COMMIT, else `git rev-parse HEAD` of this checkout, else "unknown"."""
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
+    try:
+        done = subprocess.run(["git", "-C", str(_PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) == 40 else "unknown"
 
 
 def _model_bytes(model_dir: Path) -> bytes:
@@ -63,8 +80,39 @@ def _model_bytes(model_dir: Path) -> bytes:
     return (model_dir / MODEL_FILE).read_bytes()
 
 
+def lineage(model_name: str, bucket: str, training: dict, schema: dict, evaluation: dict, run_id: str) -> dict:
+    """Where the model comes from: data hash as read, code commit, run, every parameter, what it was compared with."""
+    split = evaluation.get("split") or {}
+    data_sha256 = training.get("data_sha256")
+    return {
+        "data_sha256": data_sha256,
+        # From this model's own training record (evaluate computes the same for the gate).
+        "fingerprint": (fingerprint(data_sha256, schema, training["estimator"], training["hyperparameters"], split)
+                        if data_sha256 else None),
+        "git_commit": git_commit(),
+        "run_id": run_id,
+        "params": {
+            "source": evaluation.get("data_source"),
+            "target": (schema.get("target") or {}).get("name"),
+            "task": training.get("task"),
+            "test_fraction": split.get("test_fraction"),
+            "seed": split.get("seed"),
+            "missing_values": schema.get("missing_values"),
+            "categorical_features": [f["name"] for f in schema.get("features", []) if "categories" in f],
+            "estimator": training.get("estimator"),
+            "hyperparameters": training.get("hyperparameters"),
+            "threshold": evaluation.get("threshold"),
+            "model_name": model_name,
+            "bucket": bucket,
+            "allow_schema_change": bool(evaluation.get("allow_schema_change", False)),
+        },
+        "evaluated_against": (evaluation.get("production") or {}).get("version"),
+        "compared_with": None,  # set by push: the production version as read right before writing
+    }
+
+
 def build_metadata(model_name: str, version: int, model: bytes, training: dict, schema: dict, evaluation: dict,
-                   run_id: str, created_at: dt.datetime) -> dict:
+                   run_id: str, created_at: dt.datetime, bucket: str = "") -> dict:
     """metadata.json as the artifact contract defines it (README: model artifact contract)."""
     missing = [key for key in ("sklearn_version", "estimator", "hyperparameters", "training_seconds", "task")
                if key not in training]
@@ -92,6 +140,7 @@ def build_metadata(model_name: str, version: int, model: bytes, training: dict, 
         "run_id": run_id,
         "created_at": created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training_seconds": training["training_seconds"],
+        "lineage": lineage(model_name, bucket, training, schema, evaluation, run_id),
     }
     try:
         json.dumps(metadata, allow_nan=False)
@@ -100,123 +149,35 @@ def build_metadata(model_name: str, version: int, model: bytes, training: dict, 
     return metadata
 
 
-def _discard(store: ObjectStore, bucket: str, keys: list[str]) -> str:
-    """Delete what this run wrote of an unfinished v<N>; says what became of it (for the error message)."""
-    try:
-        for key in keys:
-            store.remove(bucket, key)
-    except ObjectStoreError as exc:
-        log.error("could not delete s3://%s/%s: %s", bucket, key, exc)
-        return (f"s3://{bucket}/{key} could not be deleted ({exc}): delete the unfinished version by hand "
-                "(it is never promoted)")
-    return f"s3://{bucket}/{keys[0].rsplit('/', 1)[0]}/ is not left half-written"
-
-
-def write_version(store: ObjectStore, bucket: str, model_name: str, version: int, model: bytes,
-                  metadata: bytes) -> None:
-    """v<N>/model.joblib then v<N>/metadata.json, or VersionTaken when another run holds v<N>."""
-    prefix = version_prefix(model_name, version)
-    taken = f"v{version} was taken by a concurrent run (s3://{bucket}/{prefix})"
-    # Stores that ignore If-None-Match (rclone) still never have a version overwritten by this check.
-    if store.list_children(bucket, prefix):
-        raise VersionTaken(taken)
-    attempted: list[str] = []
-    for key, data, content_type in ((model_key(prefix), model, "application/octet-stream"),
-                                    (metadata_key(prefix), metadata, "application/json")):
-        try:
-            store.put_bytes(bucket, key, data, content_type=content_type, if_absent=True)
-            attempted.append(key)
-        except BaseException as exc:
-            if isinstance(exc, ObjectAlreadyExists) and key == model_key(prefix):
-                raise VersionTaken(taken) from exc  # nothing of this run's is there
-            # A failed write may still have landed (a lost answer): delete it too, unless it is
-            # another run's object that the server refused to overwrite.
-            if not isinstance(exc, ObjectAlreadyExists):
-                attempted.append(key)
-            outcome = _discard(store, bucket, attempted)
-            if not isinstance(exc, Exception):  # Ctrl-C: cleaned up, now stop
-                raise
-            raise PushError(f"writing s3://{bucket}/{key} failed: {exc}; {outcome}; "
-                            "production was not touched") from exc
-    log.info("wrote s3://%s/%s{%s,%s}", bucket, prefix, MODEL_FILE, METADATA_FILE)
-
-
-def publish_version(store: ObjectStore, bucket: str, model_name: str, model: bytes,
-                    metadata_for: Callable[[int], dict]) -> int:
-    """Write the next free v<N>; metadata_for(N) builds its metadata. Returns N."""
-    store.ensure_bucket(bucket)
-    tried = 0
-    for _ in range(MAX_VERSION_ATTEMPTS):
-        version = max((versions(store, bucket, model_name) or [0])[-1], tried) + 1
-        metadata = json.dumps(metadata_for(version), indent=2).encode() + b"\n"
-        try:
-            write_version(store, bucket, model_name, version, model, metadata)
-            return version
-        except VersionTaken as exc:
-            log.warning("%s; trying v%d", exc, version + 1)
-            tried = version
-    raise PushError(f"gave up after {MAX_VERSION_ATTEMPTS} attempts (the last v{tried}): each version of "
-                    f"s3://{bucket}/{model_name}/ tried was taken by a concurrent run")
-
-
-def _restore(store: ObjectStore, bucket: str, model_name: str, previous: dict | None) -> str:
-    """Put production back as it was before promote() started; says how that went."""
-    target = production_prefix(model_name)
-    try:
-        if previous is None:
-            # There was no production: remove whatever got copied, rather than serve half of it.
-            store.remove(bucket, model_key(target))
-            store.remove(bucket, metadata_key(target))
-            return "production was removed again (there was none before)"
-        version = previous.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise PushError(f"the previous production metadata names no version (version={version!r})")
-        _copy_folder(store, bucket, version_prefix(model_name, version), target)
-        return f"production was restored to v{version}"
-    except (ObjectStoreError, PushError) as exc:
-        log.error("could not restore s3://%s/%s: %s", bucket, target, exc)
-        return (f"production could NOT be restored ({exc}): copy the previous v<M>/ into s3://{bucket}/{target} "
-                "by hand; until then this project's server refuses it (sha256 mismatch), while KServe's stock "
-                "runtime would load whatever model.joblib is there")
-
-
-def _copy_folder(store: ObjectStore, bucket: str, source: str, target: str) -> None:
-    """Server-side copy of a model folder: model.joblib first, metadata.json last (readers check the pair)."""
-    store.copy(bucket, model_key(source), model_key(target))
-    store.copy(bucket, metadata_key(source), metadata_key(target))
-
-
-def promote(store: ObjectStore, bucket: str, model_name: str, version: int, previous: dict | None) -> None:
-    """Copy v<N>/ into production/, model.joblib first and metadata.json last; undo on any failure."""
-    source, target = version_prefix(model_name, version), production_prefix(model_name)
-    try:
-        _copy_folder(store, bucket, source, target)
-    except BaseException as exc:
-        outcome = _restore(store, bucket, model_name, previous)
-        if not isinstance(exc, Exception):  # Ctrl-C: restored, now stop
-            raise
-        raise PushError(f"moving s3://{bucket}/{target} to v{version} failed: {exc}; {outcome}; "
-                        f"s3://{bucket}/{source} is complete and kept") from exc
-    log.info("production s3://%s/%s now holds v%d", bucket, target, version)
-
-
-def recheck(store: ObjectStore, bucket: str, model_name: str, evaluation: dict,
-            version: int) -> tuple[Decision, dict | None]:
-    """The gate again, on production as it is now: (decision, production metadata)."""
-    production_uri = f"s3://{bucket}/{production_prefix(model_name)}"
+def _decide(evaluation: dict, production: dict | None, production_uri: str, schema: dict, trained_as: str | None,
+            allow_schema_change: bool) -> Decision:
     primary = evaluation["primary_metric"]
     try:
-        current = production_metadata(store, bucket, model_name)
-        decision = decide(primary["name"], primary["value"], float(evaluation["threshold"]), evaluation["task"],
-                          current, production_uri)
-    except (EvaluateError, ObjectStoreError) as exc:
-        raise PushError(f"{exc}; v{version} was written, production was not moved") from exc
-    return decision, current
+        return decide(primary["name"], primary["value"], float(evaluation["threshold"]), evaluation["task"],
+                      production, production_uri, schema=schema, training_fingerprint=trained_as,
+                      allow_schema_change=allow_schema_change)
+    except EvaluateError as exc:
+        raise PushError(f"{exc}; production was not moved") from exc
+
+
+def _sync(registry: Registry, moved_to: int | None) -> None:
+    """production/ as the pointer says; a failure here never undoes the pointer (the next writer repairs it)."""
+    try:
+        try:
+            registry.sync_production(after_move=moved_to is not None)
+        except ObjectStoreError as exc:  # one more round: copies are idempotent, the pointer decides what lands
+            log.warning("refreshing %s failed (%s): trying once more", registry.production_uri, exc)
+            registry.sync_production()
+    except (ObjectStoreError, PushError) as exc:
+        state = f"production.json names v{moved_to}" if moved_to else "production.json is unchanged"
+        raise PushError(f"{state}, but {registry.production_uri} could not be refreshed from it ({exc}); readers of "
+                        "production.json and of v<N>/ are unaffected, this project's server refuses the stale "
+                        "copy (sha256 mismatch); the next push, `make promote` or `make models` repairs it") from exc
 
 
 def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | Path, model_name: str, bucket: str,
-        store: ObjectStore, run_id: str, now: dt.datetime | None = None) -> PushResult:
-    """The push step: validate everything locally, write v<N>, decide again, then move production."""
+        store, run_id: str, now: dt.datetime | None = None, guard: Guard | None = None) -> PushResult:
+    """The push step: validate everything locally, write v<N>, decide again, then move the pointer."""
     check_location(bucket, model_name)
     model_dir = Path(model_dir)
     model = _model_bytes(model_dir)
@@ -225,24 +186,53 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     evaluation = read_json(evaluation_path, "evaluation")
     if not evaluation.get("deploy"):
         raise PushError(f"evaluation says not to deploy ({evaluation.get('reason')}): refusing to push")
+    allow_schema_change = bool(evaluation.get("allow_schema_change", False))
     created_at = now or dt.datetime.now(dt.timezone.utc)
     # Built (and the model hashed) once, before the first write, so bad metadata writes nothing;
     # each version attempt only sets its number (an existing key keeps its place in the JSON).
-    base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at)
-    version = publish_version(store, bucket, model_name, model, lambda n: {**base, "version": n})
-    decision, current = recheck(store, bucket, model_name, evaluation, version)
-    result = PushResult(
-        version=version,
-        model_uri=f"s3://{bucket}/{version_prefix(model_name, version)}",
-        production_uri=f"s3://{bucket}/{production_prefix(model_name)}",
-        sha256=base["sha256"],
-        promoted=decision.deploy,
-        reason=decision.reason,
-    )
-    if not decision.deploy:
-        log.warning("production NOT moved: %s (production changed since evaluate); %s is kept", decision.reason,
-                    result.model_uri)
-        return result
-    promote(store, bucket, model_name, version, current)
-    log.info("pushed %s (sha256 %s); production now points at v%d", result.model_uri, result.sha256[:12], version)
-    return result
+    base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket)
+    trained_as = base["lineage"]["fingerprint"]
+    registry = Registry.for_writing(store, bucket, model_name, guard)
+    production_uri = registry.production_uri
+
+    def result(version: int, promoted: bool, reason: str, nothing_new: bool = False) -> PushResult:
+        return PushResult(version, registry.uri(version_prefix(model_name, version)), production_uri,
+                          base["sha256"], promoted, reason, nothing_new)
+
+    with registry.guard.session():
+        registry.clean_partials()
+        current = registry.current()
+        decision = _decide(evaluation, registry.production_metadata(), production_uri, schema, trained_as,
+                           allow_schema_change)
+        if decision.nothing_new:
+            _sync(registry, None)
+            log.warning("%s: nothing pushed", decision.reason)
+            return result(current.version, False, decision.reason, nothing_new=True)
+        compared = {**base["lineage"], "compared_with": current.version if current else None}
+        version = registry.write_version(model, lambda n: {**base, "version": n, "lineage": compared}, run_id)
+        for _ in range(MAX_MOVE_ATTEMPTS):
+            current = registry.current()
+            decision = _decide(evaluation, registry.production_metadata(), production_uri, schema, trained_as,
+                               allow_schema_change)
+            if not decision.deploy:
+                log.warning("production NOT moved: %s (production changed since evaluate); %s is kept",
+                            decision.reason, registry.uri(version_prefix(model_name, version)))
+                _sync(registry, None)
+                return result(version, False, decision.reason)
+            try:
+                registry.move(version, action="push", by=f"run {run_id}", reason=decision.reason, expected=current)
+                break
+            except ProductionMoved as exc:
+                log.warning("%s; deciding again", exc)
+            except ObjectStoreError as exc:
+                raise PushError(f"moving {registry.uri(pointer_key(model_name))} to v{version} failed: {exc}; "
+                                f"v{version} is complete and kept; production.json is unchanged, or names "
+                                f"v{version} if only the answer was lost: `make models` shows which and "
+                                "repairs production/") from exc
+        else:
+            raise PushError(f"production kept moving: v{version} was written (complete, kept) but not promoted "
+                            f"after {MAX_MOVE_ATTEMPTS} compare-and-swap attempts")
+        _sync(registry, version)
+    pushed = result(version, True, decision.reason)
+    log.info("pushed %s (sha256 %s); production now points at v%d", pushed.model_uri, pushed.sha256[:12], version)
+    return pushed

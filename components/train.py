@@ -7,6 +7,7 @@ natively, and every extra step costs time on each prediction the server makes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -173,6 +174,8 @@ def run(train_path: str | Path, schema_path: str | Path, model_dir: str | Path, 
         "hyperparameters": configured_hyperparameters(pipeline.named_steps["model"], task, estimator, params),
         "feature_names": feature_names(schema),
         "train_rows": int(x.shape[0]),
+        # Lineage: the training data exactly as this step read it.
+        "data_sha256": hashlib.sha256(Path(train_path).read_bytes()).hexdigest(),
         "training_seconds": round(seconds, 4),
     }
     model_dir = Path(model_dir)

@@ -64,6 +64,7 @@ def training_pipeline(
     minio_endpoint: str = "minio-service.kubeflow:9000",
     minio_secure: bool = False,
     minio_secret: str = MINIO_SECRET,
+    allow_schema_change: bool = False,
 ):
     """Train, evaluate and publish a scikit-learn model.
 
@@ -84,6 +85,7 @@ def training_pipeline(
         minio_endpoint: host:port of MinIO/S3 (seaweedfs.kubeflow:9000 on Kubeflow 2.16 and later).
         minio_secure: Use TLS to reach the object store.
         minio_secret: Kubernetes Secret (keys accesskey, secretkey) whose keys may read and write the bucket.
+        allow_schema_change: Let a model with other input features (names or order) replace production.
     """
     store = {"minio_endpoint": minio_endpoint, "minio_secure": minio_secure}
     # Tasks that read a mutable source or the bucket must run every time, never from cache.
@@ -96,7 +98,8 @@ def training_pipeline(
 
     evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
                          model=trained.outputs["model"], threshold=threshold, model_name=model_name, bucket=bucket,
-                         source=source, seed=seed, test_fraction=test_fraction, **store)
+                         source=source, seed=seed, test_fraction=test_fraction,
+                         allow_schema_change=allow_schema_change, **store)
     _with_bucket_access(_sized(evaluated), minio_secret).set_caching_options(False)
 
     with dsl.If(evaluated.outputs["deploy"] == True, name="deploy"):  # noqa: E712 (KFP condition syntax)

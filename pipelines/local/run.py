@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -87,6 +88,21 @@ def object_store(data_dir: Path, port: int) -> Iterator[tuple[str, bool, str]]:
                     os.environ[key] = value
 
 
+def _production_state(uri: str, production: dict | None) -> str:
+    """'unchanged (vN)' only when production/ matches production.json; otherwise what is wrong with it."""
+    if not production:
+        return f"{uri} unchanged (no production model yet)"
+    if production.get("copy_consistent") is False:
+        return (f"production.json names v{production['version']}, but {production.get('copy_state')}: "
+                "`make models` repairs it (so does the next push)")
+    return f"{uri} unchanged (v{production['version']})"
+
+
+def run_folder(root: Path | str) -> Path:
+    """This run's own output folder: concurrent runs never read each other's steps."""
+    return Path(root) / f"run-{dt.datetime.now():%Y%m%d-%H%M%S-%f}-{os.getpid()}"
+
+
 def summarize(run: LocalRun, values: dict) -> int:
     """Print metrics, the decision and the model URI (errors to stderr); return the exit status."""
     def fail(*lines: str) -> int:
@@ -116,11 +132,12 @@ def summarize(run: LocalRun, values: dict) -> int:
         print(f"decision: DEPLOYED - {evaluation['reason']}")
         print(f"model:      {pushed['model_uri']}")
         print(f"production: {pushed['production_uri']}  (InferenceService storageUri)")
+    elif evaluation.get("nothing_new"):
+        print(f"decision: NOTHING NEW TO LEARN - {evaluation['reason']}; nothing pushed")
+        print(f"production: {_production_state(production, evaluation.get('production'))}")
     else:
         print(f"decision: NOT DEPLOYED - {evaluation['reason']}")
-        current = evaluation.get("production")
-        state = f"v{current['version']}" if current else "no production model yet"
-        print(f"production: {production} unchanged ({state})")
+        print(f"production: {_production_state(production, evaluation.get('production'))}")
     print(f"report:     {_shown(run.artifact('evaluate', 'report'))}")
     return EXIT_OK
 
@@ -138,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a pipeline parameter (repeatable), e.g. --param threshold=0.3")
     parser.add_argument("--verbose", action="store_true", help="show kfp.local's full logs")
     parser.add_argument("--package", default=str(PACKAGE_PATH), help="compiled pipeline YAML (default: %(default)s)")
-    parser.add_argument("--pipeline-root", default=str(DEFAULT_PIPELINE_ROOT), help="where step outputs go")
+    parser.add_argument("--pipeline-root", default=str(DEFAULT_PIPELINE_ROOT),
+                        help="where step outputs go, one run-<time>-<pid>/ folder per run")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local S3 data folder")
     args = parser.parse_args(argv)
 
@@ -159,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"==> {PIPELINE_NAME}: {_shown(args.package)} on kfp.local (steps run as local processes)")
             # With --verbose, kfp's own log shows each step: progress lines would interleave with it.
             progress = (lambda event: None) if args.verbose else Progress()
-            run = run_compiled(args.package, values, args.pipeline_root, args.verbose, progress)
+            run = run_compiled(args.package, values, run_folder(args.pipeline_root), args.verbose, progress)
             print(f"==> finished in {run.seconds:.1f} s")
             return summarize(run, values)
     except PipelineError as exc:

@@ -100,7 +100,14 @@ class LocalS3Server:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_DEFAULT_REGION": LOCAL_REGION,
             "S3_VERIFY_SSL": "0",
+            # rclone ignores If-None-Match/If-Match: writers of this store serialise on this lock
+            # (components.registry), which lives beside the data folder, not in a bucket.
+            "REGISTRY_LOCK_FILE": str(self.lock_file),
         }
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir.resolve().parent / f".{self.data_dir.name}.registry.lock"
 
     def start(self) -> "LocalS3Server":
         if _port_open(self.host, self.port):

@@ -126,7 +126,8 @@ def test_policies_grant_least_privilege_on_the_bucket_only():
     writer = _actions(json.loads((COMPONENT / "writer-policy.json").read_text()))
     bucket, objects = f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"
     assert reader == {bucket: {"s3:GetBucketLocation", "s3:ListBucket"}, objects: {"s3:GetObject"}}
-    # Push lists versions, reads production's metadata and writes new objects; it never deletes
-    # (versions are never overwritten). Abort cleans up its own failed multipart upload.
+    # Push lists versions, reads the pointer and metadata, writes new objects, and deletes what is
+    # left of partial versions (and its probe object); tests/pipeline/test_writer_policy.py checks
+    # this against the calls it makes. Abort cleans up its own failed multipart upload.
     assert writer == {bucket: {"s3:GetBucketLocation", "s3:ListBucket"},
-                      objects: {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}}
+                      objects: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}}

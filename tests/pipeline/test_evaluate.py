@@ -13,6 +13,8 @@ from components import evaluate
 from components.datasets import read_dataset
 from components.errors import EvaluateError, PipelineError, PushError
 
+from .memstore import MemStore, seed_pointer, seed_version
+
 def production(value: float, task: str = "regression", metric: str = "r2", version: int = 3) -> dict:
     return {"task": task, "version": version, "primary_metric": {"name": metric, "value": value}}
 
@@ -72,32 +74,37 @@ def test_missing_model_is_named(diabetes, tmp_path):
         run_evaluate(diabetes, tmp_path / "nothing", tmp_path)
 
 
-@pytest.mark.integration
-def test_compares_with_production_metadata_in_the_bucket(diabetes, diabetes_rf, tmp_path, store, bucket):
-    store.ensure_bucket(bucket)
+def test_compares_with_the_version_production_json_names(diabetes, diabetes_rf, tmp_path):
+    store = MemStore()
     better = {**production(0.99, version=4), "data_source": "sklearn:diabetes", "split": {"seed": 42,
                                                                                           "test_fraction": 0.2}}
-    store.put_bytes(bucket, "m/production/metadata.json", json.dumps(better).encode())
-    result = run_evaluate(diabetes, diabetes_rf, tmp_path, store=store, bucket=bucket)
+    seed_version(store, "models", "m", 4, better)
+    seed_pointer(store, "models", "m", 4)
+    # A stale production/ copy says otherwise: the pointer is what counts, and the report says the copy lags.
+    store.put_bytes("models", "m/production/metadata.json", json.dumps(production(0.01, version=1)).encode())
+    result = run_evaluate(diabetes, diabetes_rf, tmp_path, store=store, bucket="models")
     assert not result["deploy"] and "worse than production v4 (0.9900)" in result["reason"]
     assert result["production"]["same_split"] is True
-    assert result["production"]["uri"] == f"s3://{bucket}/m/production/"
+    assert result["production"]["uri"] == "s3://models/m/production/"
+    assert result["production"]["copy_consistent"] is False
+    assert "does not hold v4" in result["production"]["copy_state"] or "missing files of v4" in \
+        result["production"]["copy_state"]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     "stored, expected",
     [
-        (b'[{"version": 1}]', "production/metadata.json holds a JSON list; expected an object"),
-        (b'{"task": "regression", "version": 2, "primary_metric": "r2"}', "primary_metric is 'r2'; expected an object"),
-        (b"{not json", "production/metadata.json is not valid JSON"),
+        (b'[{"version": 1}]', "names v2, whose metadata.json is not a JSON object"),
+        (b"{not json", "names v2, whose metadata.json is not a JSON object"),
+        ({"task": "regression", "primary_metric": "r2"},
+         "production/metadata.json: primary_metric is 'r2'; expected an object"),
     ],
 )
-def test_malformed_production_metadata_is_an_error_naming_its_uri(diabetes, diabetes_rf, tmp_path, store, bucket,
-                                                                  stored, expected):
-    store.ensure_bucket(bucket)
-    store.put_bytes(bucket, "m/production/metadata.json", stored)
+def test_malformed_production_metadata_is_an_error_naming_its_uri(diabetes, diabetes_rf, tmp_path, stored, expected):
+    store = MemStore()
+    seed_version(store, "models", "m", 2, stored)
+    seed_pointer(store, "models", "m", 2)
     with pytest.raises(PipelineError) as caught:
-        run_evaluate(diabetes, diabetes_rf, tmp_path, store=store, bucket=bucket)
-    assert f"s3://{bucket}/m/production/" in str(caught.value) and expected in str(caught.value)
+        run_evaluate(diabetes, diabetes_rf, tmp_path, store=store, bucket="models")
+    assert "s3://models/m/production" in str(caught.value) and expected in str(caught.value)
     assert not (tmp_path / "evaluation.json").exists()  # no half-made decision for push to act on

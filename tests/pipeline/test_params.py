@@ -25,7 +25,7 @@ def test_value_may_contain_equals_signs():
     "pair, expected",
     [
         ("threshold", "--param 'threshold' is not name=value"),
-        ("trees=5", "unknown parameter 'trees': expected one of bucket, categorical_features"),
+        ("trees=5", "unknown parameter 'trees': expected one of allow_schema_change, bucket, categorical_features"),
         ("seed=1.5", "parameter seed='1.5' is invalid: expected an integer"),
         ("threshold=high", "parameter threshold='high' is invalid: expected a number"),
         ("minio_secure=maybe", "parameter minio_secure='maybe' is invalid: expected 0/1/true/false"),
@@ -43,7 +43,7 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
         "missing_values": "error", "categorical_features": "", "estimator": "random_forest",
         "hyperparameters": "{}", "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
-        "minio_secret": "mlpipeline-minio-artifact",
+        "minio_secret": "mlpipeline-minio-artifact", "allow_schema_change": False,
     }
     assert isinstance(values["seed"], int)
     params.check(values)

@@ -72,10 +72,20 @@ def story(s3_server, tmp_path_factory):
         results["after_default"] = snapshot(s3_server, BUCKET, MODEL)
         results["weak_again"] = compiled_run(s3_server, tmp, bucket=BUCKET, **WEAK)
         results["after_weak_again"] = snapshot(s3_server, BUCKET, MODEL)
-        results["impossible"] = cli_run(tmp, "threshold=0.99")
+        # Another model (a retrain of the same one would be "nothing new to learn" first).
+        results["impossible"] = cli_run(tmp, "threshold=0.99", 'hyperparameters={"n_estimators": 20}')
         results["after_impossible"] = snapshot(s3_server, BUCKET, MODEL)
         results["broken"] = cli_run(tmp, f"source={tmp / 'missing.csv'}")
         results["after_broken"] = snapshot(s3_server, BUCKET, MODEL)
+        results["same_again"] = cli_run(tmp)
+        results["after_same_again"] = snapshot(s3_server, BUCKET, MODEL)
+        narrow = tmp / "three-features.csv"
+        from sklearn.datasets import load_diabetes
+
+        frame = load_diabetes(as_frame=True).frame[["age", "bmi", "bp", "target"]]
+        frame.to_csv(narrow, index=False)
+        results["narrow"] = cli_run(tmp, f"source={narrow}", "threshold=0.0")
+        results["after_narrow"] = snapshot(s3_server, BUCKET, MODEL)
         results["runs"] = tmp / "runs"
     return results
 
@@ -89,8 +99,9 @@ def test_first_run_creates_the_bucket_and_v1(story):
     assert weak.ok and list(weak.steps) == ["ingest", "train", "evaluate", "push"]
     assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1/"
     assert weak.parameters("push")["promoted"] is True
-    assert sorted(story["after_weak"]) == ["production/metadata.json", "production/model.joblib",
-                                           "v1/metadata.json", "v1/model.joblib"]
+    assert sorted(story["after_weak"]) == ["history/00000001.json", "production.json", "production/metadata.json",
+                                           "production/model.joblib", "v1/claim.json", "v1/metadata.json",
+                                           "v1/model.joblib"]
     assert metadata(story["after_weak"], "v1")["estimator"] == "ridge"
 
 
@@ -167,3 +178,19 @@ def test_classification_end_to_end_on_breast_cancer(s3_server, tmp_path, monkeyp
     executor_output = json.loads((result.run_dir / "evaluate" / "executor_output.json").read_text())
     (matrix,) = executor_output["artifacts"]["classification_metrics"]["artifacts"]
     assert matrix["metadata"]["confusionMatrix"]["annotationSpecs"] == [{"displayName": "0"}, {"displayName": "1"}]
+
+
+def test_the_same_data_and_parameters_again_push_nothing(story):
+    same = story["same_again"]
+    assert same.code == 0, same.out + same.err
+    assert "decision: NOTHING NEW TO LEARN - nothing new to learn: production v2" in same.out
+    assert f"s3://{BUCKET}/{MODEL}/production/ unchanged (v2)" in same.out
+    assert story["after_same_again"] == story["after_default"]
+
+
+def test_a_schema_changing_csv_does_not_replace_production(story):
+    narrow = story["narrow"]
+    assert narrow.code == 0, narrow.out + narrow.err
+    assert "decision: NOT DEPLOYED - input schema differs from production v2 (3 features instead of 10" in narrow.out
+    assert "allow_schema_change=true" in narrow.out
+    assert story["after_narrow"] == story["after_default"]

@@ -1,7 +1,9 @@
-"""Push: contract metadata, versions never overwritten, the gate re-checked, production never half-moved.
+"""Push on the session's rclone server: contract metadata and lineage, the layout, failures of real writes.
 
-The failure tests use a real ObjectStore on the session's S3 server with one operation failing
-once (FlakyStore), and concurrent runs are played by writing to the same server mid-push.
+rclone ignores conditional writes, so these pushes run under the registry lock (REGISTRY_LOCK_FILE,
+set by s3_env). The failure tests use a real ObjectStore with one operation failing (FlakyStore).
+Every write and copy with conditional-write semantics, concurrent writers and the retry bounds are
+pinned without a server in test_registry.py (MemStore).
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from minio.error import S3Error
 
 from components import evaluate, push
 from components.datasets import read_dataset
-from components.errors import ObjectStoreAccessDenied, ObjectStoreUnreachable, PushError
-from components.objectstore import ObjectStore, StoreSettings, translate
+from components.errors import ObjectStoreAccessDenied, ObjectStoreUnreachable, PipelineError, PushError
+from components.objectstore import ObjectStore, StoreSettings
+from components.registry import Registry
 from pipelines.local.s3server import free_port
 
 NOW = dt.datetime(2026, 11, 25, 17, 40, tzinfo=dt.timezone.utc)
 CONTRACT_KEYS = {
     "format_version", "model_name", "version", "framework", "sklearn_version", "model_file", "sha256", "task",
     "estimator", "hyperparameters", "schema", "metrics", "primary_metric", "data_source", "run_id", "created_at",
-    "training_seconds",
+    "training_seconds", "lineage",
 }
+LINEAGE_KEYS = {"data_sha256", "fingerprint", "git_commit", "run_id", "params", "evaluated_against", "compared_with"}
 
 
 @pytest.fixture
@@ -62,35 +66,70 @@ def test_metadata_follows_the_contract(diabetes, diabetes_rf, evaluated):
     assert metadata["hyperparameters"] == {"n_estimators": 100, "random_state": 42}
     assert metadata["primary_metric"]["name"] == "r2" and metadata["data_source"] == "sklearn:diabetes"
     assert [f["name"] for f in metadata["schema"]["features"]][:3] == ["age", "sex", "bmi"]
+    lineage = metadata["lineage"]
+    assert LINEAGE_KEYS <= set(lineage)
+    assert lineage["data_sha256"] == hashlib.sha256(diabetes.train.read_bytes()).hexdigest()
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", lineage["git_commit"])
+    assert lineage["run_id"] == "run-1"
+    assert lineage["params"]["estimator"] == "random_forest" and lineage["params"]["seed"] == 42
+    assert lineage["params"]["test_fraction"] == 0.2 and lineage["params"]["target"] == "target"
+
+
+def test_git_commit_is_unknown_outside_git(monkeypatch, tmp_path):
+    monkeypatch.delenv(push.GIT_COMMIT_ENV, raising=False)
+    monkeypatch.setattr(push, "_PROJECT_ROOT", tmp_path)  # not a checkout
+    assert push.git_commit() == "unknown"
+    monkeypatch.setenv(push.GIT_COMMIT_ENV, "abc123")
+    assert push.git_commit() == "abc123"
 
 
 @pytest.mark.integration
-def test_versions_then_production_and_sha_matches(s3_server, store, bucket, diabetes, diabetes_rf, evaluated):
+def test_versions_then_production_and_sha_matches(s3_server, store, bucket, diabetes, diabetes_rf, second_model,
+                                                  evaluated):
     first = do_push(store, bucket, diabetes, diabetes_rf, evaluated)
     assert (first.version, first.model_uri) == (1, f"s3://{bucket}/m/v1/")
     assert first.production_uri == f"s3://{bucket}/m/production/"
     objects = everything(s3_server, bucket)
-    assert sorted(objects) == ["m/production/metadata.json", "m/production/model.joblib",
-                               "m/v1/metadata.json", "m/v1/model.joblib"]
+    assert sorted(objects) == ["m/history/00000001.json", "m/production.json", "m/production/metadata.json",
+                               "m/production/model.joblib", "m/v1/claim.json", "m/v1/metadata.json",
+                               "m/v1/model.joblib"]
     metadata = json.loads(objects["m/production/metadata.json"])
     assert metadata["sha256"] == hashlib.sha256(objects["m/production/model.joblib"]).hexdigest()
     assert objects["m/v1/model.joblib"] == (diabetes_rf / "model.joblib").read_bytes()
     assert metadata["version"] == 1 and metadata["run_id"] == "run-1"
+    pointer = json.loads(objects["m/production.json"])
+    assert (pointer["version"], pointer["sha256"], pointer["seq"]) == (1, metadata["sha256"], 1)
+    assert {"moved_at", "by", "reason"} <= set(pointer) and pointer["by"] == "run run-1"
+    assert json.loads(objects["m/history/00000001.json"]) == pointer
 
-    second = do_push(store, bucket, diabetes, diabetes_rf, evaluated)
+    # The same data and parameters again: nothing new to learn, nothing written.
+    same = do_push(store, bucket, diabetes, diabetes_rf, evaluated)
+    assert (same.version, same.promoted, same.nothing_new) == (1, False, True)
+    assert "nothing new to learn" in same.reason
+    assert everything(s3_server, bucket) == objects
+
+    second = do_push(store, bucket, diabetes, second_model, evaluated)
     after = everything(s3_server, bucket)
-    assert second.version == 2
+    assert second.version == 2 and second.promoted
     assert after["m/v1/metadata.json"] == objects["m/v1/metadata.json"]  # v1 untouched
     assert json.loads(after["m/production/metadata.json"])["version"] == 2
+    assert json.loads(after["m/v2/metadata.json"])["lineage"]["compared_with"] == 1
+    assert json.loads(after["m/history/00000002.json"])["previous"] == 1
+    assert after["m/history/00000001.json"] == objects["m/history/00000001.json"]  # never rewritten
 
 
 @pytest.mark.integration
-def test_next_version_follows_the_highest_existing_one(store, bucket, diabetes, diabetes_rf, evaluated):
+def test_a_partial_version_is_never_counted_and_is_removed_by_the_next_push(store, bucket, diabetes, diabetes_rf,
+                                                                           evaluated, caplog):
     store.ensure_bucket(bucket)
-    store.put_bytes(bucket, "m/v7/model.joblib", b"someone else's")
+    store.put_bytes(bucket, "m/v7/model.joblib", b"a truncated upload, no metadata")
     store.put_bytes(bucket, "m/vX/notes.txt", b"not a version")
-    assert do_push(store, bucket, diabetes, diabetes_rf, evaluated).version == 8
-    assert store.get_bytes(bucket, "m/v7/model.joblib") == b"someone else's"
+    with caplog.at_level(logging.WARNING, logger="components.registry"):
+        assert do_push(store, bucket, diabetes, diabetes_rf, evaluated).version == 8  # numbers are never reused
+    assert "removed partial v7 (no metadata.json)" in caplog.text
+    assert store.list_keys(bucket, "m/v7/") == ["m/v7/claim.json"]  # a tombstone keeps 7 from being reused
+    assert json.loads(store.get_bytes(bucket, "m/v7/claim.json"))["abandoned"] is True
+    assert store.get_bytes(bucket, "m/vX/notes.txt") == b"not a version"
 
 
 @pytest.mark.integration
@@ -165,7 +204,7 @@ def test_bad_names_fail_before_touching_the_store(diabetes, diabetes_rf, evaluat
 
 
 class FlakyStore(ObjectStore):
-    """A real ObjectStore whose `method` fails once, on the key ending with `key_suffix`.
+    """A real ObjectStore whose `method` fails on the key ending with `key_suffix`.
 
     landed=True fails after the operation reached the server (an answer lost on the way back),
     landed=False before it. times: how many matching calls fail.
@@ -187,34 +226,33 @@ class FlakyStore(ObjectStore):
             raise ObjectStoreUnreachable(f"injected: answer to {method} {key} lost")
         return result
 
-    def put_bytes(self, bucket, key, data, content_type="application/octet-stream", if_absent=False):
+    def put_bytes(self, bucket, key, data, content_type="application/octet-stream", if_absent=False, if_match=None):
         return self._flaky("put", key, lambda: super(FlakyStore, self).put_bytes(bucket, key, data, content_type,
-                                                                                 if_absent))
+                                                                                 if_absent, if_match))
 
     def copy(self, bucket, source_key, target_key):
         return self._flaky("copy", target_key, lambda: super(FlakyStore, self).copy(bucket, source_key, target_key))
 
 
-def assert_production_serves(s3_server, bucket: str, version: int | None, model: bytes | None = None) -> dict:
-    """production/ is consistent (its metadata describes its model) and holds `version` (None: nothing)."""
-    files = everything(s3_server, bucket)
+def assert_sound(store: ObjectStore, bucket: str, version: int | None, model: bytes | None = None) -> Registry:
+    """What readers get: production.json names a complete `version` (None: no production), history agrees."""
+    registry = Registry(store, bucket, "m")
+    pointer = registry.current()
     if version is None:
-        assert not [name for name in files if name.startswith("m/production/")]
-        return files
-    metadata = json.loads(files["m/production/metadata.json"])
-    assert metadata["sha256"] == hashlib.sha256(files["m/production/model.joblib"]).hexdigest()
-    assert metadata["version"] == version
-    assert files["m/production/model.joblib"] == files[f"m/v{version}/model.joblib"]
+        assert pointer is None
+        return registry
+    assert pointer.version == version
+    info = registry.complete_version(version)  # verified: metadata names the model's sha256
+    assert info.metadata["sha256"] == pointer.sha256
     if model is not None:
-        assert files["m/production/model.joblib"] == model
-    return files
+        assert store.get_bytes(bucket, f"m/v{version}/model.joblib") == model
+    return registry
 
 
-def assert_no_half_version(files: dict[str, bytes]) -> None:
-    """Every v<N> folder holds both files or nothing at all."""
-    folders = {name.split("/")[1] for name in files if re.match(r"m/v\d+/", name)}
-    for folder in folders:
-        assert {f"m/{folder}/model.joblib", f"m/{folder}/metadata.json"} <= set(files), folder
+def assert_production_copy(store: ObjectStore, bucket: str, version: int) -> None:
+    consistent, state = Registry(store, bucket, "m").production_state()
+    assert consistent, state
+    assert json.loads(store.get_bytes(bucket, "m/production/metadata.json"))["version"] == version
 
 
 @pytest.fixture
@@ -227,59 +265,65 @@ def second_model(diabetes, tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def third_model(diabetes, tmp_path_factory):
+    from components import train
+
+    folder = tmp_path_factory.mktemp("third")
+    train.run(diabetes.train, diabetes.schema, folder, "random_forest", '{"n_estimators": 10}', 3)
+    return folder
+
+
+# Each write and copy of a second push, failing before it lands and after (answer lost).
+POINTS = [("put", "v2/claim.json"), ("put", "v2/model.joblib"), ("put", "v2/metadata.json"),
+          ("put", "m/production.json"), ("put", "history/00000002.json"),
+          ("copy", "production/model.joblib"), ("copy", "production/metadata.json")]
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    "method, key_suffix, landed, expected",
-    [
-        ("put", "v2/model.joblib", False, "s3://{bucket}/m/v2/ is not left half-written"),
-        ("put", "v2/model.joblib", True, "s3://{bucket}/m/v2/ is not left half-written"),
-        ("put", "v2/metadata.json", False, "s3://{bucket}/m/v2/ is not left half-written"),
-        ("put", "v2/metadata.json", True, "s3://{bucket}/m/v2/ is not left half-written"),
-        ("copy", "production/model.joblib", False, "production was restored to v1"),
-        ("copy", "production/model.joblib", True, "production was restored to v1"),
-        ("copy", "production/metadata.json", False, "production was restored to v1"),
-        ("copy", "production/metadata.json", True, "production was restored to v1"),
-    ],
-)
-def test_a_push_that_dies_midway_leaves_production_serving_the_old_version(
-        s3_server, s3_env, bucket, diabetes, diabetes_rf, second_model, evaluated, method, key_suffix, landed,
-        expected):
+@pytest.mark.parametrize("landed", [False, True], ids=["before", "landed"])
+@pytest.mark.parametrize("method, key_suffix", POINTS, ids=[key for _, key in POINTS])
+def test_a_push_that_fails_at_any_write_leaves_readers_on_a_complete_version_and_the_next_push_repairs(
+        s3_env, bucket, diabetes, diabetes_rf, second_model, third_model, evaluated, method, key_suffix, landed):
     store = ObjectStore.from_env()
     do_push(store, bucket, diabetes, diabetes_rf, evaluated)
-    v1_model = (diabetes_rf / "model.joblib").read_bytes()
     flaky = FlakyStore(store.settings, method, key_suffix, landed)
-    with pytest.raises(PushError) as caught:
-        do_push(flaky, bucket, diabetes, second_model, evaluated)
-    assert expected.format(bucket=bucket) in str(caught.value)
-    assert "injected" in str(caught.value)  # the cause is named, not swallowed
-    files = assert_production_serves(s3_server, bucket, 1, v1_model)
-    assert_no_half_version(files)
-    # A failed promotion keeps its complete v2; a failed version write leaves v2 free. Either way
-    # the next push goes through and production follows it.
-    following = 3 if method == "copy" else 2
-    assert do_push(store, bucket, diabetes, second_model, evaluated).version == following
-    assert_production_serves(s3_server, bucket, following, (second_model / "model.joblib").read_bytes())
+    try:
+        result = do_push(flaky, bucket, diabetes, second_model, evaluated)
+    except PipelineError as exc:
+        assert "injected" in str(exc)  # the cause is named, not swallowed
+        result = None
+    if result is None:
+        moved = key_suffix == "m/production.json" and landed  # the swap landed, its answer did not
+        assert_sound(store, bucket, 2 if moved else 1)
+    else:  # a lost history entry or a copy that failed once is retried: the push went through
+        assert result.version == 2 and result.promoted
+        assert_sound(store, bucket, 2, (second_model / "model.joblib").read_bytes())
+    following = do_push(store, bucket, diabetes, third_model, evaluated)
+    assert following.promoted
+    registry = assert_sound(store, bucket, following.version, (third_model / "model.joblib").read_bytes())
+    assert_production_copy(store, bucket, following.version)
+    assert [v.number for v in registry.versions() if not v.complete] == [
+        n for n in registry.numbers() if store.list_keys(bucket, f"m/v{n}/") == [f"m/v{n}/claim.json"]]
+    history = registry.history()
+    assert [entry["seq"] for entry in history] == list(range(1, registry.current().seq + 1))  # no gap
+    assert history[-1]["version"] == following.version
 
 
 @pytest.mark.integration
-def test_a_first_promotion_that_dies_midway_leaves_no_production_at_all(s3_server, s3_env, bucket, diabetes,
-                                                                       diabetes_rf, evaluated):
-    flaky = FlakyStore(ObjectStore.from_env().settings, "copy", "production/metadata.json", landed=False)
-    with pytest.raises(PushError, match="production was removed again \\(there was none before\\); "
-                                        f"s3://{bucket}/m/v1/ is complete and kept"):
-        do_push(flaky, bucket, diabetes, diabetes_rf, evaluated)
-    files = assert_production_serves(s3_server, bucket, None)
-    assert sorted(files) == ["m/v1/metadata.json", "m/v1/model.joblib"]
-
-
-@pytest.mark.integration
-def test_a_failed_restore_says_what_to_do_by_hand(s3_env, bucket, diabetes, diabetes_rf, second_model, evaluated):
+def test_a_production_copy_that_keeps_failing_is_reported_and_repaired_later(
+        s3_env, bucket, diabetes, diabetes_rf, second_model, evaluated):
     store = ObjectStore.from_env()
     do_push(store, bucket, diabetes, diabetes_rf, evaluated)
-    flaky = FlakyStore(store.settings, "copy", "production/model.joblib", times=2)  # the move and its undo
-    with pytest.raises(PushError, match=r"production could NOT be restored .*injected.*copy the previous v<M>/ "
-                                        rf"into s3://{bucket}/m/production/ by hand"):
+    flaky = FlakyStore(store.settings, "copy", "production/metadata.json", landed=False, times=5)
+    with pytest.raises(PushError, match=rf"production.json names v2, but s3://{bucket}/m/production/ could not be "
+                                        r"refreshed .*the next push, `make promote` or `make models` repairs it"):
         do_push(flaky, bucket, diabetes, second_model, evaluated)
+    registry = assert_sound(store, bucket, 2)
+    consistent, state = registry.production_state()
+    assert not consistent and "does not hold v2" in state
+    assert registry.sync_production() is True  # what `make models` does
+    assert_production_copy(store, bucket, 2)
 
 
 def stale_evaluation(evaluated, tmp_path, worse_by: float):
@@ -301,9 +345,9 @@ def test_production_that_got_better_meanwhile_is_not_replaced(s3_server, store, 
     assert (result.version, result.promoted) == (2, False)
     assert "is worse than production v1" in result.reason
     assert "production NOT moved" in caplog.text and f"s3://{bucket}/m/v2/ is kept" in caplog.text
-    files = assert_production_serves(s3_server, bucket, 1, (diabetes_rf / "model.joblib").read_bytes())
-    assert files["m/v2/model.joblib"] == (second_model / "model.joblib").read_bytes()  # kept, complete
-    assert_no_half_version(files)
+    assert_sound(store, bucket, 1, (diabetes_rf / "model.joblib").read_bytes())
+    assert_production_copy(store, bucket, 1)
+    assert Registry(store, bucket, "m").complete_version(2).complete  # kept, complete
 
 
 @pytest.mark.integration
@@ -312,62 +356,59 @@ def test_an_equal_score_still_moves_production(s3_server, store, bucket, diabete
     do_push(store, bucket, diabetes, diabetes_rf, evaluated)
     result = do_push(store, bucket, diabetes, second_model, evaluated)  # same recorded score: "not worse"
     assert result.promoted and "not worse than production v1" in result.reason
-    assert_production_serves(s3_server, bucket, 2)
+    assert_sound(store, bucket, 2)
+    assert_production_copy(store, bucket, 2)
 
 
-class RacingStore(ObjectStore):
-    """A real ObjectStore with a concurrent run that writes a complete v<N> just before this one does.
+CONCURRENT_RUNS, TRIALS = 3, 20
 
-    precondition=True: the other run wins on a server that enforces If-None-Match (MinIO, AWS),
-    which answers this run's write with 412. rclone ignores the header, so that answer is made
-    here from the S3Error MinIO sends. precondition=False: the other run's v<N> lands between
-    listing the versions and writing (what the existence check catches on any store).
-    """
 
-    def __init__(self, settings: StoreSettings, precondition: bool, races: int = 1) -> None:
-        super().__init__(settings)
-        self.precondition, self.races = precondition, races
+@pytest.fixture(scope="module")
+def ridge_models(diabetes, tmp_path_factory):
+    from components import train
 
-    def _other_run_takes(self, bucket: str, prefix: str) -> None:
-        self.races -= 1
-        super().put_bytes(bucket, prefix + "model.joblib", b"the other run's model")
-        super().put_bytes(bucket, prefix + "metadata.json", b'{"version": "theirs"}')
-
-    def list_children(self, bucket, prefix):
-        children = super().list_children(bucket, prefix)
-        if not self.precondition and self.races > 0 and prefix == "m/":
-            taken = max([int(c[1:-1]) for c in children if re.fullmatch(r"v\d+/", c)] or [0]) + 1
-            self._other_run_takes(bucket, f"m/v{taken}/")
-        return children
-
-    def put_bytes(self, bucket, key, data, content_type="application/octet-stream", if_absent=False):
-        if self.precondition and self.races > 0 and if_absent and key.endswith("/model.joblib"):
-            self._other_run_takes(bucket, key.removesuffix("model.joblib"))
-            body = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you " \
-                   b"specified did not hold</Message></Error>"
-            raise translate(S3Error.fromxml(urllib3.HTTPResponse(body=body, status=412)), "write",
-                            self.uri(bucket, key), self.settings.url)
-        return super().put_bytes(bucket, key, data, content_type, if_absent)
+    folders = []
+    for alpha in (1.0, 0.5, 0.1):
+        folder = tmp_path_factory.mktemp(f"ridge-{alpha}")
+        train.run(diabetes.train, diabetes.schema, folder, "ridge", json.dumps({"alpha": alpha}), 42)
+        folders.append(folder)
+    return folders
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("precondition", [True, False], ids=["412-from-if-none-match", "seen-by-listing"])
-def test_a_version_taken_by_a_concurrent_run_is_left_alone_and_the_next_is_used(
-        s3_server, s3_env, bucket, diabetes, diabetes_rf, evaluated, caplog, precondition):
-    store = RacingStore(ObjectStore.from_env().settings, precondition)
-    with caplog.at_level(logging.WARNING, logger="components.push"):
-        result = do_push(store, bucket, diabetes, diabetes_rf, evaluated)
-    assert result.version == 2 and result.promoted
-    assert "v1 was taken by a concurrent run" in caplog.text and "trying v2" in caplog.text
-    files = everything(s3_server, bucket)
-    assert files["m/v1/model.joblib"] == b"the other run's model"  # never overwritten
-    assert json.loads(files["m/v2/metadata.json"])["version"] == 2
-    assert_production_serves(s3_server, bucket, 2, (diabetes_rf / "model.joblib").read_bytes())
+def test_concurrent_pushes_on_the_local_store_lose_and_mix_nothing(s3_env, diabetes, ridge_models, evaluated):
+    """3 pushes released together, 20 times, on rclone (which ignores If-None-Match): the lock keeps them apart."""
+    import threading
+    import uuid
 
+    for trial in range(TRIALS):
+        bucket = f"t-race-{uuid.uuid4().hex[:8]}"
+        results, errors = {}, []
+        barrier = threading.Barrier(CONCURRENT_RUNS)
 
-@pytest.mark.integration
-def test_version_retries_are_bounded(s3_server, s3_env, bucket, diabetes, diabetes_rf, evaluated):
-    store = RacingStore(ObjectStore.from_env().settings, precondition=True, races=push.MAX_VERSION_ATTEMPTS)
-    with pytest.raises(PushError, match=rf"gave up after {push.MAX_VERSION_ATTEMPTS} attempts \(the last v5\)"):
-        do_push(store, bucket, diabetes, diabetes_rf, evaluated)
-    assert_production_serves(s3_server, bucket, None)
+        def one(index: int) -> None:
+            try:
+                barrier.wait()
+                results[index] = push.run(ridge_models[index], diabetes.schema, evaluated, "m", bucket,
+                                          ObjectStore.from_env(), f"run-{index}", NOW)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(CONCURRENT_RUNS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, (trial, errors)
+        assert sorted(r.version for r in results.values()) == [1, 2, 3], trial
+        store = ObjectStore.from_env()
+        for index, result in results.items():  # each run's report matches the store
+            metadata = json.loads(store.get_bytes(bucket, f"m/v{result.version}/metadata.json"))
+            assert metadata["run_id"] == f"run-{index}", trial
+            assert store.get_bytes(bucket, f"m/v{result.version}/model.joblib") == \
+                (ridge_models[index] / "model.joblib").read_bytes(), trial
+        registry = Registry(store, bucket, "m")
+        pointer = registry.current()
+        assert [r.version for r in results.values() if r.promoted][-1:] != [] and pointer.version in \
+            [r.version for r in results.values() if r.promoted], trial
+        assert [e["seq"] for e in registry.history()] == list(range(1, pointer.seq + 1)), trial
+        assert registry.production_state()[0], trial

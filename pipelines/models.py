@@ -1,0 +1,91 @@
+"""`make models`, `make promote VERSION=N`, `make rollback`: the registry from the command line.
+
+    python -m pipelines.models list     [--model-name M] [--bucket B]
+    python -m pipelines.models promote N [--reason TEXT] [--allow-schema-change]
+    python -m pipelines.models rollback  [--reason TEXT]
+
+The store is MINIO_ENDPOINT's when set, else the local rclone store in .data/s3 (as `make run`).
+Every command first repairs a production/ that does not match production.json. Exit status:
+0 done, 2 refused (missing, partial, other task or schema, nothing to roll back) or bad settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from components.errors import PipelineError
+from components.objectstore import ObjectStore
+from components.registry import Registry
+from pipelines.local.run import _local_port, object_store
+from pipelines.local.s3server import DEFAULT_DATA_DIR, LocalS3Error
+
+EXIT_OK, EXIT_REFUSED = 0, 2
+
+
+def table(registry: Registry) -> str:
+    """Every version with its metrics, creation time, data hash, state and the production marker."""
+    pointer = registry.current()
+    rows = [("", "version", "state", "created_at", "primary metric", "data sha256", "run_id")]
+    for info in registry.versions(verify=True):
+        meta = info.metadata or {}
+        primary = meta.get("primary_metric") or {}
+        value = primary.get("value")
+        metric = f"{primary.get('name')} {value:.4f}" if isinstance(value, (int, float)) else "-"
+        data = str((meta.get("lineage") or {}).get("data_sha256") or "-")[:12]
+        state = info.state if info.complete else f"{info.state}: {info.problem}"
+        marker = "*" if pointer is not None and pointer.version == info.number else ""
+        rows.append((marker, f"v{info.number}", state, str(meta.get("created_at", "-")), metric, data,
+                     str(meta.get("run_id", "-"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    footer = (f"production: v{pointer.version} (seq {pointer.seq}, {pointer.action} by {pointer.by}, "
+              f"{pointer.moved_at})" if pointer else "production: none yet")
+    return "\n".join([*lines, footer])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["list", "promote", "rollback"])
+    parser.add_argument("version", nargs="?", type=int, help="promote: the N of v<N>")
+    parser.add_argument("--model-name", default="diabetes-rf")
+    parser.add_argument("--bucket", default="models")
+    parser.add_argument("--reason", default="", help="recorded in the history entry")
+    parser.add_argument("--allow-schema-change", action="store_true")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local S3 data folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    by = f"{getpass.getuser()}@{socket.gethostname()}"
+    try:
+        if args.command == "promote" and args.version is None:
+            raise PipelineError("promote needs a version: make promote VERSION=N")
+        with object_store(Path(args.data_dir), _local_port()):
+            store = ObjectStore.from_env()
+            registry = Registry.for_writing(store, args.bucket, args.model_name)
+            with registry.guard.session():
+                if registry.sync_production():
+                    print(f"repaired {registry.production_uri} from production.json")
+                if args.command == "promote":
+                    moved = registry.promote(args.version, by, args.reason or f"make promote VERSION={args.version}",
+                                             args.allow_schema_change)
+                    print(f"production: v{moved.version} ({registry.production_uri})")
+                elif args.command == "rollback":
+                    moved = registry.rollback(by, args.reason or "make rollback", args.allow_schema_change)
+                    print(f"production: rolled back to v{moved.version} (was v{moved.previous})")
+                else:
+                    print(table(registry))
+        return EXIT_OK
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except LocalS3Error as exc:
+        print(f"error: local S3 server: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
