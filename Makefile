@@ -15,7 +15,7 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
-.PHONY: help install lock run compile upload serve load bench images push-images docker-engine helm validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload deploy serve load bench images push-images docker-engine helm validate test test-fast apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,13 @@ compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml [P
 upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1] [UPLOAD_ARGS=...]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
 	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(RUN),--run,) $(UPLOAD_ARGS)
+
+deploy: $(STAMP) ## Roll version N out to the InferenceService, roll back if not Ready: make deploy VERSION=N [ISVC= NAMESPACE= CANARY= MODEL_NAME= BUCKET= TIMEOUT=]
+	@test "$(origin VERSION)" = "command line" || { echo "set the model version, e.g. make deploy VERSION=3"; exit 2; }
+	@$(PY) -m components.deploy --version "$(VERSION)" --model-name "$(or $(MODEL_NAME),diabetes-rf)" \
+	  --bucket "$(or $(BUCKET),models)" --isvc "$(or $(ISVC),diabetes-rf)" \
+	  --namespace "$(or $(NAMESPACE),sklearn-kserve-mlops)" --timeout-s "$(or $(TIMEOUT),300)" \
+	  $(if $(CANARY),--canary-percent "$(CANARY)",)
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
 	@$(PY) -m serving.local $(SERVE_ARGS)
