@@ -17,7 +17,7 @@ PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
 .PHONY: models promote rollback
-.PHONY: help install lock run compile upload serve load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload deploy serve load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,13 @@ promote: $(STAMP) ## Point production at v<N> by compare-and-swap: make promote 
 
 rollback: $(STAMP) ## Move production back to the previous entry of its history [MODEL_NAME=...]
 	@$(PY) -m pipelines.models rollback $(if $(MODEL_NAME),--model-name $(MODEL_NAME),)
+
+deploy: $(STAMP) ## Roll version N out to the InferenceService, roll back if not Ready: make deploy VERSION=N [ISVC= NAMESPACE= CANARY= MODEL_NAME= BUCKET= TIMEOUT=]
+	@test "$(origin VERSION)" = "command line" || { echo "set the model version, e.g. make deploy VERSION=3"; exit 2; }
+	@$(PY) -m components.deploy --version "$(VERSION)" --model-name "$(or $(MODEL_NAME),diabetes-rf)" \
+	  --bucket "$(or $(BUCKET),models)" --isvc "$(or $(ISVC),diabetes-rf)" \
+	  --namespace "$(or $(NAMESPACE),sklearn-kserve-mlops)" --timeout-s "$(or $(TIMEOUT),300)" \
+	  $(if $(CANARY),--canary-percent "$(CANARY)",)
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
 	@$(PY) -m serving.local $(SERVE_ARGS)

@@ -19,6 +19,30 @@ class TrainError(PipelineError):
     """Unknown estimator, bad hyperparameters, or a fit that failed (train)."""
 
 
+class DeployError(PipelineError):
+    """The rollout to the InferenceService failed (deploy); the message says what the cluster holds now."""
+
+
+class DeployConfigError(DeployError):
+    """Bad rollout input (name, namespace, storageUri, canary percent, timeout) or no cluster credentials."""
+
+
+class DeployNotFound(DeployError):
+    """The InferenceService (or KServe's API group) does not exist (HTTP 404)."""
+
+
+class DeployForbidden(DeployError):
+    """The ServiceAccount may not get or patch the InferenceService (HTTP 401/403): RBAC is missing."""
+
+
+class DeployConflict(DeployError):
+    """Something else kept changing the InferenceService while this rollout tried to patch it (HTTP 409)."""
+
+
+class RolloutFailed(DeployError):
+    """The InferenceService did not become Ready with the new model in time; it was rolled back (or why not)."""
+
+
 class EvaluateError(PipelineError):
     """The model could not be scored or the gate could not decide (evaluate)."""
 

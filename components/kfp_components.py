@@ -130,6 +130,34 @@ def push(
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)
+def deploy(
+    model_uri: str,
+    isvc: str,
+    namespace: str,
+    canary_traffic_percent: int,
+    timeout_s: int,
+) -> NamedTuple("Rollout", [("storage_uri", str), ("previous_uri", str), ("revision", str)]):
+    """Point the InferenceService at the pushed version, wait until it is Ready, roll it back if not.
+
+    Args:
+        model_uri: The immutable s3://bucket/model/vN/ that push wrote (its model_uri output).
+        isvc: Name of the InferenceService (serving.kserve.io/v1beta1) to roll out to.
+        namespace: Its namespace; the run's ServiceAccount needs the Role model-deployer there.
+        canary_traffic_percent: 0-100: share of traffic for the new revision (serverless mode only);
+            negative: leave the InferenceService's canaryTrafficPercent as it is.
+        timeout_s: Seconds to wait for Ready before the InferenceService is rolled back (the step then fails).
+    """
+    from collections import namedtuple
+
+    from components import deploy as step
+
+    result = step.rollout(isvc, namespace, model_uri, None if canary_traffic_percent < 0 else canary_traffic_percent,
+                          timeout_s)
+    return namedtuple("Rollout", ["storage_uri", "previous_uri", "revision"])(
+        result.served.storage_uri, result.previous.storage_uri or "", result.revision or "")
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
 def not_deployed(reason: str, model_name: str, bucket: str):
     """The gate's "no" branch: a visible step that says why, since KFP skips a false branch silently."""
     import logging

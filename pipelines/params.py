@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from components.deploy import check_target
 from components.errors import PipelineError, TrainError
 from components.ingest import IngestConfig
 from components.objectstore import parse_bool
@@ -93,6 +94,10 @@ def check(values: dict[str, Any]) -> None:
     IngestConfig.from_params(values["target"], values["task"], values["test_fraction"], values["seed"],
                              values["missing_values"], values["categorical_features"])
     check_location(values["bucket"], values["model_name"])
+    if values.get("deploy_isvc"):  # empty: no deploy step
+        canary = values["deploy_canary_percent"]
+        check_target(values["deploy_isvc"], values["deploy_namespace"], None if canary == -1 else canary,
+                     values["deploy_timeout_s"])
     hyperparameters = parse_hyperparameters(values["hyperparameters"])
     estimator, task = values["estimator"], values["task"]
     tasks = [task] if task in ESTIMATORS else [t for t in ESTIMATORS if estimator in ESTIMATORS[t]]

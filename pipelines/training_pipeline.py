@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> train -> evaluate -> (gate) push, compiled to IR YAML.
+"""The training pipeline: ingest -> train -> evaluate -> (gate) push -> (promoted) deploy, compiled to IR YAML.
 
     python -m pipelines.training_pipeline [--output pipelines/training_pipeline.yaml]
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
-from components.kfp_components import evaluate, ingest, not_deployed, push, train
+from components.kfp_components import deploy, evaluate, ingest, not_deployed, push, train
 
 PIPELINE_NAME = "sklearn-training"
 PIPELINE_DESCRIPTION = (
     "Ingest a table, train a scikit-learn model, evaluate it against a threshold and the "
-    "production model, and push it to MinIO/S3 for KServe."
+    "production model, push it to MinIO/S3 for KServe and roll it out to the InferenceService."
 )
 PACKAGE_PATH = Path(__file__).with_name("training_pipeline.yaml")
 
@@ -31,6 +31,10 @@ MINIO_SECRET_KEYS = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET
 CPU_REQUEST = "500m"
 MEMORY_REQUEST = "512Mi"
 MEMORY_LIMIT = "2Gi"
+# The deploy step only talks to the Kubernetes API.
+DEPLOY_CPU_REQUEST = "100m"
+DEPLOY_MEMORY_REQUEST = "256Mi"
+DEPLOY_MEMORY_LIMIT = "512Mi"
 
 
 def _with_bucket_access(task: dsl.PipelineTask, secret: str, optional: bool = False) -> dsl.PipelineTask:
@@ -65,6 +69,10 @@ def training_pipeline(
     minio_secure: bool = False,
     minio_secret: str = MINIO_SECRET,
     allow_schema_change: bool = False,
+    deploy_isvc: str = "diabetes-rf",
+    deploy_namespace: str = "sklearn-kserve-mlops",
+    deploy_canary_percent: int = -1,
+    deploy_timeout_s: int = 300,
 ):
     """Train, evaluate and publish a scikit-learn model.
 
@@ -86,6 +94,10 @@ def training_pipeline(
         minio_secure: Use TLS to reach the object store.
         minio_secret: Kubernetes Secret (keys accesskey, secretkey) whose keys may read and write the bucket.
         allow_schema_change: Let a model with other input features (names or order) replace production.
+        deploy_isvc: InferenceService to roll a promoted version out to; empty: no deploy step.
+        deploy_namespace: Namespace of that InferenceService (the run's ServiceAccount needs the Role model-deployer there).
+        deploy_canary_percent: 0-100: traffic share of the new revision (serverless only); -1: leave it as it is.
+        deploy_timeout_s: Seconds to wait for the InferenceService to be Ready before rolling it back.
     """
     store = {"minio_endpoint": minio_endpoint, "minio_secure": minio_secure}
     # Tasks that read a mutable source or the bucket must run every time, never from cache.
@@ -107,6 +119,13 @@ def training_pipeline(
                       evaluation=evaluated.outputs["evaluation"], model_name=model_name, bucket=bucket,
                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **store)
         _with_bucket_access(pushed, minio_secret).set_caching_options(False)
+        # Only a version that production now points at reaches the endpoint, and only if asked.
+        with dsl.If(pushed.outputs["promoted"] == True, name="promoted"):  # noqa: E712
+            with dsl.If(deploy_isvc != "", name="rollout"):
+                rolled = deploy(model_uri=pushed.outputs["model_uri"], isvc=deploy_isvc, namespace=deploy_namespace,
+                                canary_traffic_percent=deploy_canary_percent, timeout_s=deploy_timeout_s)
+                rolled.set_cpu_request(DEPLOY_CPU_REQUEST).set_memory_request(DEPLOY_MEMORY_REQUEST)
+                rolled.set_memory_limit(DEPLOY_MEMORY_LIMIT).set_caching_options(False)
     with dsl.Else(name="keep-production"):
         not_deployed(reason=evaluated.outputs["reason"], model_name=model_name,
                      bucket=bucket).set_caching_options(False)

@@ -30,6 +30,9 @@ from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_NAME
 STORE_PARAMS = ("minio_endpoint", "minio_secure")
 # kfp.local ignores kfp-kubernetes settings: the Secret is a cluster-only parameter.
 CLUSTER_ONLY_PARAMS = ("minio_secret",)
+# kfp.local runs have no cluster to roll out to: run_compiled turns the deploy step off, and
+# `make deploy VERSION=N` rolls a pushed version out from here.
+DEPLOY_PARAMS = ("deploy_isvc", "deploy_namespace", "deploy_canary_percent", "deploy_timeout_s")
 EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -168,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         if set(overrides) & set(CLUSTER_ONLY_PARAMS):
             raise params.ParamError("minio_secret names a Kubernetes Secret, which kfp.local does not read: "
                                     "locally the keys come from MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
+        if set(overrides) & set(DEPLOY_PARAMS):
+            raise params.ParamError("the deploy_* parameters drive the cluster's deploy step, which local runs skip: "
+                                    "after the run, `make deploy VERSION=N` rolls a version out to an InferenceService")
         values = params.effective(overrides, args.package)
         params.check(values)
         port = _local_port()

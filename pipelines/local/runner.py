@@ -25,6 +25,9 @@ from kfp import components, local
 
 # kfp.local's own default; `make clean` removes it (the object store in .data/ stays).
 DEFAULT_PIPELINE_ROOT = Path("local_outputs")
+# The parameter that names the InferenceService to roll out to: empty turns the deploy step off,
+# and a local run has no cluster to roll out to (`make deploy VERSION=N` does that from here).
+DEPLOY_SWITCH = "deploy_isvc"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
@@ -117,6 +120,13 @@ def _ignore(_: Event) -> None:
     pass
 
 
+def local_arguments(package: str | Path, arguments: dict[str, Any]) -> dict[str, Any]:
+    """arguments with the deploy step off, whatever they or the YAML's defaults say."""
+    from pipelines.params import declared
+
+    return {**arguments, DEPLOY_SWITCH: ""} if DEPLOY_SWITCH in declared(package) else dict(arguments)
+
+
 def run_compiled(
     package: str | Path,
     arguments: dict[str, Any],
@@ -125,6 +135,7 @@ def run_compiled(
     on_event: Callable[[Event], None] = _ignore,
 ) -> LocalRun:
     """Run the compiled pipeline once; step failures come back in LocalRun, not as exceptions."""
+    arguments = local_arguments(package, arguments)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())

@@ -13,6 +13,24 @@ def load(path):
     return spec, platform
 
 
+def all_tasks(spec) -> dict:
+    """Every task of the pipeline, those inside dsl.If/Else branches included, by name."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def branch_of(spec, task: str) -> tuple[str, str]:
+    """(condition of the branch that holds task, name of that branch) - KFP numbers branches in order."""
+    for component_name, component in spec["components"].items():
+        if task in component.get("dag", {}).get("tasks", {}):
+            branch = component_name.removeprefix("comp-")
+            parent = next(t for t in all_tasks(spec).values() if t.get("componentRef", {}).get("name") == component_name)
+            return parent["triggerPolicy"]["condition"], branch
+    raise AssertionError(f"no branch holds {task}")
+
+
 def test_committed_yaml_matches_a_fresh_compile(tmp_path):
     fresh = compile_pipeline(tmp_path / "fresh.yaml")
     assert PACKAGE_PATH.read_text() == fresh.read_text(), "run `make compile` and commit the YAML"
@@ -22,18 +40,35 @@ def test_every_step_runs_in_the_project_image():
     spec, _ = load(PACKAGE_PATH)
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {PIPELINE_IMAGE}
-    assert len(executors) == 5
+    assert len(executors) == 6
 
 
 def test_push_runs_only_when_evaluate_says_deploy():
     spec, _ = load(PACKAGE_PATH)
-    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
-    conditions = {name: task["triggerPolicy"]["condition"] for name, task in branches.items()}
-    deploy = conditions["condition-2"]
-    assert "pipelinechannel--evaluate-deploy" in deploy and deploy.endswith("== true")
-    assert "!(" in conditions["condition-3"]  # the else branch
-    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"push"}
-    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"not-deployed"}
+    push_condition, push_branch = branch_of(spec, "push")
+    assert "pipelinechannel--evaluate-deploy" in push_condition and push_condition.endswith("== true")
+    else_condition, else_branch = branch_of(spec, "not-deployed")
+    assert else_condition == f"!({push_condition})"  # the else branch
+    assert set(spec["components"][f"comp-{else_branch}"]["dag"]["tasks"]) == {"not-deployed"}
+
+
+def test_deploy_runs_only_after_a_promotion_and_when_an_inference_service_is_named():
+    spec, _ = load(PACKAGE_PATH)
+    deploy_condition, deploy_branch = branch_of(spec, "deploy")
+    assert deploy_condition == "inputs.parameter_values['pipelinechannel--deploy_isvc'] != ''"
+    promoted_condition, promoted_branch = branch_of(spec, deploy_branch)
+    assert promoted_condition == "inputs.parameter_values['pipelinechannel--push-promoted'] == true"
+    assert branch_of(spec, promoted_branch)[1] == branch_of(spec, "push")[1]  # inside push's branch
+    inputs = all_tasks(spec)["deploy"]["inputs"]["parameters"]
+    # Inside branches, KFP passes push's output and the pipeline parameters down as channels.
+    assert {name: p["componentInputParameter"] for name, p in inputs.items()} == {
+        "model_uri": "pipelinechannel--push-model_uri", "isvc": "pipelinechannel--deploy_isvc", "namespace": "pipelinechannel--deploy_namespace",
+        "canary_traffic_percent": "pipelinechannel--deploy_canary_percent",
+        "timeout_s": "pipelinechannel--deploy_timeout_s"}
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert {name: parameters[name]["defaultValue"] for name in parameters if name.startswith("deploy_")} == {
+        "deploy_isvc": "diabetes-rf", "deploy_namespace": "sklearn-kserve-mlops", "deploy_canary_percent": -1.0,
+        "deploy_timeout_s": 300.0}
 
 
 def test_bucket_steps_get_the_secret_named_by_the_minio_secret_parameter():
@@ -62,11 +97,9 @@ def test_push_reports_whether_it_moved_production():
 
 def test_steps_that_read_mutable_state_are_never_cached():
     spec, _ = load(PACKAGE_PATH)
-    tasks = dict(spec["root"]["dag"]["tasks"])
-    for component in ("comp-condition-2", "comp-condition-3"):
-        tasks.update(spec["components"][component]["dag"]["tasks"])
+    tasks = all_tasks(spec)
     uncached = {name for name, task in tasks.items() if not task.get("cachingOptions", {}).get("enableCache")}
-    assert {"ingest", "evaluate", "push", "not-deployed"} <= uncached
+    assert {"ingest", "evaluate", "push", "not-deployed", "deploy"} <= uncached
     assert "train" not in uncached
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.errors import DataError, PipelineError, PushError, TrainError
+from components.errors import DataError, DeployConfigError, PipelineError, PushError, TrainError
 from pipelines import params
 from pipelines.training_pipeline import PACKAGE_PATH
 
@@ -44,6 +44,8 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
         "hyperparameters": "{}", "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
         "minio_secret": "mlpipeline-minio-artifact", "allow_schema_change": False,
+        "deploy_isvc": "diabetes-rf",
+        "deploy_namespace": "sklearn-kserve-mlops", "deploy_canary_percent": -1, "deploy_timeout_s": 300,
     }
     assert isinstance(values["seed"], int)
     params.check(values)
@@ -62,11 +64,22 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
         ({"minio_secret": "Minio_Keys"}, params.ParamError, "minio_secret='Minio_Keys' is invalid: expected a "
                                                              "Kubernetes Secret name"),
         ({"minio_secret": ""}, params.ParamError, "minio_secret='' is invalid"),
+        ({"deploy_isvc": "Diabetes"}, DeployConfigError, "isvc='Diabetes' is invalid"),
+        ({"deploy_namespace": "a_b"}, DeployConfigError, "namespace='a_b' is invalid"),
+        ({"deploy_canary_percent": 150}, DeployConfigError, "canary_percent=150 is invalid"),
+        ({"deploy_canary_percent": -2}, DeployConfigError, "canary_percent=-2 is invalid"),
+        ({"deploy_timeout_s": 0}, DeployConfigError, "timeout_s=0 is invalid"),
     ],
 )
 def test_check_fails_early_with_the_components_own_errors(override, error, expected):
     with pytest.raises(error, match=expected):
         params.check(params.effective(override, PACKAGE_PATH))
+
+
+def test_an_empty_deploy_isvc_turns_the_deploy_step_and_its_checks_off():
+    params.check(params.effective({"deploy_isvc": "", "deploy_namespace": "", "deploy_timeout_s": 0}, PACKAGE_PATH))
+    params.check(params.effective({"deploy_canary_percent": 0}, PACKAGE_PATH))
+    params.check(params.effective({"deploy_canary_percent": 100}, PACKAGE_PATH))
 
 
 def test_auto_task_accepts_hyperparameters_valid_for_either_task():

@@ -131,3 +131,23 @@ def test_minio_secret_is_refused_locally_with_what_to_set_instead(no_external_st
                      "--pipeline-root", str(tmp_path / "runs")])
     assert code == run.EXIT_BAD_INPUT
     assert "kfp.local does not read" in capsys.readouterr().err and not (tmp_path / "s3").exists()
+
+
+@pytest.mark.parametrize("pair", ["deploy_isvc=diabetes-rf", "deploy_namespace=ns", "deploy_canary_percent=10",
+                                  "deploy_timeout_s=5"])
+def test_deploy_parameters_are_refused_locally_with_make_deploy_named(no_external_store, tmp_path, capsys, pair):
+    code = run.main(["--param", pair, "--data-dir", str(tmp_path / "s3"), "--pipeline-root", str(tmp_path / "runs")])
+    assert code == run.EXIT_BAD_INPUT
+    assert "make deploy VERSION=N" in capsys.readouterr().err and not (tmp_path / "s3").exists()
+
+
+def test_local_runs_turn_the_deploy_step_off(tmp_path):
+    from pipelines.local.runner import local_arguments
+    from pipelines.training_pipeline import PACKAGE_PATH
+
+    # Named or left to the YAML's default ("diabetes-rf"), the InferenceService is dropped locally.
+    assert local_arguments(PACKAGE_PATH, {"deploy_isvc": "diabetes-rf", "seed": 1}) == {"deploy_isvc": "", "seed": 1}
+    assert local_arguments(PACKAGE_PATH, {}) == {"deploy_isvc": ""}
+    older = tmp_path / "older.yaml"  # a package compiled before the deploy step existed
+    older.write_text("root:\n  inputDefinitions:\n    parameters:\n      seed: {parameterType: NUMBER_INTEGER}\n")
+    assert local_arguments(older, {"seed": 1}) == {"seed": 1}
