@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -442,6 +443,7 @@ def score(predictor: Predictor, input_location: str, output_location: str | None
 def _stage(predictor: Predictor, job: _Job, work: Path, options: BatchOptions, staged: _Staged,
            progress: ProgressFactory | None) -> FileResult:
     work.mkdir()
+    started = time.monotonic()
     fmt = input_format(job.input)
     name = PurePosixPath(job.input).name
     if job.input.startswith(S3_SCHEME):
@@ -464,7 +466,7 @@ def _stage(predictor: Predictor, job: _Job, work: Path, options: BatchOptions, s
         temporary = _temporary_name(final)
         staged.moves.append((temporary, final))
         _put(staged.store, local, temporary, kind)
-    seconds = bar.seconds if bar is not None else 0.0
+    seconds = time.monotonic() - started
     log.info("%s: %d rows, %d scored, %d rejected -> %s", job.input, counts.rows, counts.scored, counts.rejected,
              job.output)
     return FileResult(job.input, job.output, job.rejects, counts.rows, counts.scored, counts.rejected, seconds)
