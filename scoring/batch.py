@@ -120,11 +120,17 @@ def is_scorable(name: str) -> bool:
             and OUTPUT_MARK not in base and REJECTS_MARK not in base)
 
 
+def _split_name(location: str) -> tuple[str, str]:
+    """'s3://b/dir/users.csv' -> ('s3://b/dir/', 'users.csv'); string-wise, as a path would fold '//'."""
+    cut = location.rfind("/") + 1
+    return location[:cut], location[cut:]
+
+
 def output_names(input_name: str) -> tuple[str, str]:
     """'dir/users.csv' -> ('dir/users.predictions.csv', 'dir/users.rejects.csv')."""
-    path = PurePosixPath(input_name)
-    return (str(path.with_name(path.stem + OUTPUT_MARK + path.suffix)),
-            str(path.with_name(path.stem + REJECTS_MARK + REJECTS_SUFFIX)))
+    folder, base = _split_name(input_name)
+    path = PurePosixPath(base)
+    return folder + path.stem + OUTPUT_MARK + path.suffix, folder + path.stem + REJECTS_MARK + REJECTS_SUFFIX
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -335,7 +341,7 @@ def plan(input_location: str, output_location: str | None, options: BatchOptions
                 raise InputError(f"output {out} is one file but {input_location} holds {len(inputs)}: "
                                  "give a folder (ending in '/')")
             if folder:
-                output, rejects = (out.rstrip("/") + "/" + PurePosixPath(p).name for p in output_names(name))
+                output, rejects = (out.rstrip("/") + "/" + _split_name(p)[1] for p in output_names(name))
             else:
                 if input_format(out) != input_format(name):
                     raise InputError(f"output {out} must have the input's format ({PurePosixPath(name).suffix})")
@@ -382,8 +388,8 @@ class _Staged:
 
 
 def _temporary_name(final: str) -> str:
-    path = PurePosixPath(final)
-    return str(path.with_name(f".{path.name}{TEMP_MARK}{uuid.uuid4().hex[:12]}"))
+    folder, base = _split_name(final)
+    return f"{folder}.{base}{TEMP_MARK}{uuid.uuid4().hex[:12]}"
 
 
 def _remove(store: ObjectStore | None, location: str) -> None:
