@@ -17,7 +17,7 @@ PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
 .PHONY: models promote rollback
-.PHONY: help install lock run compile upload deploy serve load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,12 +41,13 @@ run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
 	@$(PY) -m serving.local --demo $(SERVE_ARGS)
 
-compile: $(STAMP) ## Compile the pipeline to pipelines/training_pipeline.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=]
+compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=]
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline
+	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.batch_scoring_pipeline
 
-upload: $(STAMP) ## Upload the pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [RUN=1] [UPLOAD_ARGS=...]
+upload: $(STAMP) ## Upload a pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [PIPELINE=batch-scoring] [RUN=1] [UPLOAD_ARGS=...]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
-	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(RUN),--run,) $(UPLOAD_ARGS)
+	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(PIPELINE),--pipeline "$(PIPELINE)",) $(if $(RUN),--run,) $(UPLOAD_ARGS)
 
 models: $(STAMP) ## Every model version, its metrics, data hash and the production marker [MODEL_NAME=...]
 	@$(PY) -m pipelines.models list $(if $(MODEL_NAME),--model-name $(MODEL_NAME),)
@@ -67,6 +68,13 @@ deploy: $(STAMP) ## Roll version N out to the InferenceService, roll back if not
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
 	@$(PY) -m serving.local $(SERVE_ARGS)
+
+score: $(STAMP) ## Batch-score a file with the production model: make score INPUT=s3://... [OUTPUT=...] [SCORE_ARGS=...]
+	@test -n "$(INPUT)" || { echo "set INPUT, e.g. make score INPUT=s3://data/diabetes.csv (a local path works too)"; exit 2; }
+	@$(PY) -m scoring "$(INPUT)" $(if $(OUTPUT),--output "$(OUTPUT)",) $(SCORE_ARGS)
+
+bench-batch: $(STAMP) ## Batch scoring rows/s vs scikit-learn predict on the same chunks; peak RSS at two file sizes
+	@$(PY) bench/batch_bench.py $(BENCH_ARGS)
 
 load: apt-tools ## Bounded hey and ab load against the local server (make serve first)
 	@bash bench/load.sh

@@ -164,3 +164,45 @@ def not_deployed(reason: str, model_name: str, bucket: str):
 
     logging.getLogger("components.gate").warning(
         "model %s NOT deployed: %s. s3://%s/%s/production/ is unchanged.", model_name, reason, bucket, model_name)
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def batch_predict(
+    input_uri: str,
+    output_uri: str,
+    model_name: str,
+    bucket: str,
+    model_version: str,
+    key_columns: str,
+    on_bad_row: str,
+    chunk_rows: int,
+    minio_endpoint: str,
+    minio_secure: bool,
+) -> NamedTuple("Scored", [("rows", int), ("scored", int), ("rejected", int), ("outputs", str)]):
+    """Score CSV/Parquet files in the object store with a published model; write the predictions beside them.
+
+    Args:
+        input_uri: s3://bucket/key.csv or .parquet, or an s3:// prefix (every such file under it).
+        output_uri: Output file or folder; "" writes <name>.predictions.<ext> beside each input.
+        model_name: Folder of the model in the bucket.
+        bucket: Bucket holding the model.
+        model_version: production, or v<N> for a published version.
+        key_columns: Comma-separated input columns copied to the output; "" writes the row number.
+        on_bad_row: fail (the job fails, nothing is written) or reject (bad rows go to <name>.rejects.csv).
+        chunk_rows: Rows read and scored at a time; memory grows with it, not with the file.
+        minio_endpoint: host:port of MinIO/S3.
+        minio_secure: Use TLS to reach the object store.
+    """
+    from collections import namedtuple
+
+    from components.objectstore import ObjectStore
+    from scoring import batch
+    from scoring.library import load_model
+
+    store = ObjectStore.from_env(minio_endpoint, minio_secure)
+    options = batch.BatchOptions.from_params(key_columns, on_bad_row, chunk_rows)
+    predictor = load_model(batch.model_uri(bucket, model_name, model_version), store)
+    results = batch.score(predictor, input_uri, output_uri or None, options, store)
+    return namedtuple("Scored", ["rows", "scored", "rejected", "outputs"])(
+        sum(r.rows for r in results), sum(r.scored for r in results), sum(r.rejected for r in results),
+        ",".join(r.output for r in results))

@@ -305,6 +305,25 @@ class ObjectStore:
         with self._errors("copy into", bucket, target_key):
             self._client.copy_object(bucket, target_key, CopySource(bucket, source_key))
 
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """Every object key under prefix, at any depth, sorted; [] without the bucket."""
+        if not self.bucket_exists(bucket):
+            return []
+        with self._errors("list", bucket, prefix):
+            return sorted(obj.object_name for obj in self._client.list_objects(bucket, prefix=prefix, recursive=True)
+                          if not obj.is_dir)
+
+    def download_file(self, bucket: str, key: str, path: str | os.PathLike) -> None:
+        """Stream an object into a local file (never whole in memory)."""
+        with self._errors("read", bucket, key):
+            self._client.fget_object(bucket, key, os.fspath(path))
+
+    def upload_file(self, bucket: str, key: str, path: str | os.PathLike,
+                    content_type: str = "application/octet-stream") -> None:
+        """Stream a local file into an object (multipart when large); the object appears whole or not at all."""
+        with self._errors("write", bucket, key):
+            self._client.fput_object(bucket, key, os.fspath(path), content_type=content_type)
+
     def remove(self, bucket: str, key: str) -> None:
         """Delete an object; deleting one that is not there is not an error (S3 semantics)."""
         with self._errors("delete", bucket, key):

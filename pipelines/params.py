@@ -112,3 +112,19 @@ def check(values: dict[str, Any]) -> None:
         except TrainError as exc:
             errors.append(exc)
     raise errors[0]
+
+
+def check_batch(values: dict[str, Any]) -> None:
+    """The batch-scoring pipeline's parameters, checked as batch_predict will check them."""
+    from scoring.batch import BatchOptions, model_uri
+
+    secret = values.get("minio_secret")
+    if secret is not None and not _SECRET_NAME.match(secret):
+        raise ParamError(f"parameter minio_secret={secret!r} is invalid: expected a Kubernetes Secret name "
+                         "(lowercase letters, digits, '-' and '.', at most 253)")
+    for name in ("input_uri", "output_uri"):
+        uri = values.get(name) or ""
+        if (uri or name == "input_uri") and not uri.startswith("s3://"):
+            raise ParamError(f"parameter {name}={uri!r} is invalid: expected s3://bucket/key or s3://bucket/prefix/")
+    BatchOptions.from_params(values["key_columns"], values["on_bad_row"], values["chunk_rows"])
+    model_uri(values["bucket"], values["model_name"], values["model_version"])

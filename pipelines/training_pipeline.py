@@ -37,7 +37,7 @@ DEPLOY_MEMORY_REQUEST = "256Mi"
 DEPLOY_MEMORY_LIMIT = "512Mi"
 
 
-def _with_bucket_access(task: dsl.PipelineTask, secret: str, optional: bool = False) -> dsl.PipelineTask:
+def with_bucket_access(task: dsl.PipelineTask, secret: str, optional: bool = False) -> dsl.PipelineTask:
     """MINIO_ACCESS_KEY/MINIO_SECRET_KEY from the Secret named by the minio_secret parameter.
 
     optional=True: the pod starts without the Secret (ingest reads sklearn: and http(s) sources
@@ -47,7 +47,7 @@ def _with_bucket_access(task: dsl.PipelineTask, secret: str, optional: bool = Fa
                                         optional=optional)
 
 
-def _sized(task: dsl.PipelineTask) -> dsl.PipelineTask:
+def sized(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_cpu_request(CPU_REQUEST).set_memory_request(MEMORY_REQUEST).set_memory_limit(MEMORY_LIMIT)
 
 
@@ -103,22 +103,22 @@ def training_pipeline(
     # Tasks that read a mutable source or the bucket must run every time, never from cache.
     ingested = ingest(source=source, target=target, task=task, test_fraction=test_fraction, seed=seed,
                       missing_values=missing_values, categorical_features=categorical_features, **store)
-    _with_bucket_access(_sized(ingested), minio_secret, optional=True).set_caching_options(False)
+    with_bucket_access(sized(ingested), minio_secret, optional=True).set_caching_options(False)
 
-    trained = _sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
+    trained = sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
                            estimator=estimator, hyperparameters=hyperparameters, seed=seed))
 
     evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
                          model=trained.outputs["model"], threshold=threshold, model_name=model_name, bucket=bucket,
                          source=source, seed=seed, test_fraction=test_fraction,
                          allow_schema_change=allow_schema_change, **store)
-    _with_bucket_access(_sized(evaluated), minio_secret).set_caching_options(False)
+    with_bucket_access(sized(evaluated), minio_secret).set_caching_options(False)
 
     with dsl.If(evaluated.outputs["deploy"] == True, name="deploy"):  # noqa: E712 (KFP condition syntax)
         pushed = push(model=trained.outputs["model"], schema=ingested.outputs["schema"],
                       evaluation=evaluated.outputs["evaluation"], model_name=model_name, bucket=bucket,
                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **store)
-        _with_bucket_access(pushed, minio_secret).set_caching_options(False)
+        with_bucket_access(pushed, minio_secret).set_caching_options(False)
         # Only a version that production now points at reaches the endpoint, and only if asked.
         with dsl.If(pushed.outputs["promoted"] == True, name="promoted"):  # noqa: E712
             with dsl.If(deploy_isvc != "", name="rollout"):

@@ -1,6 +1,7 @@
 """Upload the compiled pipeline to Kubeflow Pipelines, as a new pipeline or a new version of it.
 
-    python -m pipelines.upload --host http://localhost:8080 [--namespace NS] [--run] [--param name=value ...]
+    python -m pipelines.upload --host http://localhost:8080 [--pipeline sklearn-training|batch-scoring]
+                               [--namespace NS] [--run] [--param name=value ...]
 
 Every version, the first included, is named `<project version>-<sha256 of the YAML>`: uploading
 the same YAML again finds that version instead of adding a duplicate.
@@ -32,6 +33,7 @@ import yaml
 from components.errors import PipelineError
 from components.kfp_components import PIPELINE_IMAGE
 from pipelines import params
+from pipelines import batch_scoring_pipeline as batch
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_DESCRIPTION, PIPELINE_NAME
 
 DEFAULT_EXPERIMENT = "sklearn-training"
@@ -40,6 +42,21 @@ TOKEN_ENV = "KF_PIPELINES_TOKEN"
 COOKIES_ENV = "KF_PIPELINES_COOKIES"
 # kfp's own variable, read by kfp.client.ServiceAccountTokenVolumeCredentials.
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+
+
+@dataclass(frozen=True)
+class PipelineKind:
+    """A pipeline this project compiles: its YAML, its description and its parameter check."""
+
+    package: Path
+    description: str
+    check: Any  # Callable[[dict], None], raises PipelineError
+
+
+PIPELINES = {
+    PIPELINE_NAME: PipelineKind(PACKAGE_PATH, PIPELINE_DESCRIPTION, params.check),
+    batch.PIPELINE_NAME: PipelineKind(batch.PACKAGE_PATH, batch.PIPELINE_DESCRIPTION, params.check_batch),
+}
 
 
 class PipelinesClient(Protocol):
@@ -131,7 +148,7 @@ def _versions(client: PipelinesClient, pipeline_id: str, name: str) -> list:
 
 
 def publish(client: PipelinesClient, package: Path, pipeline_name: str = PIPELINE_NAME,
-            namespace: str | None = None) -> Published:
+            namespace: str | None = None, description: str = PIPELINE_DESCRIPTION) -> Published:
     """Create the pipeline with this YAML as its named version, add it as a version, or find it."""
     import kfp_server_api  # kfp's own API models; imported here so the CLI's --help stays fast
 
@@ -142,22 +159,23 @@ def publish(client: PipelinesClient, package: Path, pipeline_name: str = PIPELIN
         # Created empty, then given the named version: the upload API would name the first
         # version after the pipeline, and the same YAML uploaded again would not be recognised.
         created = client.pipelines.pipeline_service_create_pipeline(pipeline=kfp_server_api.V2beta1Pipeline(
-            display_name=pipeline_name, description=PIPELINE_DESCRIPTION, namespace=namespace))
+            display_name=pipeline_name, description=description, namespace=namespace))
         pipeline_id, action = created.pipeline_id, "created pipeline"
     else:
         existing = _versions(client, pipeline_id, name)
         if existing:
             return Published(pipeline_id, existing[0].pipeline_version_id, name, "version exists")
     version = client.upload_pipeline_version(str(package), pipeline_version_name=name, pipeline_id=pipeline_id,
-                                             description=PIPELINE_DESCRIPTION)
+                                             description=description)
     return Published(pipeline_id, version.pipeline_version_id, name, action)
 
 
 def start_run(client: PipelinesClient, published: Published, arguments: dict[str, Any],
-              experiment: str = DEFAULT_EXPERIMENT, namespace: str | None = None) -> str:
+              experiment: str = DEFAULT_EXPERIMENT, namespace: str | None = None,
+              pipeline_name: str = PIPELINE_NAME) -> str:
     """Start a run of the published version; returns the run id."""
     experiment_id = client.create_experiment(name=experiment, namespace=namespace).experiment_id
-    job_name = f"{PIPELINE_NAME}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+    job_name = f"{pipeline_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     run = client.run_pipeline(experiment_id=experiment_id, job_name=job_name, params=arguments,
                               pipeline_id=published.pipeline_id, version_id=published.version_id)
     return run.run_id
@@ -170,10 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV}; else kfp's ${SA_TOKEN_PATH_ENV})")
     parser.add_argument("--cookies", help=f"cookie header of a browser login, e.g. 'authservice_session=...' "
                                           f"(default: ${COOKIES_ENV})")
-    parser.add_argument("--package", default=str(PACKAGE_PATH), help="compiled pipeline YAML (default: %(default)s)")
+    parser.add_argument("--pipeline", default=PIPELINE_NAME, choices=sorted(PIPELINES),
+                        help="which of the project's pipelines (default: %(default)s)")
+    parser.add_argument("--package", help="compiled pipeline YAML (default: the --pipeline's committed one)")
     parser.add_argument("--image", default=PIPELINE_IMAGE,
                         help="pipeline image the YAML must run; anything else is refused (default: %(default)s)")
-    parser.add_argument("--name", default=PIPELINE_NAME, help="pipeline name in the UI (default: %(default)s)")
+    parser.add_argument("--name", help="pipeline name in the UI (default: the --pipeline's name)")
     parser.add_argument("--run", action="store_true", help="also start a run of the uploaded version")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment of the run")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -184,14 +204,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    package = Path(args.package)
+    kind = PIPELINES[args.pipeline]
+    package = Path(args.package) if args.package else kind.package
+    args.name = args.name or args.pipeline
     try:
         if not package.is_file():
             raise PipelineError(f"compiled pipeline {package} not found: run `make compile` first")
         if args.param and not args.run:
             raise params.ParamError("--param sets run parameters: add --run (an upload alone takes none)")
         overrides = params.parse_overrides(args.param, package)
-        params.check(params.effective(overrides, package))
+        kind.check(params.effective(overrides, package))
         check_image(package, args.image)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -205,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             # "only works with KFP v2.0.0-beta.2 and later": true of every Kubeflow this targets.
             warnings.simplefilter("ignore", FutureWarning)
             client = kfp.Client(**client_options(args.host, args.namespace, args.token, args.cookies))
-        published = publish(client, package, args.name, args.namespace)
+        published = publish(client, package, args.name, args.namespace, kind.description)
         print(f"{published.action}: {args.name} version {published.version_name}{_in(args.namespace)} "
               f"(pipeline {published.pipeline_id}, version {published.version_id})")
         if args.run:
-            run_id = start_run(client, published, overrides, args.experiment, args.namespace)
+            run_id = start_run(client, published, overrides, args.experiment, args.namespace, args.name)
             print(f"started run {run_id} in experiment {args.experiment}{_in(args.namespace)}")
     except (ApiException, urllib3.exceptions.HTTPError) as exc:
         reason = getattr(exc, "reason", None) or exc

@@ -22,7 +22,8 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from serving import v2
 from serving.artifact import ArtifactError, ModelArtifact, load_artifact
 from serving.batching import AdaptiveBatcher, BatchingConfig, BatchStats
-from serving.engine import compile_predictor, fast_path_enabled, input_range
+from serving.engine import compile_predictor, fast_path_enabled
+from serving.rows import input_spec
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,7 @@ class SklearnModel(kserve.Model):
 
     def _activate(self, artifact: ModelArtifact) -> None:
         self.artifact = artifact
-        accepted = input_range(artifact.estimator, len(artifact.feature_names))
-        self.spec = v2.InputSpec(artifact.feature_names, low=accepted.low, high=accepted.high,
-                                 range_reason=accepted.reason)
+        self.spec = input_spec(artifact.estimator, artifact.feature_names)
         self._batchers = {
             out: AdaptiveBatcher(compile_predictor(artifact.estimator, out, fast=self.fast_path), self.batching) for out in self.outputs
         }

@@ -19,16 +19,9 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 from kserve.utils.numpy_codec import from_np_dtype
 
-INPUT_NAME = "input-0"
-# V2 datatypes a float feature matrix can be built from; BOOL and BYTES are not numbers.
-NUMERIC_DATATYPES: dict[str, np.dtype] = {
-    name: np.dtype(dtype)
-    for name, dtype in {
-        "FP64": np.float64, "FP32": np.float32, "FP16": np.float16,
-        "INT64": np.int64, "INT32": np.int32, "INT16": np.int16, "INT8": np.int8,
-        "UINT64": np.uint64, "UINT32": np.uint32, "UINT16": np.uint16, "UINT8": np.uint8,
-    }.items()
-}
+from serving import rows
+from serving.rows import INPUT_NAME, NUMERIC_DATATYPES, InputSpec  # noqa: F401 (re-exported: serving.v2.InputSpec)
+
 # The binary tensor extension (tritonclient's and kserve's client default): the body is a JSON
 # header of this many bytes, then the tensors' raw bytes in input order.
 BINARY_HEADER = "inference-header-content-length"
@@ -53,34 +46,6 @@ class PayloadTooLarge(InvalidRequest):
     """A request body over the configured size limit (HTTP 413)."""
 
     status: int = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-
-
-@dataclass(frozen=True, eq=False)
-class InputSpec:
-    """The one input tensor a tabular model takes: [batch, n_features] numbers.
-
-    ``low``/``high``: per feature, the values the model computes on (default: any finite
-    float64); ``range_reason`` says why they are narrower, for the error message.
-    """
-
-    feature_names: tuple[str, ...]
-    name: str = INPUT_NAME
-    low: np.ndarray | None = None
-    high: np.ndarray | None = None
-    range_reason: str = ""
-
-    def __post_init__(self) -> None:
-        n, limit = len(self.feature_names), np.finfo(np.float64).max
-        for field, default in (("low", -limit), ("high", limit)):
-            value = getattr(self, field)
-            bound = np.full(n, default) if value is None else np.asarray(value, np.float64)
-            if bound.shape != (n,):
-                raise ValueError(f"InputSpec.{field} has shape {bound.shape}; expected ({n},), one per feature")
-            object.__setattr__(self, field, bound)
-
-    @property
-    def n_features(self) -> int:
-        return len(self.feature_names)
 
 
 @dataclass(frozen=True)
@@ -420,39 +385,19 @@ def _first_non_number(data: list) -> Any:
 
 
 def _as_float(array: np.ndarray, datatype: str, count: int, where: str) -> np.ndarray:
-    """Numeric values in the declared datatype -> float64, refusing a count or range that does not fit."""
-    if array.size != count:
-        raise InvalidRequest(f"{where}.shape needs {count} values; data holds {array.size}")
-    dtype = NUMERIC_DATATYPES[datatype]
-    if dtype.kind in "iu":
-        if array.dtype.kind == "f":
-            raise InvalidRequest(
-                f"{where}.datatype is {datatype} but data holds non-integer numbers (or integers beyond 64 bits)"
-            )
-        limits = np.iinfo(dtype)
-        if array.dtype != dtype and array.size and (array.min() < limits.min or array.max() > limits.max):
-            raise InvalidRequest(f"{where}.data holds values outside {datatype} range [{limits.min}, {limits.max}]")
-    elif dtype != array.dtype:
-        # Round to the declared precision first: the client said its numbers are FP32/FP16.
-        with np.errstate(over="ignore"):
-            array = array.astype(dtype)
-    return array.astype(np.float64, copy=False).ravel()
+    """serving.rows.as_float, its refusal as a 400."""
+    try:
+        return rows.as_float(array, datatype, count, where)
+    except rows.RowCheckError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def _check_range(x: np.ndarray, spec: InputSpec, wheres: Sequence[str], datatypes: Sequence[str]) -> None:
-    # One pass for NaN (compares false), Inf and values beyond what the model computes on.
-    accepted = (x >= spec.low) & (x <= spec.high)
-    if accepted.all():
-        return
-    row, column = np.argwhere(~accepted)[0]
-    value, feature = x[row, column], spec.feature_names[column]
-    where = f"{wheres[column]}.data holds {value} at row {row}, feature '{feature}'"
-    if not np.isfinite(value):
-        raise InvalidRequest(f"{where} (NaN, Inf, or out of {datatypes[column]} range); expected finite numbers")
-    raise InvalidRequest(
-        f"{where}; this model takes '{feature}' in [{spec.low[column]:.7g}, {spec.high[column]:.7g}] "
-        f"({spec.range_reason})"
-    )
+    """serving.rows.check_range (the same check batch scoring runs), its refusal as a 400."""
+    try:
+        rows.check_range(x, spec, wheres, datatypes)
+    except rows.RowCheckError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def _requested_json_outputs(
