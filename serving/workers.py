@@ -1,14 +1,21 @@
-"""The ``--workers`` processes, quiet when Ctrl-C lands while one is still starting.
+"""The ``--workers`` processes: quiet when Ctrl-C lands while one is still starting, and a parent
+that answers a stop signal at once, even while it spawns.
 
 A spawned worker unpickles its task before anything else, and the task's class lives here, so
 the lines below run before the worker's heavy imports. While the parent spawns, it marks the
 environment; a worker that sees the mark ignores SIGINT until uvicorn installs its own handlers.
 Before this, a Ctrl-C to the process group interrupted a worker half-way through an import and
 printed a traceback. The parent still handles Ctrl-C and stops its workers with SIGTERM.
+
+kserve spawns on the event loop: ``Process.start`` writes the pickled server (the model with it,
+megabytes) into a pipe that the child reads only as fast as it imports kserve, seconds on a busy
+machine, so a stop signal waited for every worker to finish starting. Here the spawning runs in
+a thread; a stop during it terminates the worker being spawned as well as those already up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -18,8 +25,12 @@ if os.environ.get(SPAWNING_ENV) == "1":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 # After the signal setting above, on purpose: these imports are the slow part of a worker's start.
+import psutil  # noqa: E402  (a kserve dependency)
 from kserve.logging import logger  # noqa: E402
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess  # noqa: E402
+
+SPAWNED_CHILD_MARK = "spawn_main"  # in the command line of every multiprocessing "spawn" child
+KEEP_ALIVE_INTERVAL_S = 0.5  # kserve's
 
 
 class WorkerProcess(RESTServerProcess):
@@ -27,15 +38,48 @@ class WorkerProcess(RESTServerProcess):
 
 
 class WorkerProcesses(RESTServerMultiProcess):
-    """kserve's --workers supervisor, spawning WorkerProcess with the environment marked."""
+    """kserve's --workers supervisor, spawning WorkerProcess off the event loop with the environment marked."""
 
     def init_processes(self, sockets: list) -> None:
         os.environ[SPAWNING_ENV] = "1"
         try:
             for _ in range(self._rest_server.config.workers):
+                if self.should_exit.is_set():
+                    return
                 process = WorkerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
-                self._processes.append(process)
                 process.start()
+                self._processes.append(process)
                 logger.info("Started child process [%s]", process.pid)
+        except OSError:
+            # The worker being spawned was terminated by a stop (see start): its pipe broke.
+            if not self.should_exit.is_set():
+                raise
         finally:
             del os.environ[SPAWNING_ENV]
+
+    async def start(self) -> None:
+        logger.info("Starting uvicorn with %s workers", self._rest_server.config.workers)
+        sockets = [self._rest_server.config.bind_socket()]
+        logger.info("Started parent process [%s]", os.getpid())
+        spawning = asyncio.ensure_future(asyncio.to_thread(self.init_processes, sockets))
+        stopping = asyncio.ensure_future(self.should_exit.wait())
+        await asyncio.wait({spawning, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not spawning.done():
+            self._terminate_half_started()
+        await spawning
+        while not self.should_exit.is_set():
+            await asyncio.sleep(KEEP_ALIVE_INTERVAL_S)
+            await self.keep_subprocess_alive(sockets)
+        stopping.cancel()
+        await self.terminate_all()
+
+    def _terminate_half_started(self) -> None:
+        """SIGTERM to a worker still starting (not yet in ``_processes``): it has no handler yet and ends."""
+        known = {process.pid for process in self._processes}
+        for child in psutil.Process().children():
+            try:
+                if child.pid not in known and SPAWNED_CHILD_MARK in " ".join(child.cmdline()):
+                    logger.info("Stopping child process [%s] while it starts", child.pid)
+                    child.terminate()
+            except psutil.NoSuchProcess:
+                continue
