@@ -11,12 +11,19 @@ kserve spawns on the event loop: ``Process.start`` writes the pickled server (th
 megabytes) into a pipe that the child reads only as fast as it imports kserve, seconds on a busy
 machine, so a stop signal waited for every worker to finish starting. Here the spawning runs in
 a thread; a stop during it terminates the worker being spawned as well as those already up.
+
+Terminating a worker that is still reading that pipe is not enough on its own: the parent keeps
+the pipe's read end open until the write returns (``popen_spawn_posix``), so the write never sees
+a broken pipe and would block the stop forever. Before the SIGTERM, the parent opens the worker's
+read end itself (``/proc/<pid>/fd/<pipe_handle>``) and reads the rest of the pickle away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 
 SPAWNING_ENV = "SERVING_SPAWNED_WORKER"
@@ -30,6 +37,9 @@ from kserve.logging import logger  # noqa: E402
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess  # noqa: E402
 
 SPAWNED_CHILD_MARK = "spawn_main"  # in the command line of every multiprocessing "spawn" child
+PIPE_HANDLE = re.compile(r"pipe_handle=(\d+)")  # the fd the spawn child reads its pickled task from
+DRAIN_CHUNK = 1 << 20
+HALF_STARTED_SCAN_S = 0.1
 KEEP_ALIVE_INTERVAL_S = 0.5  # kserve's
 
 
@@ -65,21 +75,77 @@ class WorkerProcesses(RESTServerMultiProcess):
         stopping = asyncio.ensure_future(self.should_exit.wait())
         await asyncio.wait({spawning, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not spawning.done():
-            self._terminate_half_started()
-        await spawning
+            await self._stop_spawning(spawning)
+        await spawning  # its error, if it failed before the stop
         while not self.should_exit.is_set():
             await asyncio.sleep(KEEP_ALIVE_INTERVAL_S)
             await self.keep_subprocess_alive(sockets)
         stopping.cancel()
         await self.terminate_all()
 
-    def _terminate_half_started(self) -> None:
-        """SIGTERM to a worker still starting (not yet in ``_processes``): it has no handler yet and ends."""
-        known = {process.pid for process in self._processes}
-        for child in psutil.Process().children():
-            try:
-                if child.pid not in known and SPAWNED_CHILD_MARK in " ".join(child.cmdline()):
+    async def _stop_spawning(self, spawning: asyncio.Future) -> None:
+        """Until the spawning thread returns, SIGTERM each worker still starting, draining its pipe first.
+
+        A worker still starting has no signal handler yet and ends. It is looked for again every
+        HALF_STARTED_SCAN_S: one forked just before the stop may not have exec'd at the first look
+        (its command line is still the parent's).
+        """
+        stopped: set[int] = set()
+        with _PipeDrain() as drain:
+            while not spawning.done():
+                for child, command in self._half_started(exclude=stopped):
+                    stopped.add(child.pid)
+                    drain.add(child.pid, command)  # before the signal: once it is dead its fd is gone
                     logger.info("Stopping child process [%s] while it starts", child.pid)
-                    child.terminate()
-            except psutil.NoSuchProcess:
-                continue
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.terminate()
+                await asyncio.wait({spawning}, timeout=HALF_STARTED_SCAN_S)
+
+    def _half_started(self, exclude: set[int]) -> list[tuple[psutil.Process, str]]:
+        """Spawned workers not yet in ``_processes`` (nor in ``exclude``), with their command lines."""
+        known = exclude | {process.pid for process in self._processes}
+        found = []
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                command = " ".join(child.cmdline())
+                if child.pid not in known and SPAWNED_CHILD_MARK in command:
+                    found.append((child, command))
+        return found
+
+
+class _PipeDrain:
+    """Reads and discards, on the running loop, what the parent writes into workers' task pipes.
+
+    A worker's read end is opened through ``/proc/<pid>/fd/<pipe_handle>``: the parent's own
+    copy is private to ``popen_spawn_posix``, and it is what keeps the write from failing.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fds: list[int] = []
+
+    def add(self, pid: int, command: str) -> None:
+        handle = PIPE_HANDLE.search(command)
+        if handle is None:
+            return
+        try:
+            fd = os.open(f"/proc/{pid}/fd/{handle[1]}", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return  # it read its task whole and closed the pipe: no write is waiting on it
+        self._fds.append(fd)
+        self._loop.add_reader(fd, self._discard, fd)
+
+    def _discard(self, fd: int) -> None:
+        try:
+            if not os.read(fd, DRAIN_CHUNK):
+                self._loop.remove_reader(fd)  # every writer closed it
+        except BlockingIOError:
+            pass
+
+    def __enter__(self) -> _PipeDrain:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+            os.close(fd)
