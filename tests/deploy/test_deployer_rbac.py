@@ -13,22 +13,10 @@ from components.errors import DeployForbidden, RolloutFailed
 from . import render
 from .conftest import ALL_RENDERS, RENDER_IDS
 from .kubeapi import KubeApiStandIn, Serverless, request_verb, settled
-from .test_rollout import V7, base_isvc
+from .test_rollout import FAST, NAME, NAMESPACE, V7, base_isvc, cluster  # noqa: F401 (cluster: a fixture)
 
-NAME, NAMESPACE = deploy.DEFAULT_ISVC, deploy.DEFAULT_NAMESPACE
 V8 = "s3://models/diabetes-rf/v8/"
 PIPELINE_RUNNER = {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}
-FAST = {"poll_s": 0.01}
-
-
-@pytest.fixture
-def cluster(tmp_path, monkeypatch):
-    """A stand-in serving the base InferenceService, and a CustomObjectsApi configured for it."""
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with KubeApiStandIn(controller=Serverless()) as stand_in:
-        stand_in.add(settled(base_isvc(), stand_in.controller))
-        monkeypatch.setenv("KUBECONFIG", str(stand_in.kubeconfig(tmp_path)))
-        yield stand_in, deploy.kubernetes_api()
 
 
 def every_rollout_path(stand_in, api) -> None:
@@ -36,10 +24,12 @@ def every_rollout_path(stand_in, api) -> None:
     deploy.rollout(NAME, NAMESPACE, V7, canary_percent=10, timeout_s=10, api=api, **FAST)
     deploy.rollout(NAME, NAMESPACE, V7, canary_percent=10, timeout_s=10, api=api, **FAST)
 
+    bumped: list[str] = []
+
     def bump_once(obj: dict) -> None:  # another writer, between this rollout's GET and PATCH
-        if not getattr(bump_once, "done", False):
-            obj["metadata"]["resourceVersion"] = stand_in._next_rv()
-            bump_once.done = True
+        if not bumped:
+            bumped.append(stand_in._next_rv())
+            obj["metadata"]["resourceVersion"] = bumped[0]
     stand_in.after_get.append(bump_once)
     deploy.rollout(NAME, NAMESPACE, V8, timeout_s=10, api=api, **FAST)
     stand_in.after_get.clear()
