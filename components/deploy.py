@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from components import cli
 from components.errors import (
     DeployConfigError,
     DeployConflict,
@@ -412,9 +413,6 @@ def _result(isvc: _Api, obj: dict, previous: Served, changed: bool, started: flo
 
 # ---- command line: make deploy -------------------------------------------------------------
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
@@ -432,21 +430,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="point the InferenceService at a version of another model than it serves")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def deploy() -> None:
         if args.version is not None and args.version < 1:
             raise DeployConfigError(f"version={args.version} is invalid: expected a version number >= 1")
         uri = args.storage_uri or version_uri(args.bucket, args.model_name, args.version)
         result = rollout(args.isvc, args.namespace, uri, args.canary_percent, args.timeout_s,
                          allow_other_model=args.allow_other_model)
-    except DeployConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    change = f"was {result.previous}" if result.changed else "unchanged, it already served this"
-    print(f"{result.namespace}/{result.isvc}: Ready, serving {result.served} ({change})")
-    return EXIT_OK
+        change = f"was {result.previous}" if result.changed else "unchanged, it already served this"
+        print(f"{result.namespace}/{result.isvc}: Ready, serving {result.served} ({change})")
+
+    return cli.run(deploy, [(DeployConfigError, cli.EXIT_BAD_INPUT, ""), (DeployError, cli.EXIT_FAILED, "")])
 
 
 if __name__ == "__main__":

@@ -270,20 +270,25 @@ class ObjectStore:
         """
         if if_absent and if_match:
             raise ValueError("if_absent and if_match exclude each other")
-        with self._errors("write", bucket, key):
-            if not (if_absent or if_match):
+        if not (if_absent or if_match):
+            with self._errors("write", bucket, key):
                 result = self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
-                return _etag(result.etag or "")
-            condition = {"If-None-Match": "*"} if if_absent else {"If-Match": f'"{_etag(if_match or "")}"'}
-            try:
+            return _etag(result.etag or "")
+        condition = {"If-None-Match": "*"} if if_absent else {"If-Match": f'"{_etag(if_match or "")}"'}
+        # The server's error is translated first (inner `with`), so that a 412 or 404 can be read as
+        # what it means for this condition (tests/pipeline/test_conditional_writes.py, on the wire).
+        try:
+            with self._errors("write", bucket, key):
                 return self._put_conditional(bucket, key, data, content_type, condition)
-            except ObjectNotFound as exc:  # AWS answers If-Match on a missing key with 404
-                raise PreconditionFailed(f"cannot write {self.uri(bucket, key)}: it is gone (If-Match)") from exc
-            except ObjectAlreadyExists as exc:
-                if if_absent:
-                    raise
-                raise PreconditionFailed(f"cannot write {self.uri(bucket, key)}: it changed since it was read "
-                                         f"(If-Match {if_match})") from exc
+        except ObjectNotFound as exc:  # AWS answers If-Match on a missing key with 404
+            if if_absent:  # no bucket
+                raise
+            raise PreconditionFailed(f"cannot write {self.uri(bucket, key)}: it is gone (If-Match)") from exc
+        except ObjectAlreadyExists as exc:
+            if if_absent:
+                raise
+            raise PreconditionFailed(f"cannot write {self.uri(bucket, key)}: it changed since it was read "
+                                     f"(If-Match {if_match})") from exc
 
     def _put_conditional(self, bucket: str, key: str, data: bytes, content_type: str,
                          condition: dict[str, str]) -> str:

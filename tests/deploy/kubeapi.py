@@ -2,7 +2,8 @@
 
 It answers GET and PATCH on /apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices/{name}
 the way the API server does for a CRD with a status subresource:
-  - a bearer token is required (401 without it); verbs can be forbidden (403, the API server's wording);
+  - a bearer token is required (401 without it); verbs can be forbidden (403, the API server's wording),
+    one by one or by an RBAC Role (only what its rules grant, as the API server's authorizer does);
   - an unknown name is a 404 Status; only application/merge-patch+json is taken here (415 otherwise);
   - a patch carrying metadata.resourceVersion is refused with 409 when the object has moved on;
   - status in a patch of the main resource is ignored; every change bumps resourceVersion, and a
@@ -23,7 +24,10 @@ from typing import Any, Callable
 
 import yaml
 
-PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
+from components import deploy
+
+GROUP, RESOURCE = deploy.GROUP, deploy.PLURAL
+PREFIX = f"/apis/{deploy.GROUP}/{deploy.API_VERSION}/namespaces/"
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN = "stand-in-token"
 SUBJECT = "system:serviceaccount:kubeflow:pipeline-runner"
@@ -145,6 +149,8 @@ class KubeApiStandIn:
 
     controller: Controller | None = None
     forbidden: set[str] = field(default_factory=set)
+    # An RBAC Role (a rendered manifest): when set, only the verbs and names its rules grant pass.
+    role: dict | None = None
     # Run (under the lock) after a GET was answered: how a test makes the object move under the client.
     after_get: list[Callable[[dict], None]] = field(default_factory=list)
     objects: dict[tuple[str, str], dict] = field(default_factory=dict)
@@ -238,8 +244,8 @@ class KubeApiStandIn:
         if len(parts) != 3 or parts[1] != "inferenceservices":
             return 404, _status(404, "NotFound", "the server could not find the requested resource")
         namespace, _, name = parts
-        verb = method.lower()
-        if verb in self.forbidden:
+        verb = request_verb(method, handler.path)
+        if verb in self.forbidden or (self.role is not None and not role_allows(self.role, verb, name)):
             return 403, _status(403, "Forbidden",
                                 f'inferenceservices.serving.kserve.io "{name}" is forbidden: User "{SUBJECT}" cannot '
                                 f'{verb} resource "inferenceservices" in API group "serving.kserve.io" in the '
@@ -279,6 +285,24 @@ class KubeApiStandIn:
             patched["metadata"]["resourceVersion"] = self._next_rv()
             self.objects[(namespace, name)] = patched
         return 200, copy.deepcopy(patched)
+
+
+def request_verb(method: str, path: str) -> str:
+    """The RBAC verb the API server's authorizer sees for a request on one named object."""
+    if method == "GET":
+        return "watch" if "watch=true" in path.partition("?")[2].split("&") else "get"
+    return {"PATCH": "patch", "PUT": "update", "DELETE": "delete", "POST": "create"}[method]
+
+
+def role_allows(role: dict, verb: str, name: str, group: str = GROUP, resource: str = RESOURCE) -> bool:
+    """Whether one of the Role's rules grants verb on group/resource named name (RBAC's matching)."""
+    def matches(values, value) -> bool:
+        return "*" in values or value in values
+
+    return any(matches(rule.get("apiGroups", []), group) and matches(rule.get("resources", []), resource)
+               and matches(rule.get("verbs", []), verb)
+               and (not rule.get("resourceNames") or name in rule["resourceNames"])
+               for rule in role.get("rules") or [])
 
 
 def _status(code: int, reason: str, message: str, name: str | None = None) -> dict:

@@ -44,6 +44,8 @@ PROJECTIONS = {
     "Service": lambda d: d["spec"]["ports"],
     "StatefulSet": lambda d: (d["spec"]["template"]["spec"], [c["spec"] for c in d["spec"]["volumeClaimTemplates"]]),
     "Job": lambda d: ({k: v for k, v in d["spec"].items() if k != "template"}, d["spec"]["template"]["spec"]),
+    "Role": lambda d: d["rules"],
+    "RoleBinding": lambda d: (d["roleRef"], d["subjects"]),
 }
 
 

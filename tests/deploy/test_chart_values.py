@@ -35,6 +35,9 @@ BAD_VALUES = [
     (("minio.rootPassword=short",), "minio.rootPassword"),
     (("replicas=3",), "replicas"),
     (("protocol=http2",), "protocol"),
+    (("deployer.serviceAccountName=Model_Deployer",), "deployer.serviceAccountName"),
+    (("deployer.boundServiceAccounts[0].namespace=Kube_Flow",), "deployer.boundServiceAccounts.0.namespace"),
+    (("deployer.verbs=list",), "deployer"),
     # templates/_helpers.tpl: rules across fields
     (("autoscaling.minReplicas=6",), "autoscaling.minReplicas=6 is greater than autoscaling.maxReplicas=5"),
     (("mode=raw", "autoscaling.minReplicas=0"), "autoscaling.minReplicas=0 with mode=raw"),

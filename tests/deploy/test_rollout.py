@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from components import deploy
+from components import cli, deploy
 from components.errors import (
     DeployConfigError,
     DeployConflict,
@@ -26,7 +26,8 @@ from . import render
 from .kubeapi import KubeApiStandIn, Raw, Serverless, merge_patch, settled
 from .tools import MANIFESTS, REPO_ROOT
 
-NAME, NAMESPACE = "diabetes-rf", "sklearn-kserve-mlops"
+# What make deploy targets by default; the URIs stay literal: they are the contract version_uri must meet.
+NAME, NAMESPACE = deploy.DEFAULT_ISVC, deploy.DEFAULT_NAMESPACE
 PRODUCTION = "s3://models/diabetes-rf/production/"
 V7 = "s3://models/diabetes-rf/v7/"
 FAST = {"poll_s": 0.01}
@@ -145,7 +146,7 @@ def test_not_ready_in_time_rolls_back_and_says_so(tmp_path, monkeypatch, control
         assert back.body["spec"]["predictor"] == {"model": {"storageUri": PRODUCTION}, "canaryTrafficPercent": None}
         assert back.body["metadata"]["resourceVersion"]
     if isinstance(controller, Serverless):
-        assert "RevisionFailed" in message and "latestCreatedRevision=diabetes-rf-predictor-00002" in message
+        assert "RevisionFailed" in message and f"latestCreatedRevision={NAME}-predictor-00002" in message
 
 
 def test_rollback_leaves_a_change_made_by_someone_else_alone(cluster):
@@ -285,9 +286,9 @@ def test_rolled_out_ignores_a_stale_ready():
     before = deploy.marks(obj)
     assert deploy.is_ready(obj) and not deploy.rolled_out(obj, before, 2)  # still the old revision
     newer = copy.deepcopy(obj)
-    newer["status"]["components"]["predictor"]["latestCreatedRevision"] = "diabetes-rf-predictor-00002"
+    newer["status"]["components"]["predictor"]["latestCreatedRevision"] = f"{NAME}-predictor-00002"
     assert not deploy.rolled_out(newer, before, 2)  # created, not ready
-    newer["status"]["components"]["predictor"]["latestReadyRevision"] = "diabetes-rf-predictor-00002"
+    newer["status"]["components"]["predictor"]["latestReadyRevision"] = f"{NAME}-predictor-00002"
     assert deploy.rolled_out(newer, before, 2)
 
 
@@ -304,13 +305,13 @@ def test_cli_rolls_out_a_version_and_exits_non_zero_after_a_rollback(cluster, tm
     stand_in, _ = cluster
     kubeconfig = stand_in.kubeconfig(tmp_path)
     done = _cli(kubeconfig, "--version", "7", "--canary-percent", "10", "--timeout-s", "20")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == cli.EXIT_OK, done.stderr
     assert f"{NAMESPACE}/{NAME}: Ready, serving {V7} with canaryTrafficPercent=10 (was {PRODUCTION})" in done.stdout
     stand_in.controller.ready_after = None
     failed = _cli(kubeconfig, "--version", "8", "--timeout-s", "1")
-    assert failed.returncode == 1
+    assert failed.returncode == cli.EXIT_FAILED
     assert "did not become Ready with s3://models/diabetes-rf/v8/" in failed.stderr
     assert f"rolled back: the spec says {V7} with canaryTrafficPercent=10 again" in failed.stderr
     assert stored(stand_in) == deploy.Served(V7, 10)
     bad = _cli(kubeconfig, "--version", "0")
-    assert bad.returncode == 2 and "version=0 is invalid" in bad.stderr
+    assert bad.returncode == cli.EXIT_BAD_INPUT and "version=0 is invalid" in bad.stderr

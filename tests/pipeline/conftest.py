@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import pytest
 
-from components import train
+from components import evaluate, train
 from components.objectstore import ObjectStore
 
 from .helpers import Ingested, run_ingest
@@ -36,6 +37,30 @@ def breast_cancer_rf(breast_cancer, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("breast_cancer_rf")
     train.run(breast_cancer.train, breast_cancer.schema, folder, "random_forest", "{}", 42)
     return folder
+
+
+@pytest.fixture(scope="session")
+def ridge_models(diabetes, tmp_path_factory) -> list[Path]:
+    """Three small models that differ byte for byte (ridge, alpha 1.0, 0.5, 0.1: fast to train)."""
+    folders = []
+    for alpha in (1.0, 0.5, 0.1):
+        folder = tmp_path_factory.mktemp(f"ridge-{alpha}")
+        train.run(diabetes.train, diabetes.schema, folder, "ridge", json.dumps({"alpha": alpha}), 42)
+        folders.append(folder)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def evaluated(diabetes, diabetes_rf, tmp_path_factory) -> Path:
+    """An evaluation of model "m" that says deploy (made without a store: no production to compare with).
+
+    Push re-checks its recorded score against production's; every push of these tests carries the
+    same score, so each one is "not worse" and moves production unless a test changes the score.
+    """
+    folder = tmp_path_factory.mktemp("evaluation")
+    evaluate.run(diabetes.test, diabetes.schema, diabetes_rf, 0.2, "m", "models", None, diabetes.source, 42, 0.2,
+                 folder / "evaluation.json", folder / "report.md")
+    return folder / "evaluation.json"
 
 
 @pytest.fixture

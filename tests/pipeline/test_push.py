@@ -36,14 +36,6 @@ CONTRACT_KEYS = {
 LINEAGE_KEYS = {"data_sha256", "fingerprint", "git_commit", "run_id", "params", "evaluated_against", "compared_with"}
 
 
-@pytest.fixture
-def evaluated(diabetes, diabetes_rf, tmp_path):
-    """An evaluation that says deploy (no store: no production to compare with)."""
-    evaluate.run(diabetes.test, diabetes.schema, diabetes_rf, 0.2, "m", "models", None, diabetes.source, 42, 0.2,
-                 tmp_path / "evaluation.json", tmp_path / "report.md")
-    return tmp_path / "evaluation.json"
-
-
 def do_push(store, bucket, diabetes, model_dir, evaluation, model_name="m"):
     return push.run(model_dir, diabetes.schema, evaluation, model_name, bucket, store, "run-1", NOW)
 
@@ -256,22 +248,14 @@ def assert_production_copy(store: ObjectStore, bucket: str, version: int) -> Non
 
 
 @pytest.fixture
-def second_model(diabetes, tmp_path_factory):
-    """A different model (another seed), so that v1 and v2 differ byte for byte."""
-    from components import train
-
-    folder = tmp_path_factory.mktemp("second")
-    train.run(diabetes.train, diabetes.schema, folder, "random_forest", '{"n_estimators": 20}', 7)
-    return folder
+def second_model(ridge_models):
+    """Another model than diabetes_rf, so that v1 and v2 differ byte for byte."""
+    return ridge_models[1]
 
 
 @pytest.fixture
-def third_model(diabetes, tmp_path_factory):
-    from components import train
-
-    folder = tmp_path_factory.mktemp("third")
-    train.run(diabetes.train, diabetes.schema, folder, "random_forest", '{"n_estimators": 10}', 3)
-    return folder
+def third_model(ridge_models):
+    return ridge_models[2]
 
 
 # Each write and copy of a second push, failing before it lands and after (answer lost).
@@ -361,18 +345,6 @@ def test_an_equal_score_still_moves_production(s3_server, store, bucket, diabete
 
 
 CONCURRENT_RUNS, TRIALS = 3, 20
-
-
-@pytest.fixture(scope="module")
-def ridge_models(diabetes, tmp_path_factory):
-    from components import train
-
-    folders = []
-    for alpha in (1.0, 0.5, 0.1):
-        folder = tmp_path_factory.mktemp(f"ridge-{alpha}")
-        train.run(diabetes.train, diabetes.schema, folder, "ridge", json.dumps({"alpha": alpha}), 42)
-        folders.append(folder)
-    return folders
 
 
 @pytest.mark.integration

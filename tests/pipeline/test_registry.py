@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from components import evaluate, push, registry as reg, train
+from components import push, registry as reg
 from components.errors import ObjectStoreUnreachable, PipelineError, PushError, RegistryError
 from components.registry import Guard, LockGuard, Registry
 
@@ -22,25 +22,6 @@ from .memstore import MemStore, seed_pointer, seed_version
 
 NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)
 BUCKET = "models"
-
-
-@pytest.fixture(scope="module")
-def models(diabetes, tmp_path_factory):
-    """Three small, different models (ridge with other alphas: fast to train)."""
-    folders = []
-    for alpha in (1.0, 0.5, 0.1):
-        folder = tmp_path_factory.mktemp(f"ridge-{alpha}")
-        train.run(diabetes.train, diabetes.schema, folder, "ridge", json.dumps({"alpha": alpha}), 42)
-        folders.append(folder)
-    return folders
-
-
-@pytest.fixture(scope="module")
-def evaluated(diabetes, models, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("evaluation")
-    evaluate.run(diabetes.test, diabetes.schema, models[0], 0.2, "m", BUCKET, None, diabetes.source, 42, 0.2,
-                 folder / "evaluation.json", folder / "report.md")
-    return folder / "evaluation.json"
 
 
 @pytest.fixture(params=["conditional", "lock"])
@@ -96,11 +77,11 @@ def test_the_probe_tells_a_store_that_honours_conditions_from_one_that_ignores_t
     assert honest.keys(BUCKET) == [] and ignoring.keys(BUCKET) == []  # the probe cleans up
 
 
-def test_a_store_ignoring_conditions_without_a_lock_is_refused(diabetes, models, evaluated, monkeypatch):
+def test_a_store_ignoring_conditions_without_a_lock_is_refused(diabetes, ridge_models, evaluated, monkeypatch):
     store = MemStore(honours_conditions=False)
     monkeypatch.delenv(reg.LOCK_FILE_ENV, raising=False)
     with pytest.raises(RegistryError, match=r"ignores conditional writes .* set REGISTRY_LOCK_FILE"):
-        do_push(store, None, diabetes, models[0], evaluated)
+        do_push(store, None, diabetes, ridge_models[0], evaluated)
     assert store.keys(BUCKET) == []  # nothing written
 
 
@@ -124,9 +105,9 @@ def test_the_lock_excludes_another_holder_and_times_out(tmp_path):
 
 # ------------------------------------------------------------------------------------ versions
 
-def test_a_push_claims_then_writes_and_moves_the_pointer(mode, diabetes, models, evaluated):
+def test_a_push_claims_then_writes_and_moves_the_pointer(mode, diabetes, ridge_models, evaluated):
     store, guard = mode
-    first = do_push(store, guard(), diabetes, models[0], evaluated)
+    first = do_push(store, guard(), diabetes, ridge_models[0], evaluated)
     assert (first.version, first.promoted) == (1, True)
     writes = [(op, key) for op, key in store.calls if op in ("put", "copy")
               and not key.startswith(reg.PROBE_PREFIX)]
@@ -137,17 +118,17 @@ def test_a_push_claims_then_writes_and_moves_the_pointer(mode, diabetes, models,
     assert_repaired(store)
 
 
-def test_the_same_data_and_parameters_push_nothing(mode, diabetes, models, evaluated):
+def test_the_same_data_and_parameters_push_nothing(mode, diabetes, ridge_models, evaluated):
     store, guard = mode
-    do_push(store, guard(), diabetes, models[0], evaluated)
+    do_push(store, guard(), diabetes, ridge_models[0], evaluated)
     before = dict(store.objects[BUCKET])
-    again = do_push(store, guard(), diabetes, models[0], evaluated)
+    again = do_push(store, guard(), diabetes, ridge_models[0], evaluated)
     assert again.nothing_new and not again.promoted and again.version == 1
     assert "nothing new to learn" in again.reason
     assert store.objects[BUCKET] == before
 
 
-def test_a_version_taken_by_a_concurrent_run_is_left_alone_and_the_next_is_used(diabetes, models, evaluated):
+def test_a_version_taken_by_a_concurrent_run_is_left_alone_and_the_next_is_used(diabetes, ridge_models, evaluated):
     store = MemStore()
     other = {"done": False}
 
@@ -156,14 +137,14 @@ def test_a_version_taken_by_a_concurrent_run_is_left_alone_and_the_next_is_used(
             other["done"] = True
             seed_version(store, BUCKET, "m", 1, {"task": "regression"}, b"the other run's model")
     store.before_write = concurrent
-    result = do_push(store, Guard(), diabetes, models[0], evaluated)
+    result = do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
     assert result.version == 2 and result.promoted
     assert store.get_bytes(BUCKET, "m/v1/model.joblib") == b"the other run's model"  # never overwritten
     assert json.loads(store.get_bytes(BUCKET, "m/v2/metadata.json"))["version"] == 2
     assert_sound(store, 2)
 
 
-def test_version_retries_are_bounded(diabetes, models, evaluated):
+def test_version_retries_are_bounded(diabetes, ridge_models, evaluated):
     store = MemStore()
 
     def always_taken(op, key):
@@ -174,19 +155,19 @@ def test_version_retries_are_bounded(diabetes, models, evaluated):
                 store.objects[BUCKET][f"m/v{number}/model.joblib"] = b"x"
     store.before_write = always_taken
     with pytest.raises(PushError, match=rf"gave up after {reg.MAX_VERSION_ATTEMPTS} attempts \(the last v5\)"):
-        do_push(store, Guard(), diabetes, models[0], evaluated)
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
     assert_sound(store, None)
 
 
 @pytest.mark.parametrize("runs", [3])
-def test_concurrent_pushes_under_the_lock_lose_and_mix_nothing(diabetes, models, evaluated, tmp_path, runs):
+def test_concurrent_pushes_under_the_lock_lose_and_mix_nothing(diabetes, ridge_models, evaluated, tmp_path, runs):
     store = MemStore(honours_conditions=False)  # rclone: only the lock keeps them apart
     lock = str(tmp_path / "lock")
     results, errors = {}, []
 
     def one(index: int) -> None:
         try:
-            results[index] = do_push(store, LockGuard(lock, 30), diabetes, models[index], evaluated, f"run-{index}")
+            results[index] = do_push(store, LockGuard(lock, 30), diabetes, ridge_models[index], evaluated, f"run-{index}")
         except Exception as exc:  # reported below
             errors.append(exc)
     threads = [threading.Thread(target=one, args=(i,)) for i in range(runs)]
@@ -199,14 +180,14 @@ def test_concurrent_pushes_under_the_lock_lose_and_mix_nothing(diabetes, models,
     for index, result in results.items():  # each run's report matches the store
         metadata = json.loads(store.get_bytes(BUCKET, f"m/v{result.version}/metadata.json"))
         assert metadata["run_id"] == f"run-{index}"
-        assert store.get_bytes(BUCKET, f"m/v{result.version}/model.joblib") == model_bytes(models[index])
+        assert store.get_bytes(BUCKET, f"m/v{result.version}/model.joblib") == model_bytes(ridge_models[index])
         assert metadata["sha256"] == result.sha256
     assert_repaired(store)
 
 
-def test_a_promotion_that_loses_the_compare_and_swap_decides_again(diabetes, models, evaluated, tmp_path):
+def test_a_promotion_that_loses_the_compare_and_swap_decides_again(diabetes, ridge_models, evaluated, tmp_path):
     store = MemStore()
-    do_push(store, Guard(), diabetes, models[0], evaluated)
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
     better = json.loads(evaluated.read_text())
     better["primary_metric"]["value"] += 0.5  # so the raced-in version wins the re-decision
     seed_version(store, BUCKET, "m", 5, {"task": "regression", "primary_metric": better["primary_metric"],
@@ -219,7 +200,7 @@ def test_a_promotion_that_loses_the_compare_and_swap_decides_again(diabetes, mod
             Registry(store, BUCKET, "m", Guard()).move(5, action="promote", by="someone", reason="better",
                                                       expected=Registry(store, BUCKET, "m").current())
     store.before_write = concurrent
-    result = do_push(store, Guard(), diabetes, models[1], evaluated)
+    result = do_push(store, Guard(), diabetes, ridge_models[1], evaluated)
     assert not result.promoted and "worse than production v5" in result.reason
     assert_sound(store, 5)
     assert [e["version"] for e in Registry(store, BUCKET, "m").history()] == [1, 5]
@@ -227,49 +208,49 @@ def test_a_promotion_that_loses_the_compare_and_swap_decides_again(diabetes, mod
 
 # ---------------------------------------------------------------------- failures at every write
 
-def _write_points(diabetes, models, evaluated, guard_factory, honours) -> list[tuple[str, str]]:
+def _write_points(diabetes, ridge_models, evaluated, guard_factory, honours) -> list[tuple[str, str]]:
     """Every write and copy a second push makes, recorded on a clean store."""
     store = MemStore(honours_conditions=honours)
-    do_push(store, guard_factory(), diabetes, models[0], evaluated)
+    do_push(store, guard_factory(), diabetes, ridge_models[0], evaluated)
     store.calls.clear()
-    do_push(store, guard_factory(), diabetes, models[1], evaluated)
+    do_push(store, guard_factory(), diabetes, ridge_models[1], evaluated)
     points = [(op, key) for op, key in store.calls if op in ("put", "copy") and not key.startswith(reg.PROBE_PREFIX)]
     return list(dict.fromkeys(points))
 
 
 @pytest.mark.parametrize("landed", [False, True], ids=["before", "landed"])
-def test_a_failure_at_every_write_and_copy_leaves_readers_on_a_complete_version(mode, diabetes, models, evaluated,
+def test_a_failure_at_every_write_and_copy_leaves_readers_on_a_complete_version(mode, diabetes, ridge_models, evaluated,
                                                                                landed):
     store_kind, guard = mode
     honours = store_kind.honours_conditions
-    points = _write_points(diabetes, models, evaluated, guard, honours)
+    points = _write_points(diabetes, ridge_models, evaluated, guard, honours)
     assert len(points) >= 7  # claim, model, metadata, pointer, history (and its repair check), two copies
     for op, key in points:
         store = MemStore(honours_conditions=honours)
-        do_push(store, guard(), diabetes, models[0], evaluated)
+        do_push(store, guard(), diabetes, ridge_models[0], evaluated)
         store.fail(op, key, landed)
         try:
-            result = do_push(store, guard(), diabetes, models[1], evaluated)
+            result = do_push(store, guard(), diabetes, ridge_models[1], evaluated)
             assert result.promoted, (op, key)  # a lost history entry or a copy retried once: went through
         except PipelineError as exc:
             assert "injected" in str(exc), (op, key)
         moved = Registry(store, BUCKET, "m").current().version
         assert moved in (1, 2), (op, key)
         assert_sound(store, moved)
-        following = do_push(store, guard(), diabetes, models[2], evaluated)
+        following = do_push(store, guard(), diabetes, ridge_models[2], evaluated)
         assert following.promoted, (op, key)
         assert_sound(store, following.version)
         assert_repaired(store)
-        assert store.get_bytes(BUCKET, "m/production/model.joblib") == model_bytes(models[2])
+        assert store.get_bytes(BUCKET, "m/production/model.joblib") == model_bytes(ridge_models[2])
 
 
-def test_a_partial_version_still_being_written_by_a_live_claim_is_left_alone(diabetes, models, evaluated):
+def test_a_partial_version_still_being_written_by_a_live_claim_is_left_alone(diabetes, ridge_models, evaluated):
     store = MemStore()
     store.ensure_bucket(BUCKET)
     fresh = json.dumps({"run_id": "alive", "claimed_at": reg._now()}).encode()
     store.put_bytes(BUCKET, "m/v1/claim.json", fresh)
     store.put_bytes(BUCKET, "m/v2/model.joblib", b"no claim, no metadata: dead")
-    result = do_push(store, Guard(), diabetes, models[0], evaluated)
+    result = do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
     assert result.version == 3
     assert store.get_bytes(BUCKET, "m/v1/claim.json") == fresh  # a push may still be uploading it
     assert json.loads(store.get_bytes(BUCKET, "m/v2/claim.json"))["abandoned"] is True
@@ -278,19 +259,19 @@ def test_a_partial_version_still_being_written_by_a_live_claim_is_left_alone(dia
 
 # ------------------------------------------------------------------------ promote and rollback
 
-def _three_versions(store, diabetes, models, evaluated):
-    for model in models:
+def _three_versions(store, diabetes, ridge_models, evaluated):
+    for model in ridge_models:
         do_push(store, Guard(), diabetes, model, evaluated)
     return Registry.for_writing(store, BUCKET, "m", Guard())
 
 
-def test_promote_and_rollback_walk_the_history(diabetes, models, evaluated):
+def test_promote_and_rollback_walk_the_history(diabetes, ridge_models, evaluated):
     store = MemStore()
-    registry = _three_versions(store, diabetes, models, evaluated)
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
     assert registry.current().version == 3
     registry.promote(1, "tester", "back to the first")
     assert_sound(store, 1)
-    assert store.get_bytes(BUCKET, "m/production/model.joblib") == model_bytes(models[0])
+    assert store.get_bytes(BUCKET, "m/production/model.joblib") == model_bytes(ridge_models[0])
     assert registry.rollback("tester", "undo").version == 3  # back to what production was before the promote
     assert registry.rollback("tester", "undo").version == 2
     assert registry.rollback("tester", "undo").version == 1
@@ -303,9 +284,9 @@ def test_promote_and_rollback_walk_the_history(diabetes, models, evaluated):
     assert_repaired(store)
 
 
-def test_promote_refuses_missing_partial_other_task_and_other_schema(diabetes, models, evaluated):
+def test_promote_refuses_missing_partial_other_task_and_other_schema(diabetes, ridge_models, evaluated):
     store = MemStore()
-    registry = _three_versions(store, diabetes, models, evaluated)
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
     with pytest.raises(RegistryError, match=r"v9 does not exist .*complete versions: v1, v2, v3"):
         registry.promote(9, "t", "r")
     store.put_bytes(BUCKET, "m/v4/claim.json", b"{}")
@@ -329,7 +310,7 @@ def test_promote_refuses_missing_partial_other_task_and_other_schema(diabetes, m
     assert registry.promote(6, "t", "r", allow_schema_change=True).version == 6
 
 
-def test_a_legacy_production_folder_is_adopted(diabetes, models, evaluated):
+def test_a_legacy_production_folder_is_adopted(diabetes, ridge_models, evaluated):
     store = MemStore()
     schema = json.loads(diabetes.schema.read_text())
     seed_version(store, BUCKET, "m", 1, {"task": "regression", "schema": schema})
@@ -356,18 +337,18 @@ def test_a_pointer_to_a_version_whose_metadata_names_another_model_is_refused():
         Registry(store, BUCKET, "m").production_metadata()
 
 
-def test_listing_counts_only_complete_versions(diabetes, models, evaluated):
+def test_listing_counts_only_complete_versions(diabetes, ridge_models, evaluated):
     store = MemStore()
-    _three_versions(store, diabetes, models, evaluated)
+    _three_versions(store, diabetes, ridge_models, evaluated)
     store.put_bytes(BUCKET, "m/v4/model.joblib", b"no metadata")
     assert reg.versions(store, BUCKET, "m") == [1, 2, 3]
     assert hashlib.sha256(store.get_bytes(BUCKET, "m/production/model.joblib")).hexdigest() == \
         Registry(store, BUCKET, "m").current().sha256
 
 
-def test_an_unreachable_store_during_promote_moves_nothing(diabetes, models, evaluated):
+def test_an_unreachable_store_during_promote_moves_nothing(diabetes, ridge_models, evaluated):
     store = MemStore()
-    registry = _three_versions(store, diabetes, models, evaluated)
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
     store.fail("put", "m/production.json", landed=False)
     with pytest.raises(ObjectStoreUnreachable, match="injected"):
         registry.promote(1, "t", "r")
