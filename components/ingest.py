@@ -113,7 +113,7 @@ def _whole_numbers(values: pd.Series) -> bool:
     return bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1.0) == 0.0))
 
 
-def _resolve_task(target: pd.Series, task: str) -> str:
+def resolve_task(target: pd.Series, task: str) -> str:
     if task != "auto":
         return task
     values = target.dropna()
@@ -197,7 +197,7 @@ def prepare(frame: pd.DataFrame, config: IngestConfig, source: str) -> Prepared:
             encoded[name] = _numeric(frame[name], "column")
     features = pd.DataFrame(encoded, index=frame.index)
 
-    task = _resolve_task(frame[config.target], config.task)
+    task = resolve_task(frame[config.target], config.task)
     target = _numeric(frame[config.target], "target") if task == "regression" else _class_labels(frame[config.target])
     features, target, dropped = _apply_missing_policy(features, target, config.missing_values)
 

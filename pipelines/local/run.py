@@ -9,7 +9,7 @@ A source with credentials (user:password@, a signed query, a token in the fragme
 as --param source=... or in SOURCE_URL: the steps get the full URL only through SOURCE_URL, the
 parameter, the run log and the steps' command lines carry it redacted.
 Exit status: 0 when the run finished, whether the gate deployed the model or not; 1 when a step
-failed; 2 on bad parameters or environment.
+failed; 2 on bad parameters or environment, found before the first step (pipelines.local.preflight).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from components.errors import PipelineError
 from components.objectstore import StoreSettings
 from components.sources import SOURCE_URL_ENV, has_secrets, redact_source, secret_parts
 from pipelines import params
+from pipelines.local import preflight
 from pipelines.local.runner import DEFAULT_PIPELINE_ROOT, Event, LocalRun, run_compiled
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error, LocalS3Server
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_NAME
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             with object_store(Path(args.data_dir), port) as (endpoint, secure, where):
                 values.update(minio_endpoint=endpoint, minio_secure=secure)
                 print(f"==> object store: {where}")
+                preflight.check(values)  # before the first step: a typo or a dead store costs seconds
                 print(f"==> {PIPELINE_NAME}: {_shown(args.package)} on kfp.local (steps run as local processes)")
                 # With --verbose, kfp's own log shows each step: progress lines would interleave with it.
                 progress = (lambda event: None) if args.verbose else Progress()

@@ -37,7 +37,12 @@ _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _STEP_LOG = re.compile(r"\[KFP Executor [^\]]* (WARNING|ERROR|CRITICAL)\]: (.*)")
 REDACTED = "***"
-_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+_TRACEBACK = "Traceback (most recent call last):"
+# The line a traceback ends with, "  components.errors.ObjectStoreUnreachable: cannot reach ...": the
+# last one of a step is what it died of (a chained cause such as urllib3's MaxRetryError comes first).
+_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*): (.+)$")
+# urllib3 logs each retry as a WARNING before the step's own, translated error says it all.
+_NOISE = ("Retrying (Retry(",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class _Tap(io.TextIOBase):
         self.steps: dict[str, float] = {}
         self.step_errors: dict[str, str] = {}
         self.failed: str | None = None
+        self._in_traceback = False
 
     def writable(self) -> bool:
         return True
@@ -121,7 +127,7 @@ class _Tap(io.TextIOBase):
 
     def _line(self, line: str) -> None:
         if match := _START.search(line):
-            self._current = match.group(1)
+            self._current, self._in_traceback = match.group(1), False
             self._started[self._current] = time.perf_counter()
             self._on_event(Event("start", self._current))
         elif match := _END.search(line):
@@ -133,8 +139,11 @@ class _Tap(io.TextIOBase):
                 self.failed = step
             self._on_event(Event("end", step, status, seconds))
         elif self._current and (match := _STEP_LOG.search(line)):
-            self._on_event(Event("warning", self._current, message=match.group(2)))
-        elif self._current and (match := _EXCEPTION.match(line)):
+            if not match.group(2).startswith(_NOISE):
+                self._on_event(Event("warning", self._current, message=match.group(2)))
+        elif self._current and line.strip() == _TRACEBACK:
+            self._in_traceback = True
+        elif self._current and self._in_traceback and (match := _EXCEPTION.match(line)):
             self.step_errors[self._current] = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
 
 
