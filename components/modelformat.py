@@ -71,11 +71,81 @@ def loads(data: bytes, trusted: frozenset[str] = TRUSTED_TYPES) -> Any:
                              f"project trains: {', '.join(refused[:_SHOWN])}{more}")
     try:
         # Every name was checked above; skops audits again against its own defaults plus these.
-        return skops.io.loads(data, trusted=sorted(names))
+        estimator = skops.io.loads(data, trusted=sorted(names))
     except UntrustedTypesFoundException as exc:
         raise UntrustedModel(f"skops refused it: {exc}") from None
     except Exception as exc:  # a tree of trusted types that still fails to build is malformed, not a model
         raise UntrustedModel(f"it does not load ({type(exc).__name__}: {exc})") from None
+    check_trees(estimator)
+    return estimator
+
+
+def check_trees(estimator: Any) -> None:
+    """Refuse decision trees whose node links or feature indices point outside their arrays.
+
+    scikit-learn's tree code indexes those arrays without bounds checks (the reason skops does not
+    trust sklearn.tree._tree.Tree by default): a crafted file of trusted types could crash the
+    process at its first prediction. A fitted tree's children always come after their parent, so
+    "child index > own index" also rules out cycles.
+    """
+    import numpy as np
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.tree._tree import Tree
+
+    def links_ok(left, right, leaf, feature, n_features: int, size: int) -> bool:
+        index = np.arange(size)
+        inner = ~leaf
+        return bool(np.all((left[inner] > index[inner]) & (left[inner] < size)
+                           & (right[inner] > index[inner]) & (right[inner] < size)
+                           & (feature[inner] >= 0) & (feature[inner] < n_features)))
+
+    # A tree's feature index must fit the input its estimator checks (n_features_in_), whatever the tree says.
+    width: dict[int, int] = {}
+    for owner in _objects(estimator):
+        n_features = getattr(owner, "n_features_in_", None)
+        if isinstance(n_features, int):
+            for tree in [getattr(owner, "tree_", None), *_objects(getattr(owner, "_predictors", []))]:
+                width[id(tree)] = n_features
+    for found in _objects(estimator):
+        if isinstance(found, Tree):
+            size = found.node_count
+            arrays = (found.children_left, found.children_right, found.feature)
+            leaf = found.children_left == -1
+            ok = all(len(a) == size for a in arrays) and size > 0 and bool(
+                np.all(leaf == (found.children_right == -1))) and links_ok(
+                    *arrays[:2], leaf, arrays[2], min(found.n_features, width.get(id(found), found.n_features)), size)
+            ok = ok and found.value.shape[0] == size
+        elif isinstance(found, TreePredictor):
+            nodes = found.nodes
+            leaf = nodes["is_leaf"].astype(bool)
+            ok = len(nodes) > 0 and links_ok(nodes["left"].astype(np.int64), nodes["right"].astype(np.int64), leaf,
+                                             nodes["feature_idx"].astype(np.int64), width.get(id(found), 0),
+                                             len(nodes))
+            categorical = ~leaf & nodes["is_categorical"].astype(bool)
+            ok = ok and bool(np.all(nodes["bitset_idx"][categorical] < len(found.raw_left_cat_bitsets)))
+        else:
+            continue
+        if not ok:
+            raise UntrustedModel(f"a {type(found).__name__} in it links nodes or features outside its arrays "
+                                 "(a crafted or damaged tree)")
+
+
+def _objects(root: Any) -> Iterator[Any]:
+    """root and every object reachable through attributes, lists, tuples and dicts (each once)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen or isinstance(current, (str, bytes, int, float, bool, type(None))):
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, (list, tuple)):
+            stack.extend(current)
+        elif hasattr(current, "__dict__") and not isinstance(current, type):
+            stack.extend(vars(current).values())
 
 
 # ---------------------------------------------------------------------------------------------- derivation

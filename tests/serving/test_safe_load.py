@@ -136,3 +136,37 @@ def test_metadata_naming_a_skops_file_that_is_missing_is_refused(folder):
     (folder / "model.skops").unlink()
     with pytest.raises(ArtifactError, match="model.skops is missing"):
         load_artifact(folder)
+
+
+def _with_tree_nodes_edited(data: bytes, edit) -> bytes:
+    """The skops file with edit(nodes) applied to the first decision tree's node array."""
+    import numpy as np
+
+    source, target = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    edited = False
+    with zipfile.ZipFile(target, "w") as out:
+        for name in source.namelist():
+            raw = source.read(name)
+            if name.endswith(".npy") and not edited:
+                array = np.load(io.BytesIO(raw), allow_pickle=False)
+                if array.dtype.names and "left_child" in array.dtype.names:
+                    array = array.copy()
+                    edit(array)
+                    buffer = io.BytesIO()
+                    np.save(buffer, array, allow_pickle=False)
+                    raw, edited = buffer.getvalue(), True
+            out.writestr(name, raw)
+    assert edited, "no tree node array found"
+    return target.getvalue()
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda nodes: nodes["left_child"].__setitem__(0, 10 ** 6), id="child-beyond-the-array"),
+    pytest.param(lambda nodes: nodes["right_child"].__setitem__(0, 0), id="cycle-to-the-root"),
+    pytest.param(lambda nodes: nodes["feature"].__setitem__(0, 10 ** 6), id="feature-beyond-the-input"),
+])
+def test_a_crafted_tree_of_trusted_types_is_refused_before_it_can_crash_a_prediction(folder, edit):
+    data = (folder / "model.skops").read_bytes()
+    _replace_skops(folder, _with_tree_nodes_edited(data, edit))
+    with pytest.raises(ArtifactError, match="Tree in it links nodes or features outside its arrays"):
+        load_artifact(folder)
