@@ -105,7 +105,7 @@ def pushed(s3_server, tmp_path_factory) -> dict:
     store = ObjectStore(StoreSettings.from_env(env=s3_server.env()))
     folder = work / "production"
     folder.mkdir()
-    for name in ("model.joblib", "metadata.json"):
+    for name in ("model.joblib", "model.skops", "metadata.json"):
         (folder / name).write_bytes(store.get_bytes(BUCKET, f"{MODEL}/production/{name}"))
     metadata = json.loads((folder / "metadata.json").read_text())
     return {"version": str(metadata["version"]), "sha256": metadata["sha256"], "folder": folder,
