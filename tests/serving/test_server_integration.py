@@ -287,7 +287,7 @@ def test_tampered_model_is_never_ready(pushed, tmp_path) -> None:
     finally:
         server.stop()
     log = server.log.read_text()
-    assert "model not loaded, it stays not ready" in log and "refusing to unpickle" in log
+    assert "model not loaded, it stays not ready" in log and "refusing the model" in log
 
 
 def _read_until(stream, marker: str, timeout: float) -> str:
