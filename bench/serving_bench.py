@@ -348,7 +348,7 @@ def rss_by_process(root: int) -> list[tuple[str, float]]:
 def build_model_folder(dest: Path) -> Path:
     """The bench model, made by the project's own pipeline steps (no object store needed)."""
     from components import evaluate, ingest, push, train
-    from components.artifacts import METADATA_FILE, MODEL_FILE, TRAINING_FILE, read_json, write_json
+    from components.artifacts import METADATA_FILE, MODEL_FILE, SKOPS_FILE, TRAINING_FILE, read_json, write_json
 
     steps = dest.parent / "steps"
     shutil.rmtree(dest, ignore_errors=True)
@@ -360,11 +360,13 @@ def build_model_folder(dest: Path) -> Path:
     evaluation = evaluate.run(test_set, schema, dest, 0.0, MODEL_NAME, "models", None, DATA_SOURCE, config.seed,
                               config.test_fraction, steps / "evaluation.json", steps / "report.md")
     training = read_json(dest / TRAINING_FILE, "training record")
+    skops = push.skops_bytes(dest)  # what this project's server loads (it never unpickles)
+    (dest / SKOPS_FILE).write_bytes(skops)
     metadata = push.build_metadata(MODEL_NAME, 1, (dest / MODEL_FILE).read_bytes(), training,
                                    read_json(schema, "schema"), evaluation, "serving-bench",
-                                   dt.datetime.now(dt.timezone.utc))
+                                   dt.datetime.now(dt.timezone.utc), skops=skops)
     write_json(dest / METADATA_FILE, metadata)
-    (dest / TRAINING_FILE).unlink()  # the served folder: exactly model.joblib + metadata.json
+    (dest / TRAINING_FILE).unlink()  # the served folder: model.joblib, model.skops, metadata.json
     return dest
 
 

@@ -3,7 +3,7 @@
     train/test Dataset  one CSV file (components.datasets)
     schema              one JSON file: the contract's "schema" object (see README)
     Model               a folder with exactly one model.joblib (what KServe's sklearn runtime
-                        loads) and training.json (how it was trained)
+                        loads) and training.json (how it was trained); push adds model.skops
     evaluation          one JSON file: metrics, primary metric and the deploy decision
 """
 
@@ -19,6 +19,9 @@ from components.errors import PipelineError
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.json"
 METADATA_FILE = "metadata.json"
+# The same model in skops form (components.modelformat): what this project's server and batch scoring
+# load, since loading it cannot run code. Not a pickle suffix, so KServe's stock runtime ignores it.
+SKOPS_FILE = "model.skops"
 # The one model format this project writes and its server loads.
 MODEL_SUFFIX = Path(MODEL_FILE).suffix
 # What KServe's stock sklearn runtime takes for a model file; it refuses a folder holding more

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from components.artifacts import write_json
 from components.datasets import write_dataset
 from components.errors import DataError
-from components.sources import read_source, redact_source
+from components.sources import read_source, redact_source, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _whole_numbers(values: pd.Series) -> bool:
     return bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1.0) == 0.0))
 
 
-def _resolve_task(target: pd.Series, task: str) -> str:
+def resolve_task(target: pd.Series, task: str) -> str:
     if task != "auto":
         return task
     values = target.dropna()
@@ -197,7 +197,7 @@ def prepare(frame: pd.DataFrame, config: IngestConfig, source: str) -> Prepared:
             encoded[name] = _numeric(frame[name], "column")
     features = pd.DataFrame(encoded, index=frame.index)
 
-    task = _resolve_task(frame[config.target], config.task)
+    task = resolve_task(frame[config.target], config.task)
     target = _numeric(frame[config.target], "target") if task == "regression" else _class_labels(frame[config.target])
     features, target, dropped = _apply_missing_policy(features, target, config.missing_values)
 
@@ -249,7 +249,8 @@ def run(source: str, config: IngestConfig, train_path: str | Path, test_path: st
 
     Messages, logs and the summary name the source redacted (no credentials, no signed query).
     """
-    frame = read_source(source, minio_endpoint, minio_secure)
+    # The parameter is the redacted URL; the credentials come from SOURCE_URL (a Secret), never logged.
+    frame = read_source(resolve_source(source), minio_endpoint, minio_secure)
     source = redact_source(source)
     prepared = prepare(frame, config, source)
     train_x, test_x, train_y, test_y = split(prepared, config)

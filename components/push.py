@@ -5,7 +5,7 @@ The order is what keeps readers and failures safe (components.registry has the l
   2. The store is probed for conditional writes; without them every writer holds the registry lock
      (REGISTRY_LOCK_FILE) for the whole push. Partial versions left by dead pushes are tombstoned.
   3. Production trained on the same data with the same parameters: nothing new to learn, nothing written.
-  4. v<N>/claim.json (If-None-Match: *; a taken N means N+1), model.joblib, metadata.json last. A push
+  4. v<N>/claim.json (If-None-Match: *; a taken N means N+1), model.joblib, model.skops, metadata.json last. A push
      that fails part-way marks its claim abandoned and deletes the rest: no reader ever counts it.
   5. The gate decides again on production as production.json names it now, and the pointer moves by
      compare-and-swap from exactly that state; if another promotion won meanwhile, read, decide, retry.
@@ -26,7 +26,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.artifacts import MODEL_FILE, MODEL_SUFFIXES, TRAINING_FILE, model_files, read_json
+from components import modelformat
+from components.artifacts import MODEL_FILE, MODEL_SUFFIXES, SKOPS_FILE, TRAINING_FILE, model_files, read_json
 from components.errors import EvaluateError, ObjectStoreError, ProductionMoved, PushError
 from components.gate import Decision, decide, fingerprint
 from components.registry import (
@@ -80,6 +81,24 @@ def _model_bytes(model_dir: Path) -> bytes:
     return (model_dir / MODEL_FILE).read_bytes()
 
 
+def skops_bytes(model_dir: Path) -> bytes:
+    """model.joblib rewritten with skops, refused here if this project's server would refuse it.
+
+    The pickle unpickled here is the train step's output of this very run, not a file from the
+    model bucket; the server and batch scoring never unpickle, they load this skops file.
+    """
+    import joblib
+
+    data = modelformat.dumps(joblib.load(model_dir / MODEL_FILE))
+    try:
+        modelformat.loads(data)
+    except modelformat.UntrustedModel as exc:
+        raise PushError(f"{SKOPS_FILE} of {model_dir} would be refused by the server: {exc}; if this estimator "
+                        "is new, add it to components.train.ESTIMATORS and run `python -m components.modelformat "
+                        "--write`") from None
+    return data
+
+
 def lineage(model_name: str, bucket: str, training: dict, schema: dict, evaluation: dict, run_id: str) -> dict:
     """Where the model comes from: data hash as read, code commit, run, every parameter, what it was compared with."""
     split = evaluation.get("split") or {}
@@ -112,7 +131,7 @@ def lineage(model_name: str, bucket: str, training: dict, schema: dict, evaluati
 
 
 def build_metadata(model_name: str, version: int, model: bytes, training: dict, schema: dict, evaluation: dict,
-                   run_id: str, created_at: dt.datetime, bucket: str = "") -> dict:
+                   run_id: str, created_at: dt.datetime, bucket: str = "", skops: bytes | None = None) -> dict:
     """metadata.json as the artifact contract defines it (README: model artifact contract)."""
     missing = [key for key in ("sklearn_version", "estimator", "hyperparameters", "training_seconds", "task")
                if key not in training]
@@ -129,6 +148,7 @@ def build_metadata(model_name: str, version: int, model: bytes, training: dict, 
         "model_file": MODEL_FILE,
         "sha256": hashlib.sha256(model).hexdigest(),
         "size_bytes": len(model),
+        **({"skops_file": SKOPS_FILE, "skops_sha256": hashlib.sha256(skops).hexdigest()} if skops is not None else {}),
         "task": training["task"],
         "estimator": training["estimator"],
         "hyperparameters": training["hyperparameters"],
@@ -181,6 +201,7 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     check_location(bucket, model_name)
     model_dir = Path(model_dir)
     model = _model_bytes(model_dir)
+    skops = skops_bytes(model_dir)
     training = read_json(model_dir / TRAINING_FILE, "training record")
     schema = read_json(schema_path, "schema")
     evaluation = read_json(evaluation_path, "evaluation")
@@ -190,7 +211,7 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
     created_at = now or dt.datetime.now(dt.timezone.utc)
     # Built (and the model hashed) once, before the first write, so bad metadata writes nothing;
     # each version attempt only sets its number (an existing key keeps its place in the JSON).
-    base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket)
+    base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket, skops)
     trained_as = base["lineage"]["fingerprint"]
     registry = Registry.for_writing(store, bucket, model_name, guard)
     production_uri = registry.production_uri
@@ -209,7 +230,8 @@ def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | P
             log.warning("%s: nothing pushed", decision.reason)
             return result(current.version, False, decision.reason, nothing_new=True)
         compared = {**base["lineage"], "compared_with": current.version if current else None}
-        version = registry.write_version(model, lambda n: {**base, "version": n, "lineage": compared}, run_id)
+        version = registry.write_version(model, lambda n: {**base, "version": n, "lineage": compared}, run_id,
+                                         skops=skops)
         for _ in range(MAX_MOVE_ATTEMPTS):
             current = registry.current()
             decision = _decide(evaluation, registry.production_metadata(), production_uri, schema, trained_as,

@@ -36,7 +36,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator, Protocol
 
-from components.artifacts import METADATA_FILE, MODEL_FILE
+from components.artifacts import METADATA_FILE, MODEL_FILE, SKOPS_FILE
 from components.errors import (
     ObjectAlreadyExists,
     ObjectNotFound,
@@ -125,6 +125,10 @@ def history_key(model_name: str, seq: int) -> str:
 
 def model_key(prefix: str) -> str:
     return prefix + MODEL_FILE
+
+
+def skops_key(prefix: str) -> str:
+    return prefix + SKOPS_FILE
 
 
 def metadata_key(prefix: str) -> str:
@@ -423,6 +427,8 @@ class Registry:
             return partial(f"metadata.json names version {metadata.get('version')!r}", metadata)
         if model_key(prefix) not in keys:
             return partial("no model.joblib", metadata)
+        if "skops_file" in metadata and skops_key(prefix) not in keys:
+            return partial(f"no {SKOPS_FILE}", metadata)
         if verify:  # else: metadata.json is written last, so its presence already says the model landed
             try:
                 model = self.store.get_bytes(self.bucket, model_key(prefix))
@@ -452,7 +458,8 @@ class Registry:
 
     # ------------------------------------------------------------------ writing a version
 
-    def write_version(self, model: bytes, metadata_for: Callable[[int], dict], run_id: str) -> int:
+    def write_version(self, model: bytes, metadata_for: Callable[[int], dict], run_id: str,
+                      skops: bytes | None = None) -> int:
         """Claim the next free v<N> (If-None-Match: * on claim.json), then write the model and its metadata."""
         tried = 0
         for _ in range(MAX_VERSION_ATTEMPTS):
@@ -467,16 +474,21 @@ class Registry:
                             number + 1)
                 tried = number
                 continue
-            self._fill(prefix, number, claim_etag, model, _json_bytes(metadata_for(number)))
-            log.info("wrote %s{%s,%s}", self.uri(prefix), MODEL_FILE, METADATA_FILE)
+            self._fill(prefix, number, claim_etag, model, _json_bytes(metadata_for(number)), skops)
+            log.info("wrote %s{%s,%s}", self.uri(prefix), MODEL_FILE + (f",{SKOPS_FILE}" if skops else ""),
+                     METADATA_FILE)
             return number
         raise PushError(f"gave up after {MAX_VERSION_ATTEMPTS} attempts (the last v{tried}): each version of "
                         f"{self.uri(self.model_name + '/')} tried was taken by a concurrent run")
 
-    def _fill(self, prefix: str, number: int, claim_etag: str, model: bytes, metadata: bytes) -> None:
+    def _fill(self, prefix: str, number: int, claim_etag: str, model: bytes, metadata: bytes,
+              skops: bytes | None = None) -> None:
         key = model_key(prefix)
         try:
             self.guard.create(self.store, self.bucket, key, model, "application/octet-stream")
+            if skops is not None:
+                key = skops_key(prefix)
+                self.guard.create(self.store, self.bucket, key, skops, "application/octet-stream")
             key = metadata_key(prefix)
             self.guard.create(self.store, self.bucket, key, metadata, "application/json")
         except BaseException as exc:
@@ -501,7 +513,7 @@ class Registry:
             return (f"{self.uri(prefix)} could not be marked abandoned ({exc}): it is partial, never served, "
                     "and the next push removes it")
         try:
-            for key in (model_key(prefix), metadata_key(prefix)):
+            for key in (model_key(prefix), skops_key(prefix), metadata_key(prefix)):
                 self.store.remove(self.bucket, key)
         except ObjectStoreError as exc:
             log.error("could not delete %s: %s", self.uri(prefix), exc)
@@ -677,6 +689,10 @@ class Registry:
                 log.warning("%s: repairing it (copying v%d into it)", state, pointer.version)
             source, target = version_prefix(self.model_name, pointer.version), production_prefix(self.model_name)
             self.store.copy(self.bucket, model_key(source), model_key(target))
+            if self.store.exists(self.bucket, skops_key(source)):  # versions pushed before skops have none
+                self.store.copy(self.bucket, skops_key(source), skops_key(target))
+            else:
+                self.store.remove(self.bucket, skops_key(target))  # never a newer model's beside an older pickle
             self.store.copy(self.bucket, metadata_key(source), metadata_key(target))
             copied = True
         consistent, state = self.production_state()

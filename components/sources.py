@@ -7,14 +7,18 @@
 CSV only; a name ending in .gz is read as gzip.
 
 A source can carry secrets: user-info, a presigned query (X-Amz-Signature=...), a token in the
-fragment. redact_source() is what gets recorded or logged (metadata.json, which the server shows
-publicly, KFP artifact metadata, error messages); the full source is used only to fetch.
+fragment. They never travel in the pipeline parameter, which KFP shows in its UI, its logs and
+the step's command line: the parameter holds the redacted URL, and the full one comes from the
+SOURCE_URL variable (a Kubernetes Secret in the cluster, the environment locally); resolve_source()
+joins the two. redact_source() is what gets recorded or logged (metadata.json, which the server
+shows publicly, KFP artifact metadata, error messages); the full source is used only to fetch.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +35,8 @@ BUNDLED: dict[str, Callable[..., object]] = {
     "diabetes": datasets.load_diabetes,
     "breast_cancer": datasets.load_breast_cancer,
 }
+# The full URL of an http(s) source whose credentials must not sit in the parameter.
+SOURCE_URL_ENV = "SOURCE_URL"
 HTTP_TIMEOUT_S = 60
 # A guard against pointing the pipeline at something that is not a table.
 MAX_DOWNLOAD_BYTES = 1 << 30
@@ -44,6 +50,41 @@ def redact_source(source: str) -> str:
         return source
     host = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def has_secrets(source: str) -> bool:
+    return redact_source(source) != source.strip()
+
+
+def secret_parts(source: str) -> list[str]:
+    """The pieces of source that must never be shown (longest first), for scrubbing a log."""
+    parts = urllib.parse.urlsplit(source.strip())
+    if not has_secrets(source):
+        return []
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    password = userinfo.partition(":")[2]
+    query_values = [value for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=False)]
+    found = {source.strip(), userinfo, password, urllib.parse.unquote(password), parts.query, parts.fragment,
+             *query_values, *(urllib.parse.quote(v, safe="") for v in query_values)}
+    return sorted((piece for piece in found if len(piece) >= 3), key=len, reverse=True)
+
+
+def resolve_source(source: str, environ: dict[str, str] | os._Environ | None = None) -> str:
+    """The source to fetch: the (redacted) parameter, completed from SOURCE_URL when that names the same URL."""
+    env = os.environ if environ is None else environ
+    source = source.strip()
+    if has_secrets(source):
+        raise DataError(
+            f"source {redact_source(source)} carries credentials (user-info, query or fragment) in a pipeline "
+            "parameter, which KFP shows in its UI, its logs and the step's command line: pass the redacted URL as "
+            f"source and the full one in {SOURCE_URL_ENV} (locally) or in the Secret named by source_secret (key url)")
+    full = env.get(SOURCE_URL_ENV, "").strip()
+    if not full or not source.startswith(("http://", "https://")):
+        return source
+    if redact_source(full) != source:
+        raise DataError(f"{SOURCE_URL_ENV} is a URL for {redact_source(full)}, but source is {source}: "
+                        f"set source to {redact_source(full)} (or unset {SOURCE_URL_ENV})")
+    return full
 
 
 def read_source(source: str, minio_endpoint: str | None = None, minio_secure: bool | None = None) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from components.errors import PipelineError, TrainError
 from components.ingest import IngestConfig
 from components.objectstore import parse_bool
 from components.registry import check_location
+from components.sources import SOURCE_URL_ENV, has_secrets, redact_source
 from components.train import ESTIMATORS, build_estimator, parse_hyperparameters
 
 # A Kubernetes object name (DNS subdomain): what minio_secret must be for the pod to start.
@@ -85,12 +86,23 @@ def effective(overrides: dict[str, Any], package: str | Path) -> dict[str, Any]:
             for name, v in values.items()}
 
 
+def _check_secret_name(values: dict[str, Any], name: str) -> None:
+    secret = values.get(name)
+    if secret is not None and not _SECRET_NAME.match(secret):
+        raise ParamError(f"parameter {name}={secret!r} is invalid: expected a Kubernetes Secret name "
+                         "(lowercase letters, digits, '-' and '.', at most 253)")
+
+
 def check(values: dict[str, Any]) -> None:
     """Run the components' validators on the parameters; raises a PipelineError naming the bad one."""
-    secret = values.get("minio_secret")
-    if secret is not None and not _SECRET_NAME.match(secret):
-        raise ParamError(f"parameter minio_secret={secret!r} is invalid: expected a Kubernetes Secret name "
-                         "(lowercase letters, digits, '-' and '.', at most 253)")
+    _check_secret_name(values, "minio_secret")
+    _check_secret_name(values, "source_secret")
+    source = str(values.get("source") or "")
+    if has_secrets(source):
+        raise ParamError(f"parameter source={redact_source(source)} (redacted here) carries credentials, which a "
+                         "parameter shows in the KFP UI, logs and the step's command line: pass the redacted URL as "
+                         f"source and put the full one in the Secret named by source_secret (key url) or, locally, "
+                         f"in {SOURCE_URL_ENV}")
     IngestConfig.from_params(values["target"], values["task"], values["test_fraction"], values["seed"],
                              values["missing_values"], values["categorical_features"])
     check_location(values["bucket"], values["model_name"])
@@ -118,10 +130,7 @@ def check_batch(values: dict[str, Any]) -> None:
     """The batch-scoring pipeline's parameters, checked as batch_predict will check them."""
     from scoring.batch import BatchOptions, model_uri
 
-    secret = values.get("minio_secret")
-    if secret is not None and not _SECRET_NAME.match(secret):
-        raise ParamError(f"parameter minio_secret={secret!r} is invalid: expected a Kubernetes Secret name "
-                         "(lowercase letters, digits, '-' and '.', at most 253)")
+    _check_secret_name(values, "minio_secret")
     for name in ("input_uri", "output_uri"):
         uri = values.get(name) or ""
         if (uri or name == "input_uri") and not uri.startswith("s3://"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from kfp import compiler, dsl, kubernetes
 
 from components.kfp_components import deploy, evaluate, ingest, not_deployed, push, train
+from components.sources import SOURCE_URL_ENV
 
 PIPELINE_NAME = "sklearn-training"
 PIPELINE_DESCRIPTION = (
@@ -27,6 +28,10 @@ PACKAGE_PATH = Path(__file__).with_name("training_pipeline.yaml")
 # minio_secret at a Secret with the same two keys that may write the bucket.
 MINIO_SECRET = "mlpipeline-minio-artifact"
 MINIO_SECRET_KEYS = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
+# The full URL of an http(s) source with credentials (user-info, signed query): the parameter
+# holds only the redacted URL, which KFP shows in its UI, logs and the pod's command line.
+SOURCE_SECRET = "training-source"
+SOURCE_SECRET_KEYS = {"url": SOURCE_URL_ENV}
 
 CPU_REQUEST = "500m"
 MEMORY_REQUEST = "512Mi"
@@ -68,6 +73,7 @@ def training_pipeline(
     minio_endpoint: str = "minio-service.kubeflow:9000",
     minio_secure: bool = False,
     minio_secret: str = MINIO_SECRET,
+    source_secret: str = SOURCE_SECRET,
     allow_schema_change: bool = False,
     deploy_isvc: str = "diabetes-rf",
     deploy_namespace: str = "sklearn-kserve-mlops",
@@ -93,6 +99,8 @@ def training_pipeline(
         minio_endpoint: host:port of MinIO/S3 (seaweedfs.kubeflow:9000 on Kubeflow 2.16 and later).
         minio_secure: Use TLS to reach the object store.
         minio_secret: Kubernetes Secret (keys accesskey, secretkey) whose keys may read and write the bucket.
+        source_secret: Kubernetes Secret whose key url holds the full http(s) source with its credentials
+            (source is then that URL redacted); optional: without it the source is fetched as given.
         allow_schema_change: Let a model with other input features (names or order) replace production.
         deploy_isvc: InferenceService to roll a promoted version out to; empty: no deploy step.
         deploy_namespace: Namespace of that InferenceService (the run's ServiceAccount needs the Role model-deployer there).
@@ -104,6 +112,8 @@ def training_pipeline(
     ingested = ingest(source=source, target=target, task=task, test_fraction=test_fraction, seed=seed,
                       missing_values=missing_values, categorical_features=categorical_features, **store)
     with_bucket_access(sized(ingested), minio_secret, optional=True).set_caching_options(False)
+    kubernetes.use_secret_as_env(ingested, secret_name=source_secret, secret_key_to_env=SOURCE_SECRET_KEYS,
+                                 optional=True)
 
     trained = sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
                            estimator=estimator, hyperparameters=hyperparameters, seed=seed))

@@ -1,8 +1,11 @@
 """Reading a model folder written by the pipeline's push step (the artifact contract).
 
-A folder holds exactly one ``*.joblib`` (a fitted scikit-learn Pipeline) and ``metadata.json``.
-The checksum and the scikit-learn version are checked *before* unpickling: unpickling runs
-code, and a model pickled by another scikit-learn may load yet predict differently.
+A folder holds exactly one ``*.joblib`` (a fitted scikit-learn Pipeline, for KServe's stock
+runtime), the same model as ``model.skops``, and ``metadata.json``. This module never unpickles:
+it loads the skops file, which names types instead of running code, and refuses one that names a
+type outside the list derived from the estimators this project trains (components.modelformat).
+Checksums only catch corruption and stale copies (whoever can write the bucket can write them too);
+the type list is what keeps code from the bucket out of the process.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import sklearn
 
-from components.artifacts import METADATA_FILE, MODEL_SUFFIX, MODEL_SUFFIXES, feature_names, model_files
+from components import modelformat
+from components.artifacts import METADATA_FILE, MODEL_SUFFIX, MODEL_SUFFIXES, SKOPS_FILE, feature_names, model_files
 from components.errors import ObjectStoreError
 from components.objectstore import ENDPOINT_ENV, StoreSettings
 from components.push import FORMAT_VERSION
@@ -86,6 +89,10 @@ def _check_metadata(metadata: dict[str, Any], path: Path) -> None:
     need(isinstance(metadata.get("sklearn_version"), str), "sklearn_version", "a version string")
     need(metadata.get("task") in TASKS, "task", " or ".join(TASKS))
     need(isinstance(metadata.get("version"), int), "version", "an integer")
+    if "skops_file" in metadata:  # absent in versions pushed before model.skops: load_artifact says what to do
+        need(metadata["skops_file"] == SKOPS_FILE, "skops_file", repr(SKOPS_FILE))
+        need(isinstance(metadata.get("skops_sha256"), str) and len(metadata["skops_sha256"]) == 64, "skops_sha256",
+             "64 hex digits")
     schema = metadata.get("schema")
     features = schema.get("features") if isinstance(schema, dict) else None
     if not features or not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in features):
@@ -106,7 +113,7 @@ def find_model_file(folder: Path) -> Path:
 
 
 def load_artifact(folder: Path | str) -> ModelArtifact:
-    """Verify then unpickle a model folder; raises ArtifactError saying what is wrong."""
+    """Verify a model folder, then load its skops file; raises ArtifactError saying what is wrong."""
     folder = Path(folder)
     model_path = find_model_file(folder)
     metadata = read_metadata(folder)
@@ -118,21 +125,38 @@ def load_artifact(folder: Path | str) -> ModelArtifact:
     if actual != metadata["sha256"].lower():
         raise ArtifactError(
             f"sha256 of {model_path.name} is {actual}; metadata.json says {metadata['sha256']}: "
-            "the file is corrupt or was replaced, refusing to unpickle it"
+            "the file is corrupt or was replaced, refusing the model"
         )
     if metadata["sklearn_version"] != sklearn.__version__:
         raise ArtifactError(
             f"model was trained with scikit-learn {metadata['sklearn_version']}; this server has "
-            f"{sklearn.__version__}: serve it with the same version (pickles are not portable)"
+            f"{sklearn.__version__}: serve it with the same version (models are not portable across versions)"
         )
-    try:
-        estimator = joblib.load(model_path)
-    except Exception as exc:  # a checksum-valid pickle that still fails is a build mismatch
-        raise ArtifactError(f"cannot unpickle {model_path}: {type(exc).__name__}: {exc}") from None
+    estimator = _load_skops(folder, metadata)
     artifact = ModelArtifact(estimator, metadata, folder)
     _check_estimator(artifact)
     _forget_input_feature_names(estimator)
     return artifact
+
+
+def _load_skops(folder: Path, metadata: dict[str, Any]) -> Any:
+    if "skops_file" not in metadata:
+        raise ArtifactError(
+            f"v{metadata['version']} has no {SKOPS_FILE} (it was pushed before the project wrote one) and this "
+            f"server never unpickles {metadata['model_file']}: a pickle runs code when loaded. Train and push "
+            "it again (`make run`), or promote a version that has one (`make models` lists them)"
+        )
+    path = folder / SKOPS_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; metadata.json names it (skops_file)")
+    actual = sha256_of(path)
+    if actual != metadata["skops_sha256"].lower():
+        raise ArtifactError(f"sha256 of {SKOPS_FILE} is {actual}; metadata.json says {metadata['skops_sha256']}: "
+                            "the file is corrupt or was replaced, refusing the model")
+    try:
+        return modelformat.loads(path.read_bytes())
+    except modelformat.UntrustedModel as exc:
+        raise ArtifactError(f"refusing {path}: {exc}") from None
 
 
 def _check_estimator(artifact: ModelArtifact) -> None:

@@ -37,7 +37,7 @@ TRITON_TYPE = {datatype: f"TYPE_{'STRING' if datatype == 'BYTES' else datatype}"
 
 
 class SklearnModel(kserve.Model):
-    """Serves one model folder (model.joblib + metadata.json) over V2."""
+    """Serves one model folder (model.skops, verified against metadata.json; never the pickle) over V2."""
 
     def __init__(self, name: str, model_dir: Path | str, batching: BatchingConfig | None = None,
                  fast_path: bool | None = None) -> None:

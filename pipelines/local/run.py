@@ -5,8 +5,11 @@
 Object store: MINIO_ENDPOINT (with MINIO_ACCESS_KEY / MINIO_SECRET_KEY, MINIO_SECURE) when set,
 used unchanged; otherwise a local `rclone serve s3` on 127.0.0.1:9000 (LOCAL_S3_PORT overrides)
 keeping its data in .data/s3, so a later `make serve` and the next `make run` find the model.
+A source with credentials (user:password@, a signed query, a token in the fragment) may be given
+as --param source=... or in SOURCE_URL: the steps get the full URL only through SOURCE_URL, the
+parameter, the run log and the steps' command lines carry it redacted.
 Exit status: 0 when the run finished, whether the gate deployed the model or not; 1 when a step
-failed; 2 on bad parameters or environment.
+failed; 2 on bad parameters or environment, found before the first step (pipelines.local.preflight).
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from typing import Iterator, TextIO
 from components.artifacts import read_json
 from components.errors import PipelineError
 from components.objectstore import StoreSettings
+from components.sources import SOURCE_URL_ENV, has_secrets, redact_source, secret_parts
 from pipelines import params
+from pipelines.local import preflight
 from pipelines.local.runner import DEFAULT_PIPELINE_ROOT, Event, LocalRun, run_compiled
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error, LocalS3Server
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_NAME
 
 STORE_PARAMS = ("minio_endpoint", "minio_secure")
 # kfp.local ignores kfp-kubernetes settings: the Secret is a cluster-only parameter.
-CLUSTER_ONLY_PARAMS = ("minio_secret",)
+CLUSTER_ONLY_PARAMS = ("minio_secret", "source_secret")
 # kfp.local runs have no cluster to roll out to: run_compiled turns the deploy step off, and
 # `make deploy VERSION=N` rolls a pushed version out from here.
 DEPLOY_PARAMS = ("deploy_isvc", "deploy_namespace", "deploy_canary_percent", "deploy_timeout_s")
@@ -145,6 +150,29 @@ def summarize(run: LocalRun, values: dict) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def source_credentials(overrides: dict) -> Iterator[list[str]]:
+    """Move a source's credentials out of the parameter into SOURCE_URL for the steps; yields what to scrub.
+
+    The parameter becomes the redacted URL (kfp.local prints it and puts it on each step's command
+    line); the steps inherit SOURCE_URL and ingest joins the two (components.sources.resolve_source).
+    """
+    full = str(overrides.get("source") or os.environ.get(SOURCE_URL_ENV) or "").strip()
+    if not has_secrets(full):
+        yield []
+        return
+    overrides["source"] = redact_source(full)
+    previous = os.environ.get(SOURCE_URL_ENV)
+    os.environ[SOURCE_URL_ENV] = full
+    try:
+        yield secret_parts(full)
+    finally:
+        if previous is None:
+            os.environ.pop(SOURCE_URL_ENV, None)
+        else:
+            os.environ[SOURCE_URL_ENV] = previous
+
+
 def _local_port() -> int:
     text = os.environ.get("LOCAL_S3_PORT", str(DEFAULT_PORT))
     if not text.isdigit() or not 0 < int(text) < 65536:
@@ -169,23 +197,27 @@ def main(argv: list[str] | None = None) -> int:
             raise params.ParamError("minio_endpoint/minio_secure come from MINIO_ENDPOINT/MINIO_SECURE locally: "
                                     "set those (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead")
         if set(overrides) & set(CLUSTER_ONLY_PARAMS):
-            raise params.ParamError("minio_secret names a Kubernetes Secret, which kfp.local does not read: "
-                                    "locally the keys come from MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
+            raise params.ParamError("minio_secret and source_secret name Kubernetes Secrets, which kfp.local does "
+                                    "not read: locally the keys come from MINIO_ACCESS_KEY/MINIO_SECRET_KEY and "
+                                    f"the full source URL from {SOURCE_URL_ENV} (or --param source=...)")
         if set(overrides) & set(DEPLOY_PARAMS):
             raise params.ParamError("the deploy_* parameters drive the cluster's deploy step, which local runs skip: "
                                     "after the run, `make deploy VERSION=N` rolls a version out to an InferenceService")
-        values = params.effective(overrides, args.package)
-        params.check(values)
-        port = _local_port()
-        with object_store(Path(args.data_dir), port) as (endpoint, secure, where):
-            values.update(minio_endpoint=endpoint, minio_secure=secure)
-            print(f"==> object store: {where}")
-            print(f"==> {PIPELINE_NAME}: {_shown(args.package)} on kfp.local (steps run as local processes)")
-            # With --verbose, kfp's own log shows each step: progress lines would interleave with it.
-            progress = (lambda event: None) if args.verbose else Progress()
-            run = run_compiled(args.package, values, run_folder(args.pipeline_root), args.verbose, progress)
-            print(f"==> finished in {run.seconds:.1f} s")
-            return summarize(run, values)
+        with source_credentials(overrides) as secrets:
+            values = params.effective(overrides, args.package)
+            params.check(values)
+            port = _local_port()
+            with object_store(Path(args.data_dir), port) as (endpoint, secure, where):
+                values.update(minio_endpoint=endpoint, minio_secure=secure)
+                print(f"==> object store: {where}")
+                preflight.check(values)  # before the first step: a typo or a dead store costs seconds
+                print(f"==> {PIPELINE_NAME}: {_shown(args.package)} on kfp.local (steps run as local processes)")
+                # With --verbose, kfp's own log shows each step: progress lines would interleave with it.
+                progress = (lambda event: None) if args.verbose else Progress()
+                run = run_compiled(args.package, values, run_folder(args.pipeline_root), args.verbose, progress,
+                                   secrets=secrets)
+                print(f"==> finished in {run.seconds:.1f} s")
+                return summarize(run, values)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

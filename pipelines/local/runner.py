@@ -5,6 +5,8 @@ tapped for the run: everything goes to a log file, and only step starts, step en
 and the failing step's exception reach the caller, as events. verbose=True echoes it all too.
 kfp.local ignores the kfp-kubernetes settings (the Secret) and base_image: steps inherit this
 process's environment and run in this interpreter (SubprocessRunner(use_venv=False)).
+Secrets given to run_compiled are scrubbed from every line before it reaches the log or the
+echo, and the log and every step output are created owner-only (mode 0600 / 0700).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -33,7 +36,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _STEP_LOG = re.compile(r"\[KFP Executor [^\]]* (WARNING|ERROR|CRITICAL)\]: (.*)")
-_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+REDACTED = "***"
+_TRACEBACK = "Traceback (most recent call last):"
+# The line a traceback ends with, "  components.errors.ObjectStoreUnreachable: cannot reach ...": the
+# last one of a step is what it died of (a chained cause such as urllib3's MaxRetryError comes first).
+_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*): (.+)$")
+# urllib3 logs each retry as a WARNING before the step's own, translated error says it all.
+_NOISE = ("Retrying (Retry(",)
 
 
 @dataclass(frozen=True)
@@ -70,36 +79,55 @@ class LocalRun:
 class _Tap(io.TextIOBase):
     """A stdout stand-in: every line to the log file, recognised lines to the event callback."""
 
-    def __init__(self, log_file: TextIO, echo: TextIO | None, on_event: Callable[[Event], None]) -> None:
+    def __init__(self, log_file: TextIO, echo: TextIO | None, on_event: Callable[[Event], None],
+                 secrets: list[str] | tuple[str, ...] = ()) -> None:
         self._log, self._echo, self._on_event = log_file, echo, on_event
+        self._secrets = sorted(secrets, key=len, reverse=True)  # a longer secret may contain a shorter one
         self._pending = ""
         self._started: dict[str, float] = {}
         self._current: str | None = None
         self.steps: dict[str, float] = {}
         self.step_errors: dict[str, str] = {}
         self.failed: str | None = None
+        self._in_traceback = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        self._log.write(text)
-        if self._echo is not None:
-            self._echo.write(text)
+        # Whole lines only: a secret split across two writes is still one line to scrub.
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            self._line(_ANSI.sub("", line))
+            self._emit(self._scrub(line) + "\n")
         return len(text)
+
+    def _scrub(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, REDACTED)
+        return line
+
+    def _emit(self, line: str) -> None:
+        self._log.write(line)
+        if self._echo is not None:
+            self._echo.write(line)
+        self._line(_ANSI.sub("", line.rstrip("\n")))
 
     def flush(self) -> None:
         self._log.flush()
         if self._echo is not None:
             self._echo.flush()
 
+    def close_line(self) -> None:
+        """The last line, when it has no newline."""
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._emit(self._scrub(line))
+        self.flush()
+
     def _line(self, line: str) -> None:
         if match := _START.search(line):
-            self._current = match.group(1)
+            self._current, self._in_traceback = match.group(1), False
             self._started[self._current] = time.perf_counter()
             self._on_event(Event("start", self._current))
         elif match := _END.search(line):
@@ -111,13 +139,31 @@ class _Tap(io.TextIOBase):
                 self.failed = step
             self._on_event(Event("end", step, status, seconds))
         elif self._current and (match := _STEP_LOG.search(line)):
-            self._on_event(Event("warning", self._current, message=match.group(2)))
-        elif self._current and (match := _EXCEPTION.match(line)):
+            if not match.group(2).startswith(_NOISE):
+                self._on_event(Event("warning", self._current, message=match.group(2)))
+        elif self._current and line.strip() == _TRACEBACK:
+            self._in_traceback = True
+        elif self._current and self._in_traceback and (match := _EXCEPTION.match(line)):
             self.step_errors[self._current] = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
 
 
 def _ignore(_: Event) -> None:
     pass
+
+
+@contextlib.contextmanager
+def _umask(mask: int):
+    """Files the steps (subprocesses, which inherit it) and kfp.local create meanwhile get at most ~mask."""
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _owner_only(path: Path) -> TextIO:
+    """A new text file with mode 0600 from its first byte (not chmod after the fact)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
 
 
 def local_arguments(package: str | Path, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +179,12 @@ def run_compiled(
     pipeline_root: str | Path = DEFAULT_PIPELINE_ROOT,
     verbose: bool = False,
     on_event: Callable[[Event], None] = _ignore,
+    secrets: list[str] | tuple[str, ...] = (),
 ) -> LocalRun:
-    """Run the compiled pipeline once; step failures come back in LocalRun, not as exceptions."""
+    """Run the compiled pipeline once; step failures come back in LocalRun, not as exceptions.
+
+    secrets: strings (a source's credentials) replaced by *** in the log and the verbose echo.
+    """
     arguments = local_arguments(package, arguments)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -143,12 +193,13 @@ def run_compiled(
     pipeline = components.load_component_from_file(str(package))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     started = time.perf_counter()
-    with open(log_path, "w") as log_file, warnings.catch_warnings():
+    # Step outputs and the log may hold what a step printed: owner-only, like a credentials file.
+    with _umask(0o077), _owner_only(log_path) as log_file, warnings.catch_warnings():
         # Expected here: kfp.local runs the steps in this interpreter whatever the image is.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         # ...and the cluster-only settings (resources) do nothing locally.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-        tap = _Tap(log_file, sys.stdout if verbose else None, on_event)
+        tap = _Tap(log_file, sys.stdout if verbose else None, on_event, secrets)
         ok = True
         with contextlib.redirect_stdout(tap):
             try:
@@ -156,7 +207,7 @@ def run_compiled(
             except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
                 print(f"{exc}")
                 ok = False
-        tap.flush()
+        tap.close_line()
     new = sorted(p for p in set(root.iterdir()) - before if p.is_dir())
     failed = tap.failed if not ok else None
     return LocalRun(

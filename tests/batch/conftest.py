@@ -16,16 +16,18 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from components.objectstore import ObjectStore
-from components.push import build_metadata
+from components.push import build_metadata, skops_bytes
 
 MODEL_NAME = "diabetes-rf"
 
 
 def write_model_folder(folder: Path, estimator, frame: pd.DataFrame, task: str, version: int = 1,
                        classes: list | None = None) -> Path:
-    """model.joblib and metadata.json exactly as components.push builds them."""
+    """model.joblib, model.skops and metadata.json exactly as components.push builds them."""
     folder.mkdir(parents=True, exist_ok=True)
     joblib.dump(estimator, folder / "model.joblib")
+    skops = skops_bytes(folder)
+    (folder / "model.skops").write_bytes(skops)
     target = {"name": "target", "type": "continuous"} if task == "regression" else \
         {"name": "target", "type": "binary", "classes": classes}
     schema = {"features": [{"name": c, "dtype": "float64", "min": float(frame[c].min()), "max": float(frame[c].max())}
@@ -38,7 +40,7 @@ def write_model_folder(folder: Path, estimator, frame: pd.DataFrame, task: str, 
         schema,
         {"metrics": {metric: 0.5}, "primary_metric": {"name": metric, "value": 0.5, "higher_is_better": True},
          "data_source": "sklearn", "threshold": 0.1, "task": task},
-        "test-run", dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc))
+        "test-run", dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc), skops=skops)
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return folder
 
@@ -103,7 +105,7 @@ def publish(store: ObjectStore, bucket: str, folder: Path, *prefixes: str) -> No
     """Copy a model folder to s3://bucket/<prefix>/ for each prefix (model.joblib first, as push does)."""
     store.ensure_bucket(bucket)
     for prefix in prefixes:
-        for name in ("model.joblib", "metadata.json"):
+        for name in ("model.joblib", "model.skops", "metadata.json"):
             store.put_bytes(bucket, f"{prefix}/{name}", (folder / name).read_bytes())
 
 

@@ -136,7 +136,7 @@ def test_corrupt_model_is_refused_as_the_server_refuses_it(tmp_path, regressor_d
     folder = shutil.copytree(regressor_dir, tmp_path / "m")
     with (folder / "model.joblib").open("ab") as handle:
         handle.write(b"tampered")
-    assert "the file is corrupt or was replaced, refusing to unpickle it" in _refusal(folder)
+    assert "the file is corrupt or was replaced, refusing the model" in _refusal(folder)
 
 
 @pytest.mark.parametrize("field, value, says", [
@@ -149,3 +149,23 @@ def test_metadata_the_server_refuses_is_refused(tmp_path, regressor_dir, field, 
     metadata[field] = value
     (folder / "metadata.json").write_text(json.dumps(metadata))
     assert says in _refusal(folder)
+
+
+def test_a_code_running_pickle_with_a_valid_checksum_is_never_unpickled(tmp_path, regressor_dir):
+    import hashlib
+    import pickle
+    from pathlib import Path
+
+    marker = tmp_path / "pickle-ran"
+
+    class TouchOnUnpickle:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    folder = Path(shutil.copytree(regressor_dir, tmp_path / "m"))
+    (folder / "model.joblib").write_bytes(pickle.dumps(TouchOnUnpickle()))
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["sha256"] = hashlib.sha256((folder / "model.joblib").read_bytes()).hexdigest()
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    assert load_model(folder).version == 1  # scored from model.skops
+    assert not marker.exists(), "batch scoring unpickled model.joblib"

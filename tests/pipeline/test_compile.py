@@ -78,7 +78,7 @@ def test_bucket_steps_get_the_secret_named_by_the_minio_secret_parameter():
     assert set(executors) == {"exec-ingest", "exec-evaluate", "exec-push"}
     optional = {}
     for name, config in executors.items():
-        (secret,) = config["secretAsEnv"]
+        secret = next(s for s in config["secretAsEnv"] if "MINIO_ACCESS_KEY" in str(s["keyToEnv"]))
         assert "secretName" not in secret  # a fixed name would ignore the parameter
         # push runs inside the dsl.If branch, which receives the parameter as a pipeline channel.
         assert secret["secretNameParameter"]["componentInputParameter"].endswith("minio_secret")
@@ -110,3 +110,14 @@ def test_parameters_are_typed_and_documented():
     assert parameters["seed"]["parameterType"] == "NUMBER_INTEGER"
     assert parameters["minio_secure"]["parameterType"] == "BOOLEAN"
     assert all(p.get("description") for p in parameters.values())
+
+
+def test_only_ingest_gets_the_source_url_secret_and_the_pod_starts_without_it():
+    _, platform = load(PACKAGE_PATH)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    holders = {name: [s for s in config["secretAsEnv"] if "SOURCE_URL" in str(s["keyToEnv"])]
+               for name, config in executors.items()}
+    assert {name for name, found in holders.items() if found} == {"exec-ingest"}
+    (secret,) = holders["exec-ingest"]
+    assert secret["keyToEnv"] == [{"envVar": "SOURCE_URL", "secretKey": "url"}] and secret["optional"] is True
+    assert secret["secretNameParameter"]["componentInputParameter"] == "source_secret"

@@ -5,7 +5,7 @@ One story per model, run once per module (each run costs 6-10 s) and checked by 
     2. the default forest, via the CLI     -> better: v2, production moves
     3. the weak ridge again                -> worse than production: nothing pushed
     4. the forest, threshold 0.99 (CLI)    -> below threshold: nothing pushed, exit 0
-    5. a missing source file (CLI)         -> ingest fails, exit 1, nothing pushed
+    5. a source without the target (CLI)  -> ingest fails, exit 1, nothing pushed
 and breast_cancer end to end as a classification model.
 """
 
@@ -75,7 +75,9 @@ def story(s3_server, tmp_path_factory):
         # Another model (a retrain of the same one would be "nothing new to learn" first).
         results["impossible"] = cli_run(tmp, "threshold=0.99", 'hyperparameters={"n_estimators": 20}')
         results["after_impossible"] = snapshot(s3_server, BUCKET, MODEL)
-        results["broken"] = cli_run(tmp, f"source={tmp / 'missing.csv'}")
+        # Preflight only checks that the file exists; its columns are ingest's to check.
+        (tmp / "no-target.csv").write_text("a,b\n1,2\n3,4\n")
+        results["broken"] = cli_run(tmp, f"source={tmp / 'no-target.csv'}")
         results["after_broken"] = snapshot(s3_server, BUCKET, MODEL)
         results["same_again"] = cli_run(tmp)
         results["after_same_again"] = snapshot(s3_server, BUCKET, MODEL)
@@ -100,8 +102,8 @@ def test_first_run_creates_the_bucket_and_v1(story):
     assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1/"
     assert weak.parameters("push")["promoted"] is True
     assert sorted(story["after_weak"]) == ["history/00000001.json", "production.json", "production/metadata.json",
-                                           "production/model.joblib", "v1/claim.json", "v1/metadata.json",
-                                           "v1/model.joblib"]
+                                           "production/model.joblib", "production/model.skops", "v1/claim.json",
+                                           "v1/metadata.json", "v1/model.joblib", "v1/model.skops"]
     assert metadata(story["after_weak"], "v1")["estimator"] == "ridge"
 
 
@@ -158,7 +160,8 @@ def test_impossible_threshold_pushes_nothing_and_says_so(story):
 def test_failed_step_exits_1_with_its_error_and_pushes_nothing(story):
     broken = story["broken"]
     assert broken.code == 1
-    assert "error: ingest failed: DataError: source file " in broken.err and "missing.csv does not exist" in broken.err
+    assert "error: ingest failed: DataError: target column 'target' not found in " in broken.err
+    assert "no-target.csv" in broken.err
     assert "nothing was pushed" in broken.err and "full log: " in broken.err
     assert story["after_broken"] == story["after_default"]
 

@@ -83,10 +83,12 @@ def test_versions_then_production_and_sha_matches(s3_server, store, bucket, diab
     assert first.production_uri == f"s3://{bucket}/m/production/"
     objects = everything(s3_server, bucket)
     assert sorted(objects) == ["m/history/00000001.json", "m/production.json", "m/production/metadata.json",
-                               "m/production/model.joblib", "m/v1/claim.json", "m/v1/metadata.json",
-                               "m/v1/model.joblib"]
+                               "m/production/model.joblib", "m/production/model.skops", "m/v1/claim.json",
+                               "m/v1/metadata.json", "m/v1/model.joblib", "m/v1/model.skops"]
     metadata = json.loads(objects["m/production/metadata.json"])
     assert metadata["sha256"] == hashlib.sha256(objects["m/production/model.joblib"]).hexdigest()
+    assert metadata["skops_sha256"] == hashlib.sha256(objects["m/production/model.skops"]).hexdigest()
+    assert objects["m/v1/model.skops"] == objects["m/production/model.skops"]
     assert objects["m/v1/model.joblib"] == (diabetes_rf / "model.joblib").read_bytes()
     assert metadata["version"] == 1 and metadata["run_id"] == "run-1"
     pointer = json.loads(objects["m/production.json"])

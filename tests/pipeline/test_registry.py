@@ -111,9 +111,10 @@ def test_a_push_claims_then_writes_and_moves_the_pointer(mode, diabetes, ridge_m
     assert (first.version, first.promoted) == (1, True)
     writes = [(op, key) for op, key in store.calls if op in ("put", "copy")
               and not key.startswith(reg.PROBE_PREFIX)]
-    assert writes == [("put", "m/v1/claim.json"), ("put", "m/v1/model.joblib"), ("put", "m/v1/metadata.json"),
-                      ("put", "m/production.json"), ("put", "m/history/00000001.json"),
-                      ("copy", "m/production/model.joblib"), ("copy", "m/production/metadata.json")]
+    assert writes == [("put", "m/v1/claim.json"), ("put", "m/v1/model.joblib"), ("put", "m/v1/model.skops"),
+                      ("put", "m/v1/metadata.json"), ("put", "m/production.json"), ("put", "m/history/00000001.json"),
+                      ("copy", "m/production/model.joblib"), ("copy", "m/production/model.skops"),
+                      ("copy", "m/production/metadata.json")]
     assert_sound(store, 1)
     assert_repaired(store)
 

@@ -14,7 +14,7 @@ from sklearn.datasets import load_diabetes
 
 from components import evaluate, ingest, kfp_components, push, train
 from components.errors import DataError
-from components.sources import read_source, redact_source
+from components.sources import SOURCE_URL_ENV, read_source, redact_source, resolve_source, secret_parts
 from pipelines.local.s3server import free_port
 
 from .helpers import loopback_http, run_ingest
@@ -67,19 +67,21 @@ def secret_source(host: str, password: str = PASSWORD) -> str:
 
 
 @pytest.mark.integration
-def test_credentials_in_the_url_are_used_to_fetch_and_never_recorded(protected_csv, tmp_path, caplog):
+def test_credentials_in_the_url_are_used_to_fetch_and_never_recorded(protected_csv, tmp_path, caplog,
+                                                                      monkeypatch):
     source = secret_source(protected_csv)
     shown = f"http://{protected_csv}/diabetes.csv"
+    monkeypatch.setenv(SOURCE_URL_ENV, source)  # the Secret's url; the parameter is the redacted URL
     train_data, test_data = Dataset(uri=str(tmp_path / "train.csv")), Dataset(uri=str(tmp_path / "test.csv"))
     with caplog.at_level(logging.DEBUG):
-        kfp_components.ingest.python_func(source=source, target="target", task="auto", test_fraction=0.2, seed=42,
+        kfp_components.ingest.python_func(source=shown, target="target", task="auto", test_fraction=0.2, seed=42,
                                           missing_values="error", categorical_features="", minio_endpoint="",
                                           minio_secure=False, train_data=train_data, test_data=test_data,
                                           schema=Artifact(uri=str(tmp_path / "schema.json")))
     assert train_data.metadata["source"] == test_data.metadata["source"] == shown
     assert train_data.metadata["rows"] + test_data.metadata["rows"] == 442  # the fetch used the credentials
 
-    ingested = run_ingest(tmp_path / "again", source)
+    ingested = run_ingest(tmp_path / "again", shown)
     model_dir = tmp_path / "model"
     train.run(ingested.train, ingested.schema, model_dir, "ridge", "{}", 42)
     with caplog.at_level(logging.DEBUG):
@@ -114,9 +116,10 @@ def test_unreachable_source_error_is_redacted():
 
 
 @pytest.mark.integration
-def test_validation_errors_name_the_redacted_source(protected_csv, tmp_path):
+def test_validation_errors_name_the_redacted_source(protected_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv(SOURCE_URL_ENV, secret_source(protected_csv))
     with pytest.raises(DataError) as caught:
-        ingest.run(secret_source(protected_csv), ingest.IngestConfig(target="y"), tmp_path / "a", tmp_path / "b",
+        ingest.run(redact_source(secret_source(protected_csv)), ingest.IngestConfig(target="y"), tmp_path / "a", tmp_path / "b",
                    tmp_path / "c")
     assert str(caught.value).startswith(f"target column 'y' not found in http://{protected_csv}/diabetes.csv; ")
 
@@ -124,3 +127,35 @@ def test_validation_errors_name_the_redacted_source(protected_csv, tmp_path):
 def test_same_split_compares_redacted_sources():
     production = {"data_source": "https://u:p@h/t.csv?sig=old", "split": {"seed": 1, "test_fraction": 0.2}}
     assert evaluate._same_split(production, "https://h/t.csv", {"seed": 1, "test_fraction": 0.2})
+
+
+SECRET_FORMS = [
+    pytest.param("https://reader:pa55-w0rd@h.example/t.csv", ["pa55-w0rd", "reader:pa55-w0rd"], id="user-password"),
+    pytest.param("https://h.example/t.csv?X-Amz-Signature=c0ffee5ig&X-Amz-Credential=AKIA%2Fx",
+                 ["c0ffee5ig", "AKIA%2Fx", "AKIA/x"], id="signed-query"),
+    pytest.param("https://h.example/t.csv#access_token=t0ken-in-fragment", ["t0ken-in-fragment"], id="fragment"),
+]
+
+
+@pytest.mark.parametrize("full, secrets", SECRET_FORMS)
+def test_a_parameter_carrying_credentials_is_refused_naming_the_way_instead(full, secrets):
+    with pytest.raises(DataError) as caught:
+        resolve_source(full, environ={})
+    message = str(caught.value)
+    assert "https://h.example/t.csv carries credentials" in message and SOURCE_URL_ENV in message
+    assert "source_secret" in message and not any(secret in message for secret in secrets)
+
+
+@pytest.mark.parametrize("full, secrets", SECRET_FORMS)
+def test_the_full_url_comes_from_source_url_when_it_names_the_same_url(full, secrets):
+    assert resolve_source("https://h.example/t.csv", environ={SOURCE_URL_ENV: full}) == full
+    assert all(any(secret in part for part in secret_parts(full)) for secret in secrets)
+
+
+def test_source_url_for_another_url_is_an_error_and_other_sources_ignore_it():
+    env = {SOURCE_URL_ENV: "https://u:p@other.example/t.csv"}
+    with pytest.raises(DataError, match="SOURCE_URL is a URL for https://other.example/t.csv, but source is "
+                                        "https://h.example/t.csv"):
+        resolve_source("https://h.example/t.csv", environ=env)
+    assert resolve_source("sklearn:diabetes", environ=env) == "sklearn:diabetes"
+    assert resolve_source("https://h.example/t.csv", environ={}) == "https://h.example/t.csv"

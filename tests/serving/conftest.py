@@ -15,15 +15,19 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from components import modelformat
+
 MODEL_NAME = "diabetes-rf"
 
 
 def write_model_folder(folder: Path, estimator, task: str, feature_names: list[str], x: np.ndarray,
                        version: int = 1, classes: list | None = None) -> Path:
-    """model.joblib then metadata.json, as the pipeline's push step writes them."""
+    """model.joblib, model.skops, then metadata.json, as the pipeline's push step writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     model_path = folder / "model.joblib"
     joblib.dump(estimator, model_path)
+    skops = modelformat.dumps(estimator)
+    (folder / "model.skops").write_bytes(skops)
     features = [{"name": n, "dtype": "float64", "min": float(lo), "max": float(hi)}
                 for n, lo, hi in zip(feature_names, x.min(axis=0), x.max(axis=0), strict=True)]
     target_type = "continuous" if task == "regression" else ("binary" if len(classes) == 2 else "multiclass")
@@ -31,6 +35,7 @@ def write_model_folder(folder: Path, estimator, task: str, feature_names: list[s
         "format_version": 1, "model_name": MODEL_NAME, "version": version, "framework": "scikit-learn",
         "sklearn_version": sklearn.__version__, "model_file": "model.joblib",
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+        "skops_file": "model.skops", "skops_sha256": hashlib.sha256(skops).hexdigest(),
         "task": task, "estimator": "random_forest", "hyperparameters": {"n_estimators": 100},
         "schema": {"features": features, "target": {"name": "target", "type": target_type, "classes": classes}},
         "metrics": {"r2": 0.4}, "primary_metric": {"name": "r2", "value": 0.4, "higher_is_better": True},

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import Ridge
 
 from serving.artifact import ArtifactError, load_artifact, storage_env
 
@@ -108,24 +108,23 @@ def test_schema_and_model_feature_counts_must_agree(tmp_path: Path, regressor, d
 
 def test_classification_needs_predict_proba(tmp_path: Path, diabetes, write_model) -> None:
     x, y, names = diabetes
-    folder = write_model(tmp_path / "m", LinearRegression().fit(x, y), "classification", names, x,
-                                classes=[0, 1])
-    with pytest.raises(ArtifactError, match="task is classification but LinearRegression has no predict_proba"):
+    folder = write_model(tmp_path / "m", Ridge().fit(x, y), "classification", names, x, classes=[0, 1])
+    with pytest.raises(ArtifactError, match="task is classification but Ridge has no predict_proba"):
         load_artifact(folder)
 
 
-def test_a_checksum_valid_file_that_is_no_pickle_is_refused(tmp_path: Path, diabetes, write_model) -> None:
+def test_a_checksum_valid_file_that_is_no_skops_is_refused(tmp_path: Path, diabetes, write_model) -> None:
     x, y, names = diabetes
-    folder = write_model(tmp_path / "m", LinearRegression().fit(x, y), "regression", names, x)
-    (folder / "model.joblib").write_bytes(b"not a pickle")
-    edit_metadata(folder, sha256=hashlib.sha256(b"not a pickle").hexdigest())
-    with pytest.raises(ArtifactError, match="cannot unpickle"):
+    folder = write_model(tmp_path / "m", Ridge().fit(x, y), "regression", names, x)
+    (folder / "model.skops").write_bytes(b"not a zip")
+    edit_metadata(folder, skops_sha256=hashlib.sha256(b"not a zip").hexdigest())
+    with pytest.raises(ArtifactError, match="model.skops: not a skops file"):
         load_artifact(folder)
 
 
 def test_dataframe_fitted_model_predicts_on_arrays_without_warnings(tmp_path: Path, diabetes, write_model) -> None:
     x, y, names = diabetes
-    model = LinearRegression().fit(pd.DataFrame(x, columns=names), y)
+    model = Ridge().fit(pd.DataFrame(x, columns=names), y)
     folder = write_model(tmp_path / "m", model, "regression", names, x)
     artifact = load_artifact(folder)
     with warnings.catch_warnings():
@@ -136,7 +135,7 @@ def test_dataframe_fitted_model_predicts_on_arrays_without_warnings(tmp_path: Pa
 
 def test_dataframe_fitted_model_with_other_column_order_is_refused(tmp_path: Path, diabetes, write_model) -> None:
     x, y, names = diabetes
-    model = LinearRegression().fit(pd.DataFrame(x, columns=names[::-1]), y)
+    model = Ridge().fit(pd.DataFrame(x, columns=names[::-1]), y)
     folder = write_model(tmp_path / "m", model, "regression", names, x)
     with pytest.raises(ArtifactError, match="fitted on features"):
         load_artifact(folder)

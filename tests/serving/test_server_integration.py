@@ -105,7 +105,7 @@ def pushed(s3_server, tmp_path_factory) -> dict:
     store = ObjectStore(StoreSettings.from_env(env=s3_server.env()))
     folder = work / "production"
     folder.mkdir()
-    for name in ("model.joblib", "metadata.json"):
+    for name in ("model.joblib", "model.skops", "metadata.json"):
         (folder / name).write_bytes(store.get_bytes(BUCKET, f"{MODEL}/production/{name}"))
     metadata = json.loads((folder / "metadata.json").read_text())
     return {"version": str(metadata["version"]), "sha256": metadata["sha256"], "folder": folder,
@@ -287,7 +287,7 @@ def test_tampered_model_is_never_ready(pushed, tmp_path) -> None:
     finally:
         server.stop()
     log = server.log.read_text()
-    assert "model not loaded, it stays not ready" in log and "refusing to unpickle" in log
+    assert "model not loaded, it stays not ready" in log and "refusing the model" in log
 
 
 def _read_until(stream, marker: str, timeout: float) -> str:

@@ -1,0 +1,90 @@
+"""Preflight: what `make run` checks before the first step starts, so a typo costs seconds, not a run.
+
+Each check raises PreflightError with one line that says what to change (the README's advice):
+the object store answers with the given keys, an s3:// or local source exists, a bundled dataset
+name is known (and has the target column), and the estimator suits the task when the task is
+known (given, or what ingest would decide for a bundled dataset). An http(s) source is not
+fetched here: that is ingest's first act anyway.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from components.errors import ObjectStoreError, PipelineError
+from components.ingest import resolve_task
+from components.objectstore import ObjectStore
+from components.sources import BUNDLED, redact_source
+from components.train import ESTIMATORS
+
+SOURCE_FORMS = "a CSV path, s3://bucket/key.csv, http(s)://host/file.csv or " + ", ".join(
+    f"sklearn:{name}" for name in BUNDLED)
+
+
+class PreflightError(PipelineError):
+    """Something the run would fail on, found before any step ran."""
+
+
+def check(values: dict[str, Any], store: ObjectStore | None = None) -> None:
+    """Every check, in the order a run would hit them; the first failure raises PreflightError."""
+    store = store or _store(values)
+    _check_store(store, values["bucket"])
+    task = _check_source(str(values["source"]).strip(), values["target"], values["task"], store)
+    _check_estimator(values["estimator"], task, values["source"])
+
+
+def _store(values: dict[str, Any]) -> ObjectStore:
+    try:
+        return ObjectStore.from_env(values.get("minio_endpoint") or None, values.get("minio_secure"))
+    except ObjectStoreError as exc:
+        raise PreflightError(str(exc)) from None
+
+
+def _check_store(store: ObjectStore, bucket: str) -> None:
+    # A HEAD of the model bucket: signed with the keys, so wrong keys, an unreachable endpoint and
+    # TLS mix-ups all show here. A missing bucket is fine: push creates it.
+    try:
+        store.bucket_exists(bucket)
+    except ObjectStoreError as exc:
+        raise PreflightError(str(exc)) from None
+
+
+def _check_source(source: str, target: str, task: str, store: ObjectStore) -> str:
+    """The task when it is known before ingest runs, else "auto"."""
+    if source.startswith("sklearn:"):
+        name = source.removeprefix("sklearn:")
+        if name not in BUNDLED:
+            raise PreflightError(f"unknown bundled dataset {source!r}: expected one of "
+                                 f"{', '.join(f'sklearn:{key}' for key in BUNDLED)} (or {SOURCE_FORMS})")
+        frame = BUNDLED[name](as_frame=True).frame
+        if target not in frame.columns:
+            raise PreflightError(f"target column {target!r} is not in {source} (its target is 'target'): "
+                                 "set --param target=target")
+        return resolve_task(frame[target], task)
+    if source.startswith("s3://"):
+        bucket, _, key = redact_source(source).removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise PreflightError(f"source {redact_source(source)!r} is not s3://bucket/key")
+        try:
+            found = store.exists(bucket, key)
+        except ObjectStoreError as exc:
+            raise PreflightError(str(exc)) from None
+        if not found:
+            raise PreflightError(f"source {redact_source(source)} does not exist in the object store at "
+                                 f"{store.settings.url}: upload it first, or give {SOURCE_FORMS}")
+        return task
+    if source.startswith(("http://", "https://")):
+        return task
+    path = Path(source)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise PreflightError(f"source file {path.resolve()} {what}: give {SOURCE_FORMS}")
+    return task
+
+
+def _check_estimator(estimator: str, task: str, source: str) -> None:
+    if task not in ESTIMATORS or estimator in ESTIMATORS[task]:
+        return  # task still "auto": ingest decides it, train checks the pair
+    raise PreflightError(f"estimator {estimator!r} does not suit {task} (the task of {source}): expected one of "
+                         f"{', '.join(ESTIMATORS[task])}, or set --param task=... to the other task")
