@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +23,19 @@ TEST_IMAGES = {"pipeline": "sklearn-kserve-mlops-test/pipeline:tests", "server":
 CONTAINER_PREFIX = "sklearn-kserve-mlops-test"
 # Cold: the Debian stand-in (~90 s) and two builds (~130 s); warm: cache hits in seconds.
 BUILD_TIMEOUT_S = 900
+# Lines for the end of the pytest run (image sizes, timings): pytest captures a test's print.
+_REPORT: list[str] = []
+
+
+def report(line: str) -> None:
+    _REPORT.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _REPORT:
+        terminalreporter.section("images")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
 
 
 def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
@@ -38,23 +52,28 @@ def container_name(role: str) -> str:
 @pytest.fixture(scope="session")
 def engine() -> None:
     if shutil.which("docker") is None:
-        pytest.skip("images NOT tested: no docker CLI (apt-get install docker.io; .ci/run does not yet)")
+        pytest.skip("images NOT tested: no docker CLI (apt-get install docker.io, as .ci/run does)")
     info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
     if info.returncode != 0:
-        pytest.skip("images NOT tested: no Docker engine answers (as root: `make docker-engine`; .ci/run does not "
-                    f"start one yet): {info.stderr.strip().splitlines()[-1] if info.stderr.strip() else info.returncode}")
+        pytest.skip("images NOT tested: no Docker engine answers (as root: `make docker-engine`, as .ci/run does): "
+                    f"{info.stderr.strip().splitlines()[-1] if info.stderr.strip() else info.returncode}")
 
 
 @pytest.fixture(scope="session")
 def images(engine, tmp_path_factory) -> dict[str, str]:
     """Both images, built by `make images`' script from the committed Dockerfiles."""
     log = tmp_path_factory.mktemp("images") / "build.log"
+    started = time.monotonic()
     with log.open("w") as out:
         done = subprocess.run(["bash", str(REPO_ROOT / "images" / "build.sh"), TEST_IMAGES["pipeline"],
                                TEST_IMAGES["server"]], stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
                               timeout=BUILD_TIMEOUT_S, check=False)
     text = log.read_text()
     assert done.returncode == 0, f"images/build.sh failed:\n{text[-4000:]}"
+    sizes = {role: int(docker("image", "inspect", "--format", "{{.Size}}", image).stdout) for role, image in
+             TEST_IMAGES.items()}
+    report("image sizes: " + ", ".join(f"{role} {size / 1e6:.0f} MB" for role, size in sizes.items()) +
+           f"; build {time.monotonic() - started:.0f}s" + (" (with the Debian stand-in)" if "debootstrap" in text else ""))
     return dict(TEST_IMAGES, log=text)
 
 
