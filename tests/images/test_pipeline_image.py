@@ -43,7 +43,7 @@ def run_in_docker(package, root, s3_server, **overrides) -> DockerRun:
     values.pop("minio_secret")  # a cluster-only parameter: kfp.local reads no Secrets
     local.init(runner=local.DockerRunner(network_mode="host", user=NON_ROOT, cap_drop=["ALL"],
                                          security_opt=["no-new-privileges"], labels=LABEL,
-                                         environment=pipeline_env(s3_server.env())),
+                                         environment=pipeline_env(s3_server.env(), root / "registry.lock")),
                pipeline_root=str(root), raise_on_error=True)
     out = io.StringIO()
     ok = True

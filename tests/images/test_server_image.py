@@ -232,6 +232,39 @@ def test_metrics_count_both_protocols(servers):
             assert line in text, f"{line} missing from /metrics:\n{text[:2000]}"
 
 
+def helm_test_pod(protocol: str) -> dict:
+    helm = find_tool("helm", "run `make helm` (installs helm 3.18 into .tools/bin)")
+    pods = [doc for doc in render.find(render.helm_template(helm, (f"protocol={protocol}",)), "Pod")
+            if doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert len(pods) == 1, f"expected one `helm test` pod with protocol={protocol}, found {len(pods)}"
+    return pods[0]["spec"]
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_the_helm_test_pod_passes_against_the_server(servers, images, protocol):
+    # The test pod's own command, under its own security context, in the server pod's network: the
+    # predictor Service's port 80 forwards to the routed container port, so that is what it gets here.
+    pod = helm_test_pod(protocol)
+    container = pod["containers"][0]
+    command = list(container["command"])
+    service = f"{MODEL}-predictor.{render.NAMESPACE}.svc.cluster.local"
+    for server in servers:
+        port = podspec.flag(server.args, "grpc_port" if protocol == "grpc" else "http_port")
+        args = [arg.replace(f"{service}:80", f"127.0.0.1:{port}").replace(f"http://{service}/",
+                                                                        f"http://127.0.0.1:{port}/")
+                for arg in command]
+        assert args != command, f"the test pod no longer targets {service}: {command[-2:]}"
+        # REST's testImage (python:3.11-slim) cannot be pulled here; any image with python3 will do,
+        # so the server image stands in. With gRPC the pod runs the server image itself.
+        if protocol == "grpc":
+            assert container["image"] == makefile_image("SERVING_IMAGE"), container["image"]
+        done = docker("run", "--rm", "--network", f"container:{server.name}", *podspec.run_args(pod),
+                      "--entrypoint", args[0], images["server"], *args[1:], timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The gRPC script prints "ready" only for ModelReadyResponse{ready: true}.
+        assert (f"{MODEL} ready" if protocol == "grpc" else " 200") in done.stdout, done.stdout
+
+
 def test_sigterm_exits_cleanly_within_the_grace_period(servers):
     # Last on these containers: it stops them.
     for server in servers:
