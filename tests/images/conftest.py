@@ -7,6 +7,7 @@ removed in teardown, images are kept (the next session's build is then all cache
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,7 +20,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TEST_IMAGES = {"pipeline": "sklearn-kserve-mlops-test/pipeline:tests", "server": "sklearn-kserve-mlops-test/server:tests"}
+# Tagged per checkout: worktrees on one machine share the engine, and a build from another one
+# must not replace the image this session tests (the layers are shared through the cache anyway).
+CHECKOUT_TAG = "tests-" + hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:8]
+TEST_IMAGES = {role: f"sklearn-kserve-mlops-test/{role}:{CHECKOUT_TAG}" for role in ("pipeline", "server")}
 CONTAINER_PREFIX = "sklearn-kserve-mlops-test"
 # Cold: the Debian stand-in (~90 s) and two builds (~130 s); warm: cache hits in seconds.
 BUILD_TIMEOUT_S = 900
