@@ -41,9 +41,9 @@ run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
 	@$(PY) -m serving.local --demo $(SERVE_ARGS)
 
-compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=]
-	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline
-	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.batch_scoring_pipeline
+compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=] [COMPILE_DIR=elsewhere]
+	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/training_pipeline.yaml",)
+	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.batch_scoring_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/batch_scoring_pipeline.yaml",)
 
 upload: $(STAMP) ## Upload a pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [PIPELINE=batch-scoring] [RUN=1] [UPLOAD_ARGS=...]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import shutil
+import textwrap
 
 import pytest
 import yaml
@@ -121,3 +123,16 @@ def test_real_credentials_need_no_allowance(helm, values):
 def test_notes_warn_about_placeholder_credentials(helm, notes_chart):
     assert "placeholder credentials in objectStore.accessKey, objectStore.secretKey" in _render_notes(helm, notes_chart, ())
     assert "CHANGE-ME" not in _render_notes(helm, notes_chart, READER_KEYS, allow_placeholders=False)
+
+
+@pytest.mark.parametrize("mode", ["serverless", "raw"])
+def test_notes_show_grpc_clients_when_grpc_is_routed(helm, notes_chart, mode):
+    notes = _render_notes(helm, notes_chart, (f"mode={mode}", "protocol=grpc"))
+    assert 'grpcurl -plaintext -proto grpc_predict_v2.proto -authority "${SERVICE_HOSTNAME}"' in notes
+    assert "inference.GRPCInferenceService/ModelInfer" in notes and '"model_name": "diabetes-rf"' in notes
+    assert "curl -sS" not in notes and "hey -z" not in notes  # REST is not routed
+    # The tritonclient example is Python that parses, with the model's name and the Host as :authority.
+    snippet = textwrap.dedent(notes.split("python - <<'PY'\n", 1)[1].split("\n   PY", 1)[0])
+    tree = ast.parse(snippet)
+    assert 'client.infer("diabetes-rf"' in snippet and '"grpc.default_authority"' in snippet, snippet
+    assert any(isinstance(node, ast.Import) for node in tree.body)

@@ -20,7 +20,7 @@ from kfp import components, local
 from components.objectstore import ObjectStore, StoreSettings
 from pipelines import params
 
-from .conftest import CONTAINER_PREFIX, compile_for, docker, pipeline_env
+from .conftest import CHECKOUT_TAG, CONTAINER_PREFIX, compile_for, docker, pipeline_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.images]
 
@@ -28,7 +28,8 @@ BUCKET = "image-tests"
 MODEL = "diabetes-rf"
 # The pipeline image's USER, and the runAsUser the cluster runs pipeline pods as.
 NON_ROOT = "1000:1000"
-LABEL = {CONTAINER_PREFIX: "pipeline"}
+# This checkout's step containers only: other worktrees may be running theirs on the same engine.
+LABEL = {CONTAINER_PREFIX: f"pipeline-{CHECKOUT_TAG}"}
 
 
 @dataclass
@@ -43,7 +44,7 @@ def run_in_docker(package, root, s3_server, **overrides) -> DockerRun:
     values.pop("minio_secret")  # a cluster-only parameter: kfp.local reads no Secrets
     local.init(runner=local.DockerRunner(network_mode="host", user=NON_ROOT, cap_drop=["ALL"],
                                          security_opt=["no-new-privileges"], labels=LABEL,
-                                         environment=pipeline_env(s3_server.env())),
+                                         environment=pipeline_env(s3_server.env(), root / "registry.lock")),
                pipeline_root=str(root), raise_on_error=True)
     out = io.StringIO()
     ok = True
@@ -64,7 +65,7 @@ def compiled(images, tmp_path_factory):
 @pytest.fixture(autouse=True, scope="module")
 def _remove_leftover_containers(engine):
     yield
-    leftovers = docker("ps", "-aq", "--filter", f"label={CONTAINER_PREFIX}=pipeline").stdout.split()
+    leftovers = docker("ps", "-aq", "--filter", f"label={CONTAINER_PREFIX}={LABEL[CONTAINER_PREFIX]}").stdout.split()
     if leftovers:
         docker("rm", "-f", *leftovers)
 
