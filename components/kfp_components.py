@@ -46,20 +46,84 @@ def ingest(
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)
+def plan_candidates(schema: Input[Artifact], candidates: str, estimator: str, hyperparameters: str) -> list:
+    """The candidates this run cross-validates, one JSON string each (the ParallelFor's items).
+
+    Args:
+        schema: The ingested schema: its target type says the task, whose defaults apply.
+        candidates: JSON list of {"estimator", "hyperparameters"}; empty: the task's defaults.
+        estimator: One estimator instead of a list (a list of one); empty: use candidates.
+        hyperparameters: That estimator's hyperparameters as a JSON object.
+    """
+    from components import candidates as step
+    from components.artifacts import read_json, schema_task
+
+    return step.plan(schema_task(read_json(schema.path, "schema")), candidates, estimator, hyperparameters)
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def cross_validate(
+    train_data: Input[Dataset],
+    schema: Input[Artifact],
+    candidate: str,
+    seed: int,
+    cv_folds: int,
+    metrics: Output[Metrics],
+) -> str:
+    """Score one candidate by k-fold cross-validation on the training split; a failure is returned, not raised.
+
+    Args:
+        train_data: The training split (the test split never reaches selection).
+        schema: The ingested schema.
+        candidate: One plan item: JSON {"index", "estimator", "hyperparameters"}.
+        seed: Seed of the folds and the estimator.
+        cv_folds: Number of folds (stratified for classification).
+        metrics: The candidate's CV mean and std of the primary metric, fit seconds, predict µs per row.
+
+    Returns:
+        The result as JSON: status "ok" with the scores, or "failed" with the error.
+    """
+    import json
+
+    from components import selection as step
+
+    result = step.run(train_data.path, schema.path, json.loads(candidate), seed, cv_folds)
+    if result["status"] == "ok":
+        metric = result["metric"]
+        metrics.log_metric(f"cv_{metric}_mean", result["mean"])
+        metrics.log_metric(f"cv_{metric}_std", result["std"])
+        metrics.log_metric("fit_seconds", result["fit_seconds"])
+        metrics.log_metric("predict_us_per_row", result["predict_us_per_row"])
+    metrics.metadata.update(candidate=result["label"], status=result["status"], error=result["error"] or "")
+    return json.dumps(result)
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
 def train(
     train_data: Input[Dataset],
     schema: Input[Artifact],
-    estimator: str,
-    hyperparameters: str,
+    cv_results: list,
     seed: int,
     model: Output[Model],
+    selection: Output[Artifact],
 ):
-    """Fit the named estimator; the Model artifact is a folder with model.joblib and training.json."""
-    from components import train as step
+    """Pick the best candidate by CV and refit it on the whole training split.
 
-    info = step.run(train_data.path, schema.path, model.path, estimator, hyperparameters, seed)
+    Args:
+        train_data: The training split.
+        schema: The ingested schema.
+        cv_results: Every candidate's cross_validate result (gathered with dsl.Collected).
+        seed: Seed of the estimator.
+        model: A folder with model.joblib and training.json.
+        selection: JSON: every candidate's CV result, the winner and why (ties go to the cheaper to serve).
+    """
+    from components import selection as step
+
+    result = step.refit(train_data.path, schema.path, model.path, cv_results, seed, selection.path)
+    info = result["training"]
     model.metadata.update({key: info[key] for key in ("framework", "sklearn_version", "estimator", "task",
                                                        "feature_names", "hyperparameters", "training_seconds")})
+    selection.metadata.update(winner=result["winner"]["label"], reason=result["reason"])
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)
