@@ -11,7 +11,7 @@ import os
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 DEFAULT_PIPELINE_IMAGE = "ghcr.io/sklearn-kserve-mlops/pipeline:0.1.0"
 # `make compile PIPELINE_IMAGE=...` (or REGISTRY=/VERSION=): read at import, because
@@ -131,6 +131,7 @@ def evaluate(
     test_data: Input[Dataset],
     schema: Input[Artifact],
     model: Input[Model],
+    selection: Input[Artifact],
     threshold: float,
     model_name: str,
     bucket: str,
@@ -143,11 +144,16 @@ def evaluate(
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
+    html_report: Output[HTML],
+    plots: Output[Artifact],
     evaluation: Output[Artifact],
 ) -> NamedTuple("Gate", [("deploy", bool), ("reason", str)]):
     """Score on the test split, log Metrics (and a confusion matrix for classification), decide.
 
     Args:
+        selection: train's selection JSON: the candidates' CV scores, plotted in the reports.
+        html_report: One self-contained page with every plot (the Kubeflow UI renders it).
+        plots: A folder with the same plots as PNG files.
         allow_schema_change: Let a model whose input schema (feature names, order) differs from
             production's replace it; otherwise the gate refuses it.
     """
@@ -158,7 +164,8 @@ def evaluate(
 
     result = step.run(test_data.path, schema.path, model.path, threshold, model_name, bucket,
                       ObjectStore.from_env(minio_endpoint, minio_secure), source, seed, test_fraction,
-                      evaluation.path, report.path, allow_schema_change)
+                      evaluation.path, report.path, allow_schema_change, selection_path=selection.path,
+                      html_path=html_report.path, plots_dir=plots.path)
     for name, value in result["metrics"].items():
         if value is not None:
             metrics.log_metric(name, value)

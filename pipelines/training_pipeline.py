@@ -132,7 +132,8 @@ def training_pipeline(
                           cv_results=dsl.Collected(scored.outputs["Output"]), seed=seed))
 
     evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
-                         model=trained.outputs["model"], threshold=threshold, model_name=model_name, bucket=bucket,
+                         model=trained.outputs["model"], selection=trained.outputs["selection"], threshold=threshold,
+                         model_name=model_name, bucket=bucket,
                          source=source, seed=seed, test_fraction=test_fraction,
                          allow_schema_change=allow_schema_change, **store)
     with_bucket_access(sized(evaluated), minio_secret).set_caching_options(False)
