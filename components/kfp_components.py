@@ -88,13 +88,15 @@ def cross_validate(
     from components import selection as step
 
     result = step.run(train_data.path, schema.path, json.loads(candidate), seed, cv_folds)
+    # Numbers only: the Kubeflow UI shows a Metrics artifact's values as a table of scalars. The
+    # candidate is this iteration's input; its error is in the returned JSON and the step's log.
+    metrics.log_metric("failed", 0.0 if result["status"] == "ok" else 1.0)
     if result["status"] == "ok":
         metric = result["metric"]
         metrics.log_metric(f"cv_{metric}_mean", result["mean"])
         metrics.log_metric(f"cv_{metric}_std", result["std"])
         metrics.log_metric("fit_seconds", result["fit_seconds"])
         metrics.log_metric("predict_us_per_row", result["predict_us_per_row"])
-    metrics.metadata.update(candidate=result["label"], status=result["status"], error=result["error"] or "")
     return json.dumps(result)
 
 

@@ -168,7 +168,8 @@ def test_kfp_cross_validate_component_logs_metrics_and_returns_failures(diabetes
 
     ok, metrics = call({"index": 0, "estimator": "ridge", "hyperparameters": {"alpha": 1.0}})
     assert ok["status"] == "ok" and metrics.metadata["cv_r2_mean"] == ok["mean"]
-    assert {"cv_r2_std", "fit_seconds", "predict_us_per_row"} <= set(metrics.metadata)
+    assert set(metrics.metadata) == {"failed", "cv_r2_mean", "cv_r2_std", "fit_seconds", "predict_us_per_row"}
+    assert metrics.metadata["failed"] == 0.0
     failed, metrics = call({"index": 1, "estimator": "svm", "hyperparameters": {}})
-    assert failed["status"] == "failed" and metrics.metadata["status"] == "failed"
-    assert "svm" in metrics.metadata["error"] and "cv_r2_mean" not in metrics.metadata
+    assert failed["status"] == "failed" and "estimator 'svm' is not available" in failed["error"]
+    assert metrics.metadata == {"failed": 1.0}
