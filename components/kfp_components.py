@@ -17,6 +17,10 @@ DEFAULT_PIPELINE_IMAGE = "ghcr.io/sklearn-kserve-mlops/pipeline:0.1.0"
 # `make compile PIPELINE_IMAGE=...` (or REGISTRY=/VERSION=): read at import, because
 # @dsl.component fixes base_image when the decorator runs. The committed YAML uses the default.
 PIPELINE_IMAGE = os.environ.get("PIPELINE_IMAGE") or DEFAULT_PIPELINE_IMAGE
+# The image has kfp pinned (extra [pipeline]): KFP's default `pip install kfp==...` before each
+# step changes nothing there and costs about 2 s per step (more on kfp.local, where it runs in
+# this venv). The selection steps, one per candidate, skip it.
+NO_PIP = {"base_image": PIPELINE_IMAGE, "install_kfp_package": False}
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)
@@ -45,7 +49,7 @@ def ingest(
     schema.metadata.update(task=summary["task"], features=summary["features"])
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@dsl.component(**NO_PIP)
 def plan_candidates(schema: Input[Artifact], candidates: str, estimator: str, hyperparameters: str) -> list:
     """The candidates this run cross-validates, one JSON string each (the ParallelFor's items).
 
@@ -61,7 +65,7 @@ def plan_candidates(schema: Input[Artifact], candidates: str, estimator: str, hy
     return step.plan(schema_task(read_json(schema.path, "schema")), candidates, estimator, hyperparameters)
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@dsl.component(**NO_PIP)
 def cross_validate(
     train_data: Input[Dataset],
     schema: Input[Artifact],
@@ -100,7 +104,7 @@ def cross_validate(
     return json.dumps(result)
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@dsl.component(**NO_PIP)
 def train(
     train_data: Input[Dataset],
     schema: Input[Artifact],
@@ -128,7 +132,7 @@ def train(
     selection.metadata.update(winner=result["winner"]["label"], reason=result["reason"])
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@dsl.component(**NO_PIP)
 def evaluate(
     test_data: Input[Dataset],
     schema: Input[Artifact],
