@@ -16,7 +16,7 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
-.PHONY: models promote rollback
+.PHONY: models promote rollback report
 .PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
 
 help: ## List the targets
@@ -51,6 +51,9 @@ upload: $(STAMP) ## Upload a pipeline (or a new version) to Kubeflow: make uploa
 
 models: $(STAMP) ## Every model version, its metrics, data hash and the production marker [MODEL_NAME=...]
 	@$(PY) -m pipelines.models list $(if $(MODEL_NAME),--model-name $(MODEL_NAME),)
+
+report: $(STAMP) ## A static HTML page comparing every version of a model (metrics, data, parameters, production); prints its path [MODEL_NAME=...]
+	@$(PY) -m pipelines.registry_report $(if $(MODEL_NAME),--model-name $(MODEL_NAME),) $(REPORT_ARGS)
 
 promote: $(STAMP) ## Point production at v<N> by compare-and-swap: make promote VERSION=N [MODEL_NAME=...]
 	@test "$(origin VERSION)" = "command line" || { echo "usage: make promote VERSION=N"; exit 2; }

@@ -79,7 +79,36 @@ def _same_split(production: dict, data_source: str, split: dict) -> bool:
     return isinstance(recorded, str) and redact_source(recorded) == data_source and production.get("split") == split
 
 
-def report_markdown(evaluation: dict) -> str:
+# What each metric is measured in: RMSE and MAE are in the target's own units.
+METRIC_UNITS = {"r2": "(1 is perfect)", "rmse": "target units", "mae": "target units", "accuracy": "share of rows",
+                "f1_macro": "(1 is perfect)", "roc_auc": "(1 is perfect, 0.5 is chance)"}
+
+
+def _metric_text(value) -> str:
+    """A recorded primary metric, {"name", "value"} or a number, as 'r2 0.4541' (never a raw dict)."""
+    if isinstance(value, dict):
+        number = value.get("value")
+        shown = "n/a" if not isinstance(number, (int, float)) else f"{number:.4f}"
+        return f"{value.get('name', 'primary metric')} {shown}"
+    return "n/a" if not isinstance(value, (int, float)) else f"{value:.4f}"
+
+
+def _selection_markdown(selection: dict) -> list[str]:
+    lines = ["", f"Candidates, cross-validated on the training split ({selection['winner']['folds']} folds); "
+                 f"selected: **{selection['winner']['label']}** — {selection['reason']}", "",
+             f"| | candidate | CV {selection['metric']} mean ± std | fit (s per fold) | predict (µs per row) |",
+             "|---|---|---|---|---|"]
+    for r in selection["results"]:
+        mark = "★" if r.get("index") == selection["winner"].get("index") else ""
+        if r["status"] == "ok":
+            lines.append(f"| {mark} | {r['label']} | {r['mean']:.4f} ± {r['std']:.4f} | {r['fit_seconds']:.3f} | "
+                         f"{r['predict_us_per_row']:.1f} |")
+        else:
+            lines.append(f"| ✗ | {r['label']} | failed: {r['error']} | | |")
+    return lines
+
+
+def report_markdown(evaluation: dict, selection: dict | None = None) -> str:
     primary = evaluation["primary_metric"]
     lines = [
         f"# Evaluation: {evaluation['model_name']}",
@@ -89,14 +118,14 @@ def report_markdown(evaluation: dict) -> str:
         f"Task: {evaluation['task']}, test rows: {evaluation['test_rows']}, "
         f"primary metric: {primary['name']} (threshold {evaluation['threshold']})",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {name} | {'n/a' if value is None else f'{value:.4f}'} |"
+        "| metric | value | unit |",
+        "|---|---|---|",
+        *(f"| {name} | {'n/a' if value is None else f'{value:.4f}'} | {METRIC_UNITS.get(name, '')} |"
           for name, value in evaluation["metrics"].items()),
     ]
     production = evaluation.get("production")
     if production:
-        lines += ["", f"Production: v{production['version']}, {production['primary_metric']}"]
+        lines += ["", f"Production: v{production['version']}, {_metric_text(production['primary_metric'])}"]
         if production.get("same_split") is False:
             lines.append("(scored on a different data source or split: the comparison is indicative)")
     matrix = evaluation.get("confusion_matrix")
@@ -106,13 +135,34 @@ def report_markdown(evaluation: dict) -> str:
                   "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
         lines += [f"| **{label}** | " + " | ".join(str(n) for n in row) + " |"
                   for label, row in zip(labels, matrix["matrix"], strict=True)]
+    if selection:
+        lines += _selection_markdown(selection)
     return "\n".join(lines) + "\n"
+
+
+def _write_html(evaluation: dict, selection: dict | None, model, x, y, schema: dict, seed: int,
+                html_path: str | Path, plots_dir: str | Path | None) -> None:
+    from components import report  # matplotlib: only when an HTML report is asked for
+
+    primary = evaluation["primary_metric"]
+    summary = report.summary_table([
+        ("decision", f"{'DEPLOY' if evaluation['deploy'] else 'NOT DEPLOYED'}: {evaluation['reason']}"),
+        ("task", evaluation["task"]), ("test rows", str(evaluation["test_rows"])),
+        ("primary metric", f"{primary['name']} {_metric_text(primary['value'])} (threshold {evaluation['threshold']})"),
+        *((name, f"{_metric_text(value)} {METRIC_UNITS.get(name, '')}".strip())
+          for name, value in evaluation["metrics"].items()),
+        *((("selected", f"{selection['winner']['label']}: {selection['reason']}"),) if selection else ()),
+    ])
+    figures = report.plots(evaluation["task"], model, x, y, schema, selection, seed)
+    report.write(figures, plots_dir or Path(html_path).with_suffix(".plots"), html_path,
+                 f"Evaluation: {evaluation['model_name']}", summary)
 
 
 def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float,
         model_name: str, bucket: str, store: ObjectStore | None, data_source: str, seed: int,
         test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
-        allow_schema_change: bool = False) -> dict:
+        allow_schema_change: bool = False, selection_path: str | Path | None = None,
+        html_path: str | Path | None = None, plots_dir: str | Path | None = None) -> dict:
     """The evaluate step. store=None skips the production comparison (no object store configured).
 
     The production model is the version production.json names (components.registry), never the
@@ -176,8 +226,11 @@ def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, t
         **asdict(decision),
     }
     write_json(evaluation_path, evaluation)
+    selection = read_json(selection_path, "selection") if selection_path else None
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report_path).write_text(report_markdown(evaluation))
+    Path(report_path).write_text(report_markdown(evaluation, selection))
+    if html_path is not None:
+        _write_html(evaluation, selection, model, x, y, schema, seed, html_path, plots_dir)
     # The gate's "no" is a WARNING in the not_deployed step; here it is one fact among others.
     log.info("%s: %s", "deploy" if decision.deploy else "do not deploy", decision.reason)
     return evaluation

@@ -11,12 +11,16 @@ import os
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 DEFAULT_PIPELINE_IMAGE = "ghcr.io/sklearn-kserve-mlops/pipeline:0.1.0"
 # `make compile PIPELINE_IMAGE=...` (or REGISTRY=/VERSION=): read at import, because
 # @dsl.component fixes base_image when the decorator runs. The committed YAML uses the default.
 PIPELINE_IMAGE = os.environ.get("PIPELINE_IMAGE") or DEFAULT_PIPELINE_IMAGE
+# The image has kfp pinned (extra [pipeline]): KFP's default `pip install kfp==...` before each
+# step changes nothing there and costs about 2 s per step (more on kfp.local, where it runs in
+# this venv). The selection steps, one per candidate, skip it.
+NO_PIP = {"base_image": PIPELINE_IMAGE, "install_kfp_package": False}
 
 
 @dsl.component(base_image=PIPELINE_IMAGE)
@@ -45,28 +49,95 @@ def ingest(
     schema.metadata.update(task=summary["task"], features=summary["features"])
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@dsl.component(**NO_PIP)
+def plan_candidates(schema: Input[Artifact], candidates: str, estimator: str, hyperparameters: str) -> list:
+    """The candidates this run cross-validates, one JSON string each (the ParallelFor's items).
+
+    Args:
+        schema: The ingested schema: its target type says the task, whose defaults apply.
+        candidates: JSON list of {"estimator", "hyperparameters"}; empty: the task's defaults.
+        estimator: One estimator instead of a list (a list of one); empty: use candidates.
+        hyperparameters: That estimator's hyperparameters as a JSON object.
+    """
+    from components import candidates as step
+    from components.artifacts import read_json, schema_task
+
+    return step.plan(schema_task(read_json(schema.path, "schema")), candidates, estimator, hyperparameters)
+
+
+@dsl.component(**NO_PIP)
+def cross_validate(
+    train_data: Input[Dataset],
+    schema: Input[Artifact],
+    candidate: str,
+    seed: int,
+    cv_folds: int,
+    metrics: Output[Metrics],
+) -> str:
+    """Score one candidate by k-fold cross-validation on the training split; a failure is returned, not raised.
+
+    Args:
+        train_data: The training split (the test split never reaches selection).
+        schema: The ingested schema.
+        candidate: One plan item: JSON {"index", "estimator", "hyperparameters"}.
+        seed: Seed of the folds and the estimator.
+        cv_folds: Number of folds (stratified for classification).
+        metrics: The candidate's CV mean and std of the primary metric, fit seconds, predict µs per row.
+
+    Returns:
+        The result as JSON: status "ok" with the scores, or "failed" with the error.
+    """
+    import json
+
+    from components import selection as step
+
+    result = step.run(train_data.path, schema.path, json.loads(candidate), seed, cv_folds)
+    # Numbers only: the Kubeflow UI shows a Metrics artifact's values as a table of scalars. The
+    # candidate is this iteration's input; its error is in the returned JSON and the step's log.
+    metrics.log_metric("failed", 0.0 if result["status"] == "ok" else 1.0)
+    if result["status"] == "ok":
+        metric = result["metric"]
+        metrics.log_metric(f"cv_{metric}_mean", result["mean"])
+        metrics.log_metric(f"cv_{metric}_std", result["std"])
+        metrics.log_metric("fit_seconds", result["fit_seconds"])
+        metrics.log_metric("predict_us_per_row", result["predict_us_per_row"])
+    return json.dumps(result)
+
+
+@dsl.component(**NO_PIP)
 def train(
     train_data: Input[Dataset],
     schema: Input[Artifact],
-    estimator: str,
-    hyperparameters: str,
+    cv_results: list,
     seed: int,
     model: Output[Model],
+    selection: Output[Artifact],
 ):
-    """Fit the named estimator; the Model artifact is a folder with model.joblib and training.json."""
-    from components import train as step
+    """Pick the best candidate by CV and refit it on the whole training split.
 
-    info = step.run(train_data.path, schema.path, model.path, estimator, hyperparameters, seed)
+    Args:
+        train_data: The training split.
+        schema: The ingested schema.
+        cv_results: Every candidate's cross_validate result (gathered with dsl.Collected).
+        seed: Seed of the estimator.
+        model: A folder with model.joblib and training.json.
+        selection: JSON: every candidate's CV result, the winner and why (ties go to the cheaper to serve).
+    """
+    from components import selection as step
+
+    result = step.refit(train_data.path, schema.path, model.path, cv_results, seed, selection.path)
+    info = result["training"]
     model.metadata.update({key: info[key] for key in ("framework", "sklearn_version", "estimator", "task",
                                                        "feature_names", "hyperparameters", "training_seconds")})
+    selection.metadata.update(winner=result["winner"]["label"], reason=result["reason"])
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@dsl.component(**NO_PIP)
 def evaluate(
     test_data: Input[Dataset],
     schema: Input[Artifact],
     model: Input[Model],
+    selection: Input[Artifact],
     threshold: float,
     model_name: str,
     bucket: str,
@@ -79,11 +150,16 @@ def evaluate(
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
+    html_report: Output[HTML],
+    plots: Output[Artifact],
     evaluation: Output[Artifact],
 ) -> NamedTuple("Gate", [("deploy", bool), ("reason", str)]):
     """Score on the test split, log Metrics (and a confusion matrix for classification), decide.
 
     Args:
+        selection: train's selection JSON: the candidates' CV scores, plotted in the reports.
+        html_report: One self-contained page with every plot (the Kubeflow UI renders it).
+        plots: A folder with the same plots as PNG files.
         allow_schema_change: Let a model whose input schema (feature names, order) differs from
             production's replace it; otherwise the gate refuses it.
     """
@@ -94,7 +170,8 @@ def evaluate(
 
     result = step.run(test_data.path, schema.path, model.path, threshold, model_name, bucket,
                       ObjectStore.from_env(minio_endpoint, minio_secure), source, seed, test_fraction,
-                      evaluation.path, report.path, allow_schema_change)
+                      evaluation.path, report.path, allow_schema_change, selection_path=selection.path,
+                      html_path=html_report.path, plots_dir=plots.path)
     for name, value in result["metrics"].items():
         if value is not None:
             metrics.log_metric(name, value)

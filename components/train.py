@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,12 +32,17 @@ from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.svm import SVC
 
 from components.artifacts import MODEL_FILE, TRAINING_FILE, feature_names, read_json, schema_task, write_json
 from components.datasets import read_dataset
 from components.errors import TrainError
 
 log = logging.getLogger(__name__)
+
+# SVC(probability=True) is deprecated in scikit-learn 1.9 (removed in 1.11, replaced by
+# CalibratedClassifierCV(SVC(), ensemble=False)); with 1.9.1 pinned, the warning is noise in every fit.
+warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
 
 DEFAULT_ESTIMATOR = "random_forest"
 
@@ -58,6 +64,8 @@ ESTIMATORS: dict[str, dict[str, EstimatorSpec]] = {
     },
     "classification": {
         "logistic_regression": EstimatorSpec(LogisticRegression, True, {"max_iter": 1000}),
+        # probability=True: evaluate's ROC/PR curves and the server's probabilities need predict_proba.
+        "svc": EstimatorSpec(SVC, True, {"probability": True}),
         "random_forest": EstimatorSpec(RandomForestClassifier, False, {"n_estimators": 100}),
         "hist_gradient_boosting": EstimatorSpec(HistGradientBoostingClassifier, False, {}),
     },

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from components.candidates import resolve
 from components.deploy import check_target
 from components.errors import PipelineError, TrainError
 from components.ingest import IngestConfig
@@ -110,16 +111,35 @@ def check(values: dict[str, Any]) -> None:
         canary = values["deploy_canary_percent"]
         check_target(values["deploy_isvc"], values["deploy_namespace"], None if canary == -1 else canary,
                      values["deploy_timeout_s"])
-    hyperparameters = parse_hyperparameters(values["hyperparameters"])
-    estimator, task = values["estimator"], values["task"]
-    tasks = [task] if task in ESTIMATORS else [t for t in ESTIMATORS if estimator in ESTIMATORS[t]]
-    if not tasks:
+    _check_candidates(values)
+
+
+def _check_candidates(values: dict[str, Any]) -> None:
+    """Every candidate builds for the task (with task=auto: for at least one task, the same for all).
+
+    On the cluster a bad candidate fails alone and the others still run; here, before any step,
+    a typo is cheaper to report at once.
+    """
+    task, estimator = values["task"], values["estimator"]
+    if estimator and task not in ESTIMATORS and not any(estimator in ESTIMATORS[t] for t in ESTIMATORS):
         names = sorted({name for choices in ESTIMATORS.values() for name in choices})
         raise TrainError(f"estimator {estimator!r} is unknown: expected one of {', '.join(names)}")
+    if estimator:
+        parse_hyperparameters(values["hyperparameters"])
+    folds = values.get("cv_folds", 5)
+    if not isinstance(folds, int) or folds < 2:
+        raise ParamError(f"parameter cv_folds={folds!r} is invalid: expected an integer of at least 2")
+    tasks = [task] if task in ESTIMATORS else list(ESTIMATORS)
     errors: list[TrainError] = []
-    for candidate in tasks:  # with task=auto, the hyperparameters must suit at least one task
+    for candidate_task in tasks:
         try:
-            build_estimator(candidate, estimator, hyperparameters, values["seed"])
+            for i, candidate in enumerate(resolve(candidate_task, values["candidates"], estimator,
+                                                  values["hyperparameters"])):
+                try:
+                    build_estimator(candidate_task, candidate["estimator"], candidate["hyperparameters"],
+                                    values["seed"])
+                except TrainError as exc:
+                    raise TrainError(f"candidates[{i}]: {exc}" if not estimator else str(exc)) from exc
             return
         except TrainError as exc:
             errors.append(exc)

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> train -> evaluate -> (gate) push -> (promoted) deploy, compiled to IR YAML.
+"""The training pipeline: ingest -> cross-validate candidates (in parallel) -> train the best -> evaluate -> (gate) push -> (promoted) deploy, compiled to IR YAML.
 
     python -m pipelines.training_pipeline [--output pipelines/training_pipeline.yaml]
 
@@ -13,7 +13,16 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
-from components.kfp_components import deploy, evaluate, ingest, not_deployed, push, train
+from components.kfp_components import (
+    cross_validate,
+    deploy,
+    evaluate,
+    ingest,
+    not_deployed,
+    plan_candidates,
+    push,
+    train,
+)
 from components.sources import SOURCE_URL_ENV
 
 PIPELINE_NAME = "sklearn-training"
@@ -37,6 +46,8 @@ CPU_REQUEST = "500m"
 MEMORY_REQUEST = "512Mi"
 MEMORY_LIMIT = "2Gi"
 # The deploy step only talks to the Kubernetes API.
+# Candidates cross-validated at once: on kfp.local these are processes on this machine.
+CV_PARALLELISM = 4
 DEPLOY_CPU_REQUEST = "100m"
 DEPLOY_MEMORY_REQUEST = "256Mi"
 DEPLOY_MEMORY_LIMIT = "512Mi"
@@ -65,8 +76,10 @@ def training_pipeline(
     seed: int = 42,
     missing_values: str = "error",
     categorical_features: str = "",
-    estimator: str = "random_forest",
+    candidates: str = "",
+    estimator: str = "",
     hyperparameters: str = "{}",
+    cv_folds: int = 5,
     threshold: float = 0.2,
     model_name: str = "diabetes-rf",
     bucket: str = "models",
@@ -90,9 +103,13 @@ def training_pipeline(
         seed: Random seed of the split and the estimator.
         missing_values: Missing-value policy: error, drop or impute.
         categorical_features: Comma-separated names of non-numeric feature columns.
-        estimator: ridge, kernel_ridge, random_forest, hist_gradient_boosting (regression);
-            logistic_regression, random_forest, hist_gradient_boosting (classification).
-        hyperparameters: Estimator hyperparameters as a JSON object, e.g. {"n_estimators": 200}.
+        candidates: JSON list of {"estimator": name, "hyperparameters": {...}} to cross-validate; the best
+            is refit and evaluated. Empty: the task's defaults (linear, kernel, forest, gradient boosting).
+        estimator: One estimator instead of candidates (a list of one): ridge, kernel_ridge, random_forest,
+            hist_gradient_boosting (regression); logistic_regression, svc, random_forest,
+            hist_gradient_boosting (classification). Empty: use candidates.
+        hyperparameters: That estimator's hyperparameters as a JSON object, e.g. {"n_estimators": 200}.
+        cv_folds: Folds of the cross-validation on the training split (stratified for classification).
         threshold: Minimum primary metric to deploy (R2 for regression, macro F1 for classification).
         model_name: Folder of the model in the bucket.
         bucket: Bucket the model is pushed to (created when missing).
@@ -115,11 +132,18 @@ def training_pipeline(
     kubernetes.use_secret_as_env(ingested, secret_name=source_secret, secret_key_to_env=SOURCE_SECRET_KEYS,
                                  optional=True)
 
+    planned = plan_candidates(schema=ingested.outputs["schema"], candidates=candidates, estimator=estimator,
+                              hyperparameters=hyperparameters)
+    # Each candidate in its own pod, at most CV_PARALLELISM at a time; the test split is not an input.
+    with dsl.ParallelFor(planned.output, parallelism=CV_PARALLELISM, name="candidates") as candidate:
+        scored = sized(cross_validate(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
+                                      candidate=candidate, seed=seed, cv_folds=cv_folds))
     trained = sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
-                           estimator=estimator, hyperparameters=hyperparameters, seed=seed))
+                          cv_results=dsl.Collected(scored.outputs["Output"]), seed=seed))
 
     evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
-                         model=trained.outputs["model"], threshold=threshold, model_name=model_name, bucket=bucket,
+                         model=trained.outputs["model"], selection=trained.outputs["selection"], threshold=threshold,
+                         model_name=model_name, bucket=bucket,
                          source=source, seed=seed, test_fraction=test_fraction,
                          allow_schema_change=allow_schema_change, **store)
     with_bucket_access(sized(evaluated), minio_secret).set_caching_options(False)

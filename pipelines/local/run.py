@@ -26,6 +26,7 @@ from components.artifacts import read_json
 from components.errors import PipelineError
 from components.objectstore import StoreSettings
 from components.sources import SOURCE_URL_ENV, has_secrets, redact_source, secret_parts
+from components.selection import table as selection_table
 from pipelines import params
 from pipelines.local import preflight
 from pipelines.local.runner import DEFAULT_PIPELINE_ROOT, Event, LocalRun, run_compiled
@@ -48,15 +49,23 @@ class Progress:
         # Bound now: while the pipeline runs, sys.stdout is the runner's log tap.
         self._out = out if out is not None else sys.stdout
         self._warnings: list[str] = []
+        self._open: str | None = None
 
     def __call__(self, event: Event) -> None:
+        # Steps of a ParallelFor run side by side: a line left open by one is closed before another's.
         if event.kind == "start":
+            if self._open is not None:
+                self._write("\n")
             self._write(f"  {event.step:<13} ...")
+            self._open = event.step
         elif event.kind == "warning":
             self._warnings.append(event.message)
         elif event.kind == "end":
             status = "ok" if event.status == "SUCCESS" else "FAILED"
+            if self._open != event.step:
+                self._write(f"\n  {event.step:<13} ..." if self._open is not None else f"  {event.step:<13} ...")
             self._write(f" {status} {event.seconds:.1f} s\n")
+            self._open = None
             for message in self._warnings:
                 self._write(f"    ! {message}\n")
             self._warnings.clear()
@@ -128,6 +137,10 @@ def summarize(run: LocalRun, values: dict) -> int:
         return fail("error: the run finished without an evaluation")
     evaluation = read_json(evaluation_path, "evaluation")
     shown = " | ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in evaluation["metrics"].items())
+    selection_path = run.artifact("train", "selection")
+    if selection_path is not None:
+        print("candidates (cross-validated on the training split):")
+        print(selection_table(read_json(selection_path, "selection")), end="")
     print(f"metrics ({evaluation['test_rows']} held-out rows): {shown}")
     production = f"s3://{values['bucket']}/{values['model_name']}/production/"
     pushed = run.parameters("push")

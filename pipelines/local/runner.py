@@ -61,6 +61,8 @@ class LocalRun:
     log_path: Path
     run_dir: Path | None
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds, in order of completion
+    # step -> seconds from its first start to its last end: for a ParallelFor's step, the whole fan-out.
+    phases: dict[str, float] = field(default_factory=dict)
     failed_step: str | None = None
     error: str | None = None  # the failing step's last exception line
 
@@ -87,6 +89,8 @@ class _Tap(io.TextIOBase):
         self._started: dict[str, float] = {}
         self._current: str | None = None
         self.steps: dict[str, float] = {}
+        self._first: dict[str, float] = {}
+        self.phases: dict[str, float] = {}
         self.step_errors: dict[str, str] = {}
         self.failed: str | None = None
         self._in_traceback = False
@@ -129,11 +133,13 @@ class _Tap(io.TextIOBase):
         if match := _START.search(line):
             self._current, self._in_traceback = match.group(1), False
             self._started[self._current] = time.perf_counter()
+            self._first.setdefault(self._current, self._started[self._current])
             self._on_event(Event("start", self._current))
         elif match := _END.search(line):
             step, status = match.groups()
             seconds = time.perf_counter() - self._started.get(step, time.perf_counter())
             self.steps[step] = seconds
+            self.phases[step] = time.perf_counter() - self._first.get(step, time.perf_counter())
             self._current = None
             if status != "SUCCESS":
                 self.failed = step
@@ -216,6 +222,7 @@ def run_compiled(
         log_path=log_path,
         run_dir=new[-1] if new else None,
         steps=dict(tap.steps),
+        phases=dict(tap.phases),
         failed_step=failed,
         error=tap.step_errors.get(failed) if failed else None,
     )

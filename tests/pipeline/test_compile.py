@@ -40,7 +40,7 @@ def test_every_step_runs_in_the_project_image():
     spec, _ = load(PACKAGE_PATH)
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {PIPELINE_IMAGE}
-    assert len(executors) == 6
+    assert len(executors) == 8
 
 
 def test_push_runs_only_when_evaluate_says_deploy():

@@ -25,7 +25,7 @@ def test_value_may_contain_equals_signs():
     "pair, expected",
     [
         ("threshold", "--param 'threshold' is not name=value"),
-        ("trees=5", "unknown parameter 'trees': expected one of allow_schema_change, bucket, categorical_features"),
+        ("trees=5", "unknown parameter 'trees': expected one of allow_schema_change, bucket, candidates, categorical_features, cv_folds"),
         ("seed=1.5", "parameter seed='1.5' is invalid: expected an integer"),
         ("threshold=high", "parameter threshold='high' is invalid: expected a number"),
         ("minio_secure=maybe", "parameter minio_secure='maybe' is invalid: expected 0/1/true/false"),
@@ -40,8 +40,8 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
     values = params.effective({}, PACKAGE_PATH)
     assert values == {
         "source": "sklearn:diabetes", "target": "target", "task": "auto", "test_fraction": 0.2, "seed": 42,
-        "missing_values": "error", "categorical_features": "", "estimator": "random_forest",
-        "hyperparameters": "{}", "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
+        "missing_values": "error", "categorical_features": "", "candidates": "", "estimator": "",
+        "hyperparameters": "{}", "cv_folds": 5, "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
         "minio_secret": "mlpipeline-minio-artifact", "source_secret": "training-source", "allow_schema_change": False,
         "deploy_isvc": "diabetes-rf",
@@ -56,8 +56,22 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
     [
         ({"estimator": "svm"}, TrainError, "estimator 'svm' is unknown: expected one of hist_gradient_boosting"),
         ({"task": "classification", "estimator": "ridge"}, TrainError, "not available for classification"),
-        ({"hyperparameters": '{"trees": 1}'}, TrainError, "hyperparameter 'trees' is not a parameter"),
-        ({"hyperparameters": "{"}, TrainError, "not valid JSON"),
+        ({"estimator": "ridge", "hyperparameters": '{"trees": 1}'}, TrainError,
+         "hyperparameter 'trees' is not a parameter"),
+        ({"estimator": "ridge", "hyperparameters": "{"}, TrainError, "not valid JSON"),
+        ({"hyperparameters": '{"alpha": 2}'}, TrainError, "needs the estimator parameter"),
+        ({"estimator": "ridge", "candidates": '[{"estimator": "ridge"}]'}, TrainError,
+         "estimator and candidates are both set"),
+        ({"candidates": "[]"}, TrainError, "expected a non-empty JSON list"),
+        ({"candidates": '{"estimator": "ridge"}'}, TrainError, "expected a non-empty JSON list"),
+        ({"candidates": '[{"estimator": "ridge", "params": {}}]'}, TrainError,
+         r"candidates\[0\] has unknown field 'params'"),
+        ({"candidates": '[{"estimator": "ridge"}, {"hyperparameters": {}}]'}, TrainError,
+         r"candidates\[1\]=.* is invalid: expected an object with a non-empty string \"estimator\""),
+        ({"task": "regression", "candidates": '[{"estimator": "ridge"}, {"estimator": "ridge", '
+                                              '"hyperparameters": {"alpha": -1}}]'},
+         TrainError, r"candidates\[1\]: bad hyperparameter for ridge"),
+        ({"cv_folds": 1}, params.ParamError, "cv_folds=1 is invalid: expected an integer of at least 2"),
         ({"task": "cluster"}, DataError, "task='cluster' is invalid"),
         ({"test_fraction": 1.5}, DataError, "test_fraction=1.5 is invalid"),
         ({"bucket": "B"}, PushError, "bucket 'B' is not a valid bucket name"),
@@ -84,10 +98,18 @@ def test_an_empty_deploy_isvc_turns_the_deploy_step_and_its_checks_off():
 
 def test_auto_task_accepts_hyperparameters_valid_for_either_task():
     # "gini" is a classifier criterion only; with task=auto the data decides later.
-    params.check(params.effective({"hyperparameters": '{"criterion": "gini"}'}, PACKAGE_PATH))
+    gini = {"estimator": "random_forest", "hyperparameters": '{"criterion": "gini"}'}
+    params.check(params.effective(gini, PACKAGE_PATH))
     with pytest.raises(PipelineError, match="criterion"):
-        params.check(params.effective({"hyperparameters": '{"criterion": "gini"}', "task": "regression"},
-                                      PACKAGE_PATH))
+        params.check(params.effective({**gini, "task": "regression"}, PACKAGE_PATH))
+
+
+def test_candidates_for_classification_pass_with_task_auto_and_fail_for_regression():
+    candidates = '[{"estimator": "logistic_regression", "hyperparameters": {"C": 0.5}}, {"estimator": "svc"}]'
+    params.check(params.effective({"candidates": candidates}, PACKAGE_PATH))
+    with pytest.raises(TrainError, match="candidates\\[0\\]: estimator 'logistic_regression' is not available for "
+                                         "regression"):
+        params.check(params.effective({"candidates": candidates, "task": "regression"}, PACKAGE_PATH))
 
 
 @pytest.mark.parametrize(

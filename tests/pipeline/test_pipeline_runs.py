@@ -15,11 +15,13 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from components.candidates import DEFAULT_CANDIDATES
 from pipelines import params
 from pipelines.local import run
 from pipelines.local.runner import LocalRun, run_compiled
@@ -73,7 +75,8 @@ def story(s3_server, tmp_path_factory):
         results["weak_again"] = compiled_run(s3_server, tmp, bucket=BUCKET, **WEAK)
         results["after_weak_again"] = snapshot(s3_server, BUCKET, MODEL)
         # Another model (a retrain of the same one would be "nothing new to learn" first).
-        results["impossible"] = cli_run(tmp, "threshold=0.99", 'hyperparameters={"n_estimators": 20}')
+        results["impossible"] = cli_run(tmp, "threshold=0.99", "estimator=random_forest",
+                                        'hyperparameters={"n_estimators": 20}')
         results["after_impossible"] = snapshot(s3_server, BUCKET, MODEL)
         # Preflight only checks that the file exists; its columns are ingest's to check.
         (tmp / "no-target.csv").write_text("a,b\n1,2\n3,4\n")
@@ -98,7 +101,8 @@ def metadata(files: dict[str, bytes], folder: str) -> dict:
 
 def test_first_run_creates_the_bucket_and_v1(story):
     weak = story["weak"]
-    assert weak.ok and list(weak.steps) == ["ingest", "train", "evaluate", "push"]
+    # estimator= is a list of one: a single cross-validate step.
+    assert weak.ok and list(weak.steps) == ["ingest", "plan-candidates", "cross-validate", "train", "evaluate", "push"]
     assert weak.parameters("push")["model_uri"] == f"s3://{BUCKET}/{MODEL}/v1/"
     assert weak.parameters("push")["promoted"] is True
     assert sorted(story["after_weak"]) == ["history/00000001.json", "production.json", "production/metadata.json",
@@ -120,8 +124,13 @@ def test_default_run_reports_metrics_decision_and_uri(story):
     assert "decision: DEPLOYED - r2 " in default.out and "not worse than production v1" in default.out
     assert f"production: s3://{BUCKET}/{MODEL}/production/" in default.out
     assert f"model:      s3://{BUCKET}/{MODEL}/v2" in default.out
-    for step in ("ingest", "train", "evaluate", "push"):
+    for step in ("ingest", "cross-validate", "train", "evaluate", "push"):
         assert f"  {step:<13} ... ok " in default.out
+    # One table of the four default candidates, the winner marked.
+    table = default.out.split("candidates (cross-validated on the training split):\n")[1].split("metrics (")[0]
+    for estimator in ("ridge", "kernel_ridge", "random_forest", "hist_gradient_boosting"):
+        assert re.search(rf"^[ *] {estimator} .* 0\.\d{{4}} ± 0\.\d{{4}} +\d+\.\d{{3}} +\d+\.\d$", table, re.M), table
+    assert len(re.findall(r"^\* ", table, re.M)) == 2  # the winner's row and the "* winner:" line
     # Quiet by default: KFP's executor dumps went to the log file, not the terminal.
     assert "executor_input" not in default.out
 
@@ -129,13 +138,15 @@ def test_default_run_reports_metrics_decision_and_uri(story):
 def test_better_run_becomes_v2_and_production_with_matching_sha(story):
     files = story["after_default"]
     production = metadata(files, "production")
-    assert production["version"] == 2 and production["estimator"] == "random_forest"
+    winner = re.search(r"^\* winner: (\S+)", story["default"].out, re.M).group(1)
+    assert production["version"] == 2 and production["estimator"] == winner
     assert production["sha256"] == hashlib.sha256(files["production/model.joblib"]).hexdigest()
     assert files["production/model.joblib"] == files["v2/model.joblib"]
-    assert production["metrics"]["r2"] > 0.2  # held-out R² of the default 100-tree forest
+    assert production["metrics"]["r2"] > 0.2  # held-out R² of the best default candidate
     assert production["primary_metric"] == {"name": "r2", "value": production["metrics"]["r2"],
                                             "higher_is_better": True}
-    assert production["hyperparameters"] == {"n_estimators": 100, "random_state": 42}
+    defaults = {c["estimator"]: c["hyperparameters"] for c in DEFAULT_CANDIDATES["regression"]}
+    assert {k: v for k, v in production["hyperparameters"].items() if k != "random_state"} == defaults[winner]
     assert files["v1/model.joblib"] == story["after_weak"]["v1/model.joblib"]  # v1 never rewritten
 
 
@@ -197,3 +208,25 @@ def test_a_schema_changing_csv_does_not_replace_production(story):
     assert "decision: NOT DEPLOYED - input schema differs from production v2 (3 features instead of 10" in narrow.out
     assert "allow_schema_change=true" in narrow.out
     assert story["after_narrow"] == story["after_default"]
+
+
+def test_a_failing_candidate_does_not_stop_the_run_and_all_failing_fails_it(s3_server, tmp_path, monkeypatch):
+    # compiled_run skips the CLI's early check, as a run started from the Kubeflow UI does.
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    mixed = ('[{"estimator": "ridge", "hyperparameters": {"alpha": -1}}, {"estimator": "ridge"}, '
+             '{"estimator": "svm"}]')
+    result = compiled_run(s3_server, tmp_path, bucket=BUCKET, model_name="mixed", candidates=mixed, threshold=-1.0)
+    assert result.ok, result.error
+    chosen = json.loads(result.artifact("train", "selection").read_text())
+    assert [r["status"] for r in chosen["results"]] == ["failed", "ok", "failed"]
+    assert chosen["winner"]["label"] == "ridge" and "2 of 3 candidates failed" in chosen["reason"]
+    assert "bad hyperparameter for ridge" in chosen["results"][0]["error"]
+    assert result.parameters("push")["promoted"] is True
+
+    broken = compiled_run(s3_server, tmp_path, bucket=BUCKET, model_name="broken",
+                          candidates='[{"estimator": "svm"}, {"estimator": "ridge", "hyperparameters": {"alpha": "x"}}]')
+    assert not broken.ok and broken.failed_step == "train"
+    assert broken.error.startswith("SelectionError: all 2 candidates failed: svm: estimator 'svm' is not available")
+    assert "ridge alpha=x: bad hyperparameter for ridge" in broken.error
+    assert broken.parameters("push") is None

@@ -133,9 +133,16 @@ def test_kfp_model_artifact_carries_feature_names_and_hyperparameters(diabetes, 
     from components import kfp_components
 
     model = Model(uri=str(tmp_path / "model"))
+    selection = Artifact(uri=str(tmp_path / "selection.json"))
+    # What the cross_validate steps hand over (dsl.Collected): one JSON result per candidate.
+    cv_results = [json.dumps({"index": 0, "estimator": "random_forest", "hyperparameters": {"n_estimators": 5},
+                              "label": "random_forest n_estimators=5", "metric": "r2", "folds": 5, "status": "ok",
+                              "error": None, "mean": 0.4, "std": 0.01, "fit_seconds": 0.1,
+                              "predict_us_per_row": 10.0})]
     kfp_components.train.python_func(train_data=Dataset(uri=str(diabetes.train)),
-                                     schema=Artifact(uri=str(diabetes.schema)), estimator="random_forest",
-                                     hyperparameters='{"n_estimators": 5}', seed=42, model=model)
+                                     schema=Artifact(uri=str(diabetes.schema)), cv_results=cv_results, seed=42,
+                                     model=model, selection=selection)
+    assert selection.metadata["winner"] == "random_forest n_estimators=5"
     training = json.loads((tmp_path / "model" / "training.json").read_text())
     assert model.metadata["feature_names"] == training["feature_names"] == [
         "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
