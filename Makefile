@@ -114,10 +114,10 @@ validate: $(STAMP) $(HELM) $(ACTIONLINT) ## Render and validate manifests, chart
 	@$(PY) -m pytest -q tests/deploy
 
 apt-tools: ## Install hey and ab (Debian packages) when missing
-	@command -v hey >/dev/null && command -v ab >/dev/null || { \
+	@command -v hey >/dev/null && command -v ab >/dev/null && command -v h2load >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "==> apt-get install hey apache2-utils"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey apache2-utils) >/dev/null; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey apache2-utils nghttp2-client) >/dev/null; \
 	  else echo "warning: hey/ab missing and not root: run 'sudo apt-get install -y hey apache2-utils'" \
 	            "(load tests skip, saying why)"; fi; }
 

@@ -58,6 +58,7 @@ READY_TIMEOUT_S = 90.0
 REQUEST_TIMEOUT_S = 10  # hey -t / ab -s: one request
 TOOL_GRACE_S = 60  # a load run may take this much longer than asked before it is killed
 START_REPEATS = 3
+GRPC_INFER_PATH = "inference.GRPCInferenceService/ModelInfer"
 LOAD_DEFAULTS = {"url": "http://127.0.0.1:8080", "requests": 2000, "concurrency": 16}
 
 MLSERVER_VENV = WORK / "mlserver-venv"
@@ -78,7 +79,7 @@ def say(message: str) -> None:
 class Load:
     tool: str
     rows: int
-    concurrency: int
+    concurrency: int  # connections for hey/ab; concurrent streams on one connection for h2load
     rps: float = float("nan")
     p50: float = float("nan")  # milliseconds
     p90: float = float("nan")
@@ -86,6 +87,7 @@ class Load:
     requests: int = 0
     errors: int = 0
     note: str = ""
+    protocol: str = "REST"
 
 
 class ToolMissing(RuntimeError):
@@ -165,6 +167,59 @@ def parse_ab(text: str, rows: int, concurrency: int) -> Load:
     return load
 
 
+def run_h2load(port: int, frame: Path, rows: int, streams: int, seconds: float, log_path: Path,
+               core: str | None = LOAD_CORE) -> Load:
+    """h2load posting one serialized gRPC ModelInfer frame over ``streams`` concurrent streams of one
+    HTTP/2 connection (how a gRPC channel carries concurrent calls), for a fixed time.
+
+    h2load sees HTTP statuses only; a gRPC error travels in the trailers with HTTP 200, so the
+    caller counts gRPC errors from the server's Prometheus series (``grpc_status_counts``).
+    """
+    log_path.unlink(missing_ok=True)
+    argv = _pinned(core, [_tool("h2load"), "-c", "1", "-m", str(streams), "-D", f"{seconds:g}", "--warm-up-time", "1",
+                          "-d", str(frame), "-H", "content-type: application/grpc", "-H", "te: trailers",
+                          f"--log-file={log_path}", f"http://127.0.0.1:{port}/{GRPC_INFER_PATH}"])
+    load = parse_h2load(_run_tool(argv, seconds + 1), rows, streams)
+    if log_path.exists():
+        _percentiles(load, [int(line.split("\t")[2]) / 1000 for line in log_path.read_text().splitlines()
+                            if line.count("\t") >= 2])
+    return load
+
+
+def parse_h2load(text: str, rows: int, streams: int) -> Load:
+    load = Load("h2load", rows, streams, protocol="gRPC")
+    found = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", text)
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                     r"(\d+) errored, (\d+) timeout", text)
+    if not (found and done):
+        load.note = "h2load did not finish: " + (text.strip().splitlines() or ["no output"])[-1][:200]
+        return load
+    load.rps = float(found.group(1))
+    load.requests = int(done.group(2))
+    load.errors = int(done.group(4)) + int(done.group(5)) + int(done.group(6))
+    return load
+
+
+def _percentiles(load: Load, latencies_ms: list[float]) -> None:
+    if not latencies_ms:
+        return
+    ordered = sorted(latencies_ms)
+    for fraction, attr in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
+        setattr(load, attr, ordered[min(len(ordered) - 1, int(len(ordered) * fraction))])
+
+
+def grpc_status_counts(http_port: int) -> dict[str, float]:
+    """The server's gRPC ModelInfer calls so far, by status name (its Prometheus series)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts: dict[str, float] = {}
+    for labels, value in re.findall(r'^serving_infer_requests_total\{([^}]*)\} ([\d.e+]+)$', text, re.M):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("protocol") == "grpc":
+            counts[fields["status"]] = counts.get(fields["status"], 0) + float(value)
+    return counts
+
+
 def v2_body(name: str, rows: list[list[float]]) -> str:
     flat = [value for row in rows for value in row]
     return json.dumps({"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])],
@@ -189,6 +244,8 @@ class Server:
     command: Callable[[Ports, Path], list[str]]
     env: dict[str, str] = field(default_factory=dict)
     missing: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
+    grpc: bool = False  # also measured over gRPC ModelInfer (h2load), beside its REST rows
+    cwd: Path = REPO  # where it starts: a REST baseline runs another commit's serving/ from its folder
 
 
 def free_ports() -> Ports:
@@ -247,8 +304,12 @@ def _mlserver(parallel_workers: int | None, batch: bool) -> Callable[[Ports, Pat
 
 BASELINE = "kserve-predict"
 OURS = "ours"
+KSERVE_ROUTE = "ours-kserve-route"  # same engine and batcher behind kserve's own REST handler
+REST_BASELINE = "ours-at-"  # + a git ref (--rest-baseline): this server's REST as that commit had it
 # Issue 5's targets for OURS, checked in every report.
 TARGET_RATIO, TARGET_P99_MS, TARGET_C1_P50_MS, TARGET_READY_S = 10.0, 25.0, 2.0, 3.0
+# Issue 9's: gRPC against REST on the same server and core, 1 row, 16 streams / connections.
+TARGET_GRPC_RATIO, TARGET_GRPC_P99_MS = 0.8, 5.0
 SERVERS = [
     Server(BASELINE, "1. kserve.Model + predict (KServe sklearn runtime)", _kserve),
     Server("mlserver-default", "2a. MLServer 1.7.1, default settings", _mlserver(None, False),
@@ -264,7 +325,9 @@ SERVERS = [
            env={"SERVING_FAST_PATH": "0", "SERVING_FAST_ROUTE": "0", "SERVING_BATCHING": "0"}, missing=_ours_missing),
     Server("ours-no-batching", "5b. this server, batching off", _ours, env={"SERVING_BATCHING": "0"},
            missing=_ours_missing),
-    Server(OURS, "5. this server, default configuration", _ours, missing=_ours_missing),
+    Server(KSERVE_ROUTE, "5c. this server, fast route off (kserve's V2 REST handler)", _ours,
+           env={"SERVING_FAST_ROUTE": "0"}, missing=_ours_missing),
+    Server(OURS, "5. this server, default configuration", _ours, missing=_ours_missing, grpc=True),
 ]
 
 
@@ -284,13 +347,13 @@ def _get(url: str, timeout: float = 2.0) -> int:
 
 @contextlib.contextmanager
 def running(argv: list[str], ports: Ports, env: dict[str, str], log_path: Path,
-            core: str | None = SERVER_CORE) -> Iterator[tuple[subprocess.Popen, float]]:
+            core: str | None = SERVER_CORE, cwd: Path = REPO) -> Iterator[tuple[subprocess.Popen, float]]:
     """Start a server in its own process group; yield it with its start-to-ready seconds; stop it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ready_url = f"http://127.0.0.1:{ports.http}/v2/health/ready"
     with log_path.open("w") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(_pinned(core, argv), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        process = subprocess.Popen(_pinned(core, argv), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                                    env={**os.environ, **env}, start_new_session=True)
         try:
             while _get(ready_url, timeout=1.0) != 200:
@@ -382,6 +445,63 @@ def write_bodies(folder: Path) -> dict[int, Path]:
     return bodies
 
 
+def grpc_request(rows: int):
+    """A ModelInferRequest of the first ``rows`` diabetes rows as raw contents (tritonclient's default)."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from sklearn.datasets import load_diabetes
+
+    x = load_diabetes().data[:rows]
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=list(x.shape))
+    return pb.ModelInferRequest(model_name=MODEL_NAME, inputs=[tensor], raw_input_contents=[x.astype("<f8").tobytes()])
+
+
+def write_grpc_frames(folder: Path) -> dict[int, Path]:
+    """Each request as one gRPC length-prefixed message (flag 0 = uncompressed, 4-byte big-endian size)."""
+    frames = {}
+    for rows in ROWS:
+        message = grpc_request(rows).SerializeToString()
+        path = folder / f"frame-{rows}-rows.grpc"
+        path.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+        frames[rows] = path
+    return frames
+
+
+def grpc_answer_problem(port: int, expected: dict[int, list[float]]) -> str | None:
+    """None when gRPC ModelInfer answers raw contents equal to scikit-learn's (1e-9 relative), else what differs."""
+    import grpc
+    import numpy as np
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for rows, want in expected.items():
+            try:
+                response = stub.ModelInfer(grpc_request(rows), timeout=REQUEST_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                return f"{rows}-row gRPC request failed: {exc.code().name} {exc.details()}"
+            if not response.raw_output_contents:
+                return f"{rows}-row gRPC answer has no raw_output_contents (the request was raw)"
+            got = np.frombuffer(response.raw_output_contents[0], "<f8").tolist()
+            if len(got) != len(want) or any(abs(g - w) > 1e-9 * abs(w) for g, w in zip(got, want)):
+                return f"{rows}-row gRPC answer {got[:3]}… differs from scikit-learn's {want[:3]}…"
+    return None
+
+
+def export_baseline(ref: str) -> Path:
+    """The serving code at git ``ref`` (and the packages it imports), in a folder to start it from."""
+    sha = subprocess.run(["git", "rev-parse", "--short", f"{ref}^{{commit}}"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    folder = WORK / f"baseline-{sha}"
+    if not (folder / "serving" / "__main__.py").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tree = subprocess.run(["git", "ls-tree", "--name-only", sha], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.split()
+        packages = [name for name in ("serving", "components", "pipelines", "scoring") if name in tree]
+        archive = subprocess.run(["git", "archive", sha, *packages], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 def expected_answers(model_dir: Path) -> dict[int, list[float]]:
     """scikit-learn's own predictions for the rows in each body."""
     import joblib
@@ -443,31 +563,51 @@ class Report:
 
 
 def measure_server(server: Server, model_dir: Path, bodies: dict[int, Path], seconds: float,
-                   report: Report, cross_check: bool, expected: dict[int, list[float]] | None) -> float:
+                   report: Report, cross_check: bool, expected: dict[int, list[float]] | None,
+                   frames: dict[int, Path] | None = None) -> float:
+    """REST loads (hey); with ``server.grpc``, each followed by the same load over gRPC (h2load)."""
     ports = free_ports()
     url = f"http://127.0.0.1:{ports.http}/v2/models/{MODEL_NAME}/infer"
     log = WORK / "logs" / f"{server.key}.log"
-    with running(server.command(ports, model_dir), ports, server.env, log) as (_, ready_s):
+    grpc = server.grpc and frames is not None
+    with running(server.command(ports, model_dir), ports, server.env, log, cwd=server.cwd) as (_, ready_s):
         say(f"    ready in {ready_s:.2f} s")
         if expected is not None:  # the no-op floor answers zeros by design
             problem = answer_problem(url, bodies, expected)
+            if problem is None and grpc:
+                problem = grpc_answer_problem(ports.grpc, expected)
             report.answers.append((server.label, problem))
             say(f"    answers {'match scikit-learn' if problem is None else 'WRONG: ' + problem}; warm-up")
         run_hey(url, bodies[1], 1, 4, requests=WARMUP_REQUESTS)
         for rows in ROWS:
             for concurrency in CONCURRENCY:
-                load = run_hey(url, bodies[rows], rows, concurrency, seconds=seconds)
-                report.rows.append(Row(server, load))
-                say(f"    {rows:>2} row(s), c={concurrency:<2}: {load.rps:8.0f} req/s  p50 {load.p50:6.2f} ms  "
-                    f"p99 {load.p99:6.2f} ms  errors {load.errors}")
+                loads = [run_hey(url, bodies[rows], rows, concurrency, seconds=seconds)]
+                if grpc:
+                    loads.append(_grpc_load(ports, frames[rows], rows, concurrency, seconds, log.with_suffix(".h2")))
+                for load in loads:
+                    report.rows.append(Row(server, load))
+                    say(f"    {load.protocol:<4} {rows:>2} row(s), c={concurrency:<2}: {load.rps:8.0f} req/s  "
+                        f"p50 {load.p50:6.2f} ms  p99 {load.p99:6.2f} ms  errors {load.errors}")
         if cross_check:
             hey = next(r.load for r in report.rows if r.server is server and r.load.rows == 1
-                       and r.load.concurrency == 16)
+                       and r.load.concurrency == 16 and r.load.protocol == "REST")
             count = max(500, min(20000, int(hey.rps * seconds))) if hey.rps == hey.rps else 2000
             ab = run_ab(url, bodies[1], 1, 16, count)
             report.cross_checks.append((server.label, hey, ab))
             say(f"    ab cross-check 1 row c=16: {ab.rps:.0f} req/s (hey {hey.rps:.0f})")
     return ready_s
+
+
+def _grpc_load(ports: Ports, frame: Path, rows: int, streams: int, seconds: float, log_path: Path) -> Load:
+    """One h2load run; gRPC errors (HTTP 200 with a non-OK grpc-status) counted from the server's metrics."""
+    before = grpc_status_counts(ports.http)
+    load = run_h2load(ports.grpc, frame, rows, streams, seconds, log_path)
+    after = grpc_status_counts(ports.http)
+    failed = sum(after.get(status, 0) - before.get(status, 0) for status in after if status != "OK")
+    load.errors += int(failed)
+    if load.requests and after.get("OK", 0) - before.get("OK", 0) + failed < load.requests:
+        load.note = "server counted fewer calls than h2load finished"
+    return load
 
 
 def measure_start(model_dir: Path, repeats: int) -> list[float]:
@@ -556,20 +696,24 @@ def render(report: Report, seconds: float, started: dt.datetime, load_avg: tuple
         "every server loads the same model.joblib",
         f"- method: server pinned to core {SERVER_CORE} (`taskset`), hey pinned to core {LOAD_CORE}, loopback, "
         f"keep-alive, {seconds:g} s per load after {WARMUP_REQUESTS} warm-up requests; V2 REST bodies of 1 and 32 "
-        "rows; `vs 1` = req/s over server 1's for the same load",
+        "rows; `vs 1` = req/s over server 1's for the same load (REST)",
+        f"- gRPC rows: h2load pinned to core {LOAD_CORE}, posting a serialized ModelInfer frame (the same rows as "
+        "raw_input_contents, tritonclient's default) on c concurrent streams of one HTTP/2 connection, right after "
+        "the REST load of the same size on the same server process; gRPC errors counted from the server's "
+        "Prometheus series (h2load sees HTTP statuses only)",
         "",
-        "| server | rows | c | req/s | p50 ms | p90 ms | p99 ms | errors | vs 1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | protocol | rows | c | req/s | p50 ms | p90 ms | p99 ms | errors | vs 1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report.rows:
         load = row.load
-        base = baseline.get((load.rows, load.concurrency))
+        base = baseline.get((load.rows, load.concurrency)) if load.protocol == "REST" else None
         ratio = f"{load.rps / base:.1f}×" if base and load.rps == load.rps else "–"
         note = f" ({load.note})" if load.note else ""
-        lines.append(f"| {row.server.label}{note} | {load.rows} | {load.concurrency} | {load.rps:,.0f} | "
+        lines.append(f"| {row.server.label}{note} | {load.protocol} | {load.rows} | {load.concurrency} | {load.rps:,.0f} | "
                      f"{_ms(load.p50)} | {_ms(load.p90)} | {_ms(load.p99)} | {load.errors} | {ratio} |")
     for server, reason in report.skipped:
-        lines.append(f"| {server.label}: skipped, {reason} | | | | | | | | |")
+        lines.append(f"| {server.label}: skipped, {reason} | | | | | | | | | |")
     lines += targets(report)
     if report.answers:
         wrong = [f"{label}: {problem}" for label, problem in report.answers if problem]
@@ -606,9 +750,9 @@ def render(report: Report, seconds: float, started: dt.datetime, load_avg: tuple
 
 def targets(report: Report) -> list[str]:
     """Issue 5's targets against this run's figures, one line each (none if OURS was not measured)."""
-    def load(key: str, rows: int, concurrency: int) -> Load | None:
+    def load(key: str, rows: int, concurrency: int, protocol: str = "REST") -> Load | None:
         return next((r.load for r in report.rows if r.server.key == key and (r.load.rows, r.load.concurrency)
-                     == (rows, concurrency)), None)
+                     == (rows, concurrency) and r.load.protocol == protocol), None)
 
     ours, base = load(OURS, 1, 16), load(BASELINE, 1, 16)
     if ours is None:
@@ -635,6 +779,21 @@ def targets(report: Report) -> list[str]:
         slowest = max(report.start_seconds)
         lines.append(f"- start to ready: {slowest:.2f} s at the slowest of {len(report.start_seconds)} starts "
                      f"(target ≤ {TARGET_READY_S:g} s): {mark[slowest <= TARGET_READY_S]}")
+    grpc = load(OURS, 1, 16, "gRPC")
+    if grpc is not None:
+        ratio = grpc.rps / ours.rps
+        ok = ratio >= TARGET_GRPC_RATIO and grpc.p99 <= TARGET_GRPC_P99_MS and grpc.errors == 0
+        lines += ["", "Issue 9's targets, from the figures above:", "",
+                  f"- gRPC, 1 row, 16 streams: {grpc.rps:,.0f} req/s = {ratio:.2f}× REST's {ours.rps:,.0f} on the same "
+                  f"server (target ≥ {TARGET_GRPC_RATIO:g}×), p99 {_ms(grpc.p99)} ms (target ≤ {TARGET_GRPC_P99_MS:g} "
+                  f"ms), {grpc.errors} errors: {mark[ok]}"]
+    for key in dict.fromkeys(r.server.key for r in report.rows if r.server.key == KSERVE_ROUTE
+                             or r.server.key.startswith(REST_BASELINE)):
+        other = load(key, 1, 16)
+        if other is not None:
+            ratio = ours.rps / other.rps
+            lines.append(f"- REST, 1 row, c=16, against `{key}` in the same run: {ratio:.2f}× its "
+                         f"{other.rps:,.0f} req/s (not slower: ≥ 0.95×, the run-to-run noise): {mark[ratio >= 0.95]}")
     return lines
 
 
@@ -662,11 +821,21 @@ def bench(args: argparse.Namespace) -> int:
     model_dir = build_model_folder(WORK / "model")
     bodies = write_bodies(WORK)
     expected = expected_answers(model_dir)
+    frames: dict[int, Path] | None = write_grpc_frames(WORK)
+    if shutil.which("h2load") is None:
+        say("h2load is not installed (`make apt-tools`: Debian's nghttp2-client): the gRPC rows are left out")
+        frames = None
     if any(key.startswith("mlserver") for key in wanted):
         ensure_mlserver_venv()
 
     report = Report()
     chosen = [s for s in SERVERS if s.key in wanted]
+    if args.rest_baseline:
+        folder = export_baseline(args.rest_baseline)
+        key = REST_BASELINE + folder.name.removeprefix("baseline-")
+        chosen.insert(next((i for i, s in enumerate(chosen) if s.key == OURS), len(chosen)), Server(
+            key, f"5r. this server at {args.rest_baseline} ({folder.name.removeprefix('baseline-')}), REST baseline",
+            _ours, cwd=folder))
     for i, server in enumerate(chosen, 1):
         say(f"[{i}/{len(chosen)}] {server.label}")
         reason = server.missing()
@@ -674,7 +843,7 @@ def bench(args: argparse.Namespace) -> int:
             try:
                 ready_s = measure_server(server, model_dir, bodies, seconds, report,
                                          cross_check=server.key in (OURS, BASELINE),
-                                         expected=None if server.key == "kserve-noop" else expected)
+                                         expected=None if server.key == "kserve-noop" else expected, frames=frames)
                 if server.key == OURS:
                     report.start_seconds.append(ready_s)
             except ServerFailed as exc:
@@ -742,6 +911,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="seconds per load (default %(default)s)")
     parser.add_argument("--only", help="comma-separated server keys and/or start, workers, engine")
     parser.add_argument("--out", default=str(RESULTS), help="markdown table file (default %(default)s)")
+    parser.add_argument("--rest-baseline", metavar="REF",
+                        help="also measure this server's REST as git REF has it (e.g. main), to show no regression")
     sub = parser.add_subparsers(dest="command")
     load_parser = sub.add_parser("load", help="bounded hey and ab against a running server")
     load_parser.add_argument("--url", default=os.environ.get("URL", LOAD_DEFAULTS["url"]))

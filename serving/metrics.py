@@ -1,4 +1,4 @@
-"""Prometheus series for inference, shared by the REST route and the gRPC interceptor.
+"""Prometheus series for inference, shared by the REST route and the gRPC servicer.
 
 One series per (model, protocol, status): ``status`` is the HTTP code for REST and the gRPC
 status name (OK, INVALID_ARGUMENT, ...) for gRPC, so one dashboard covers both protocols.
@@ -6,16 +6,10 @@ status name (OK, INVALID_ARGUMENT, ...) for gRPC, so one dashboard covers both p
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
-
-from grpc import StatusCode
-from grpc_interceptor import AsyncServerInterceptor
 from prometheus_client import Counter, Histogram
 
 UNKNOWN_MODEL = "_unknown"  # label for unknown models: client-chosen names would explode cardinality
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-GRPC_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 REQUESTS = Counter("serving_infer_requests", "V2 inference requests", ["model", "protocol", "status"])
 LATENCY = Histogram(
@@ -39,26 +33,3 @@ class InferMetrics:
             children = self._children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
         children[0].inc()
         children[1].observe(seconds)
-
-
-class GrpcInferMetrics(AsyncServerInterceptor):
-    """Counts and times gRPC ModelInfer calls; the outermost interceptor, so it sees the final status."""
-
-    def __init__(self) -> None:
-        self.metrics = InferMetrics("grpc")
-
-    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any, method_name: str) -> Any:
-        if method_name != GRPC_INFER_METHOD:
-            return await method(request_or_iterator, context)
-        started = time.perf_counter()
-        status = StatusCode.OK
-        try:
-            return await method(request_or_iterator, context)
-        except BaseException:
-            status = context.code() or StatusCode.UNKNOWN
-            raise
-        finally:
-            model = getattr(request_or_iterator, "model_name", "") or UNKNOWN_MODEL
-            if status == StatusCode.NOT_FOUND:
-                model = UNKNOWN_MODEL
-            self.metrics.observe(model, status.name, time.perf_counter() - started)

@@ -26,8 +26,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 
 import orjson
-from kserve.errors import ModelNotFound, ModelNotReady
+from fastapi.exceptions import RequestValidationError
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -168,7 +170,18 @@ class V2Routes:
                    for m in self.registry.get_models().values() if not m.ready]
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, " ".join(["Server is not ready.", *reasons]))
 
-    # Out of the OpenAPI document: kserve's same-path routes (shadowed) describe them.
+    async def repository_load(self, request: Request) -> Response:
+        """kserve's repository load, except that a name this server does not serve is a 404 (kserve: 503)."""
+        name = request.path_params["model_name"]
+        if self.registry.get_model(name) is None:
+            return _error(HTTPStatus.NOT_FOUND, str(ModelNotFound(name)))
+        try:
+            await ModelRepositoryExtension(model_registry=self.registry).load(name)
+        except ModelNotReady as exc:
+            return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+        return _json(HTTPStatus.OK, orjson.dumps({"name": name, "load": True}))
+
+    # Out of the OpenAPI document: serving.openapi describes them.
     def infer_routes(self) -> list[Route]:
         return [
             Route(_MODEL + "/infer", self.infer, methods=["POST"], include_in_schema=False),
@@ -185,6 +198,8 @@ class V2Routes:
             Route(_MODEL + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
             Route(_VERSIONED + "/ready", self.model_ready, methods=["GET"], include_in_schema=False),
             Route("/v2/health/ready", self.server_ready, methods=["GET"], include_in_schema=False),
+            Route("/v2/repository/models/{model_name}/load", self.repository_load, methods=["POST"],
+                  include_in_schema=False),
         ]
 
 
@@ -213,6 +228,29 @@ class InferFirst:
         await self.app(scope, receive, send)
 
 
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for a body kserve's handlers cannot parse (fast route off) -> 400, as on our routes."""
+    problems = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')} (got {v2._show(e.get('input'))})"
+                for e in getattr(exc, "errors", lambda: [])()]
+    return _error(HTTPStatus.BAD_REQUEST, "invalid request: " + ("; ".join(problems) or str(exc)))
+
+
+async def _client_error(request: Request, exc: Exception) -> Response:
+    status = HTTPStatus.NOT_FOUND if isinstance(exc, ModelNotFound) else \
+        HTTPStatus.SERVICE_UNAVAILABLE if isinstance(exc, ModelNotReady) else \
+        HTTPStatus.NOT_IMPLEMENTED if isinstance(exc, NotImplementedError) else HTTPStatus.BAD_REQUEST
+    return _error(status, getattr(exc, "reason", None) or str(exc))
+
+
+def quiet_client_errors(app: Starlette) -> None:
+    """kserve's own handlers answer a client mistake in the same ``{"error": ...}`` form, but log an
+    ERROR with a traceback for each (an unknown model on V1 ready, repository unload, explain ...).
+    Installed after kserve's, these answer it without a log line; server bugs keep kserve's handler."""
+    for error in (InvalidInput, UnsupportedProtocol, ModelNotFound, ModelNotReady, NotImplementedError):
+        app.add_exception_handler(error, _client_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
 def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
              fast_route: bool = True) -> ASGIApp:
     """Put our routes first on ``app``; return the ASGI app to serve (``app``, or InferFirst over it).
@@ -221,4 +259,7 @@ def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT
     """
     v2_routes = V2Routes(dataplane, max_body_bytes)
     app.router.routes[0:0] = v2_routes.other_routes()
+    if not fast_route:  # kserve's V2 handler answers 501 to any model version: ours checks it
+        app.router.routes[0:0] = [r for r in v2_routes.infer_routes() if "{model_version}" in r.path]
+
     return InferFirst(app, v2_routes.infer_routes()) if fast_route else app

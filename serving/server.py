@@ -26,26 +26,18 @@ import kserve
 from kserve import model_server
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-import grpc
-from google.protobuf import json_format
-from grpc import ServicerContext, StatusCode, aio
+from grpc import aio
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.model import BaseKServeModel
 from kserve.protocol import dataplane
-from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc import server as grpc_server
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
-from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest import server as rest_server
 from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
-from serving import routes
-from serving import triton_config_pb2 as triton
-from serving.model import SklearnModel
-from serving.metrics import GrpcInferMetrics
+from serving import openapi, routes
+from serving.grpc_service import Servicer
 from serving.workers import WorkerProcesses
 
 log = logging.getLogger(__name__)
@@ -57,7 +49,6 @@ TRACE_LOGGER = "kserve.trace"  # kserve's per-request latency lines (SERVING_ACC
 
 
 EXTENSIONS = ("binary_tensor_data", "model_configuration")  # beyond kserve's model_repository
-GRPC_SERVICE = "inference.GRPCInferenceService"
 
 
 class DataPlane(dataplane.DataPlane):
@@ -99,61 +90,9 @@ class RESTServer(rest_server.RESTServer):
             self._add_middlewares(app)
         self._register_endpoints(app)
         self._add_exception_handlers(app)
+        routes.quiet_client_errors(app)
+        openapi.install(app, self.fast_route)
         return served
-
-
-class QuietClientErrors(ExceptionToStatusInterceptor):
-    """A client mistake answers INVALID_ARGUMENT; kserve also logs an error with a traceback for each."""
-
-    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: ServicerContext,
-                               method_name: str) -> None:
-        if isinstance(ex, InvalidInput):
-            await context.abort(StatusCode.INVALID_ARGUMENT, ex.reason)
-        if isinstance(ex, ModelNotFound):
-            await context.abort(StatusCode.NOT_FOUND, ex.reason)
-        if isinstance(ex, ModelNotReady):
-            await context.abort(StatusCode.UNAVAILABLE, str(ex))
-        await super().handle_exception(ex, request_or_iterator, context, method_name)
-
-
-class Servicer(InferenceServicer):
-    """kserve's servicer with inference on our lean path, and Triton's ModelConfig.
-
-    ModelInfer skips kserve's InferRequest/InferResponse round trip: the protobuf goes straight
-    to ``SklearnModel.infer_grpc`` (raw contents read in place by numpy, the same batcher as REST),
-    which answers raw when asked raw.
-    """
-
-    def _model(self, name: str) -> SklearnModel:
-        model = self._data_plane.model_registry.get_model(name)
-        if not isinstance(model, SklearnModel):
-            raise ModelNotFound(name)
-        return model
-
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: ServicerContext) -> pb.ModelInferResponse:
-        return await self._model(request.model_name).infer_grpc(request)
-
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest,
-                            context: ServicerContext) -> pb.ModelMetadataResponse:
-        """kserve's answer leaves out ``versions``; the REST metadata has them."""
-        meta = self._model(request.name).metadata()
-        tensors = [{key: t[key] for key in ("name", "datatype", "shape")} for t in meta["inputs"]]
-        outputs = [{key: t[key] for key in ("name", "datatype", "shape")} for t in meta["outputs"]]
-        return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"],
-                                        inputs=tensors, outputs=outputs)
-
-    async def ModelConfig(self, request: triton.ModelConfigRequest,
-                          context: ServicerContext) -> triton.ModelConfigResponse:
-        model = self._model(request.name)
-        if request.version and request.version != model.version:
-            raise ModelNotFound(f"{model.name} version {request.version} (serving version {model.version})")
-        return triton.ModelConfigResponse(config=json_format.ParseDict(model.config(), triton.ModelConfig()))
-
-    def config_handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(GRPC_SERVICE, {"ModelConfig": grpc.unary_unary_rpc_method_handler(
-            self.ModelConfig, request_deserializer=triton.ModelConfigRequest.FromString,
-            response_serializer=triton.ModelConfigResponse.SerializeToString,
-        )})
 
 
 class GRPCServer(grpc_server.GRPCServer):
@@ -175,8 +114,7 @@ class GRPCServer(grpc_server.GRPCServer):
                 return
             self._server = aio.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers),
-                # kserve adds LoggingInterceptor too: one INFO line per call.
-                interceptors=(GrpcInferMetrics(), QuietClientErrors()),
+                # No interceptors (kserve adds two): see serving.grpc_service.
                 options=[
                     ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
