@@ -1,0 +1,118 @@
+"""Large inference requests are decoded and predicted in a helper process, off the event loop.
+
+A maximum-size body (8 MiB of tiny rows, ~380k rows) costs seconds of pure-Python JSON parsing
+and prediction, all holding the GIL, so a thread would not help: on the event loop it stalled
+every probe and every other request for that long (issue 10: /v2/health/live took 3.5 s). Bodies
+of at least SERVING_OFFLOAD_BYTES go to a small process pool that holds its own copy of the
+model and answers with the finished response body; everything smaller stays on the loop, where
+a hand-off would cost more than the work.
+
+The pool starts on the first large request (a server that never sees one never pays for it), its
+processes ignore Ctrl-C (the server stops them) and it is shut down when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from kserve.errors import ModelNotReady
+
+from serving.model import SklearnModel
+
+log = logging.getLogger(__name__)
+
+OFFLOAD_BYTES_ENV = "SERVING_OFFLOAD_BYTES"
+OFFLOAD_PROCESSES_ENV = "SERVING_OFFLOAD_PROCESSES"
+DEFAULT_OFFLOAD_BYTES = 64 * 1024  # ~3k rows: a few ms on the loop; larger bodies block it for longer
+DEFAULT_OFFLOAD_PROCESSES = 1
+
+_model: SklearnModel | None = None  # in a pool process: its copy of the model
+
+
+class OffloadConfigError(ValueError):
+    """An offload setting has a value outside what it accepts."""
+
+
+def settings(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """(bytes from which a body is offloaded, pool processes); SERVING_OFFLOAD_BYTES=0 turns offloading off."""
+    values = []
+    for name, default, low in ((OFFLOAD_BYTES_ENV, DEFAULT_OFFLOAD_BYTES, 0),
+                               (OFFLOAD_PROCESSES_ENV, DEFAULT_OFFLOAD_PROCESSES, 1)):
+        raw = environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise OffloadConfigError(f"{name}={raw!r} is invalid: expected an integer >= {low}")
+        values.append(value)
+    return values[0], values[1]
+
+
+def _start(model_state: bytes) -> None:
+    global _model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
+    _model = pickle.loads(model_state)
+
+
+def _infer_json(body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
+    return asyncio.run(_model.infer_json(body, header_length))
+
+
+def _infer_v1(body: bytes) -> bytes:
+    return asyncio.run(_model.infer_v1(body))
+
+
+def _require_ready(model: SklearnModel) -> None:
+    """Not ready: the same 503 as on the loop, without starting a pool."""
+    if not model.ready:
+        raise ModelNotReady(model.name, model.load_error)
+
+
+class Offloader:
+    """Sends ``SklearnModel.infer_json``/``infer_v1`` of large bodies to a process pool (one per serving process)."""
+
+    def __init__(self, min_bytes: int = DEFAULT_OFFLOAD_BYTES, processes: int = DEFAULT_OFFLOAD_PROCESSES) -> None:
+        self.min_bytes = min_bytes
+        self.processes = processes
+        self._pools: dict[int, ProcessPoolExecutor] = {}  # id(model) -> its pool
+
+    def wants(self, body: bytes) -> bool:
+        return 0 < self.min_bytes <= len(body)
+
+    async def infer_json(self, model: SklearnModel, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
+        _require_ready(model)
+        return await self._run(model, _infer_json, body, header_length)
+
+    async def infer_v1(self, model: SklearnModel, body: bytes) -> bytes:
+        _require_ready(model)
+        return await self._run(model, _infer_v1, body)
+
+    async def _run(self, model: SklearnModel, function, *args):
+        pool = self._pools.get(id(model))
+        if pool is None:
+            pool = self._pools[id(model)] = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start, initargs=(pickle.dumps(model),),
+            )
+            log.info("offload pool started", extra={"model": model.name, "processes": self.processes,
+                                                    "min_bytes": self.min_bytes})
+        try:
+            return await asyncio.wrap_future(pool.submit(function, *args))
+        except BrokenProcessPool:
+            # A pool process died (OOM kill, say): the next large request gets a fresh pool.
+            self._pools.pop(id(model), None)
+            raise
+
+    def shutdown(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools.clear()
