@@ -7,8 +7,9 @@ of at least SERVING_OFFLOAD_BYTES go to a small process pool that holds its own 
 model and answers with the finished response body; everything smaller stays on the loop, where
 a hand-off would cost more than the work.
 
-The pool starts on the first large request (a server that never sees one never pays for it), its
-processes ignore Ctrl-C (the server stops them) and it is shut down when the server stops.
+Each serving process starts its pool in the background as it starts serving (a thread spawns it;
+the event loop never waits), the pool's processes ignore Ctrl-C (the server stops them), and the
+pool is shut down once the server has answered its last request.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import pickle
 import signal
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from kserve.errors import ModelNotReady
@@ -63,6 +64,10 @@ def _start(model_state: bytes) -> None:
     _model = pickle.loads(model_state)
 
 
+def _started() -> bool:
+    return _model is not None
+
+
 def _infer_json(body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
     return asyncio.run(_model.infer_json(body, header_length))
 
@@ -83,10 +88,18 @@ class Offloader:
     def __init__(self, min_bytes: int = DEFAULT_OFFLOAD_BYTES, processes: int = DEFAULT_OFFLOAD_PROCESSES) -> None:
         self.min_bytes = min_bytes
         self.processes = processes
-        self._pools: dict[int, ProcessPoolExecutor] = {}  # id(model) -> its pool
+        # Pools start in this thread, never on the event loop: spawning writes the pickled model into
+        # a pipe that the new process reads only after its imports, seconds on a busy machine.
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="offload-start")
+        self._pools: dict[int, Future[ProcessPoolExecutor]] = {}  # id(model) -> its pool, once started
 
     def wants(self, body: bytes) -> bool:
         return 0 < self.min_bytes <= len(body)
+
+    def warm(self, model: SklearnModel) -> None:
+        """Start ``model``'s pool in the background, so the first large request does not wait for it."""
+        if model.ready:
+            self._pool(model)
 
     async def infer_json(self, model: SklearnModel, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
         _require_ready(model)
@@ -96,23 +109,35 @@ class Offloader:
         _require_ready(model)
         return await self._run(model, _infer_v1, body)
 
+    def _pool(self, model: SklearnModel) -> Future[ProcessPoolExecutor]:
+        starting = self._pools.get(id(model))
+        if starting is None:
+            starting = self._pools[id(model)] = self._starter.submit(self._start_pool, model)
+        return starting
+
     async def _run(self, model: SklearnModel, function, *args):
-        pool = self._pools.get(id(model))
-        if pool is None:
-            pool = self._pools[id(model)] = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start, initargs=(pickle.dumps(model),),
-            )
-            log.info("offload pool started", extra={"model": model.name, "processes": self.processes,
-                                                    "min_bytes": self.min_bytes})
+        starting = self._pool(model)
         try:
+            pool = await asyncio.wrap_future(starting)
             return await asyncio.wrap_future(pool.submit(function, *args))
         except BrokenProcessPool:
             # A pool process died (OOM kill, say): the next large request gets a fresh pool.
-            self._pools.pop(id(model), None)
+            if self._pools.get(id(model)) is starting:
+                del self._pools[id(model)]
             raise
 
+    def _start_pool(self, model: SklearnModel) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start, initargs=(pickle.dumps(model),))
+        pool.submit(_started).result()
+        log.info("offload pool started", extra={"model": model.name, "processes": self.processes,
+                                                "min_bytes": self.min_bytes})
+        return pool
+
     def shutdown(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the pools; called once the server has answered its last request."""
+        self._starter.shutdown(wait=True, cancel_futures=True)
+        for starting in self._pools.values():
+            if starting.done() and not starting.cancelled() and starting.exception() is None:
+                starting.result().shutdown(wait=True, cancel_futures=True)
         self._pools.clear()

@@ -136,6 +136,9 @@ class RESTServer(rest_server.RESTServer):
         app.router.default_response_class = JSONResponse
         min_bytes, processes = self.offload_settings
         self.offload = Offloader(min_bytes, processes) if min_bytes else None
+        for model in self.dataplane.model_registry.get_models().values():
+            if self.offload is not None and isinstance(model, SklearnModel):
+                self.offload.warm(model)
         served = routes.register(app, self.dataplane, self.max_body_bytes, self.fast_route, self.offload)
         # kserve's middleware times every request for its latency trace (kserve.trace) and adds
         # the --access_log_format log; when neither is on, it only costs time.
