@@ -20,6 +20,8 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +36,7 @@ OFFLOAD_BYTES_ENV = "SERVING_OFFLOAD_BYTES"
 OFFLOAD_PROCESSES_ENV = "SERVING_OFFLOAD_PROCESSES"
 DEFAULT_OFFLOAD_BYTES = 64 * 1024  # ~3k rows: a few ms on the loop; larger bodies block it for longer
 DEFAULT_OFFLOAD_PROCESSES = 1
+PARENT_CHECK_S = 0.5
 
 _model: SklearnModel | None = None  # in a pool process: its copy of the model
 
@@ -61,7 +64,16 @@ def settings(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
 def _start(model_state: bytes) -> None:
     global _model
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _model = pickle.loads(model_state)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A serving process killed with -9 cannot stop its pool, and the pool's queue never closes
+    (each process holds both of its ends): without this, the pool process would live on, orphaned."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _started() -> bool:
@@ -92,6 +104,7 @@ class Offloader:
         # a pipe that the new process reads only after its imports, seconds on a busy machine.
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="offload-start")
         self._pools: dict[int, Future[ProcessPoolExecutor]] = {}  # id(model) -> its pool, once started
+        self._executors: list[ProcessPoolExecutor] = []  # started or starting, for shutdown
 
     def wants(self, body: bytes) -> bool:
         return 0 < self.min_bytes <= len(body)
@@ -129,15 +142,22 @@ class Offloader:
     def _start_pool(self, model: SklearnModel) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start, initargs=(pickle.dumps(model),))
+        self._executors.append(pool)
         pool.submit(_started).result()
         log.info("offload pool started", extra={"model": model.name, "processes": self.processes,
                                                 "min_bytes": self.min_bytes})
         return pool
 
     def shutdown(self) -> None:
-        """Stop the pools; called once the server has answered its last request."""
-        self._starter.shutdown(wait=True, cancel_futures=True)
-        for starting in self._pools.values():
-            if starting.done() and not starting.cancelled() and starting.exception() is None:
-                starting.result().shutdown(wait=True, cancel_futures=True)
+        """Stop the pools at once; called when the server has answered its last request (or given up on it).
+
+        The pool processes hold no state, and waiting for one still importing (seconds) or still
+        computing an abandoned request would outlast the grace period: they are terminated.
+        """
+        self._starter.shutdown(wait=False, cancel_futures=True)
+        for pool in self._executors:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._executors.clear()
         self._pools.clear()
