@@ -404,12 +404,15 @@ def test_restarted_workers_log_count_and_limit_like_the_first(small_forest_dir, 
         metrics = get(server.port, "/metrics")[1].decode()
         assert 'serving_infer_requests_total{model="diabetes-rf",protocol="rest",status="200"}' in metrics
         time.sleep(0.5)
-        lines = server.lines[restarted_from:]
-        assert lines, "nothing logged"
-        for line in server.lines[restarted_from - 10:]:
-            entry = json.loads(line)  # every line is JSON: the restarted workers set up logging too
+        # Quiet: kserve's own set-up in a restarted worker logged a plain-text access line and a
+        # kserve.trace line per request. Every line since the restart is JSON, and none is per request.
+        restart = next(i for i, line in enumerate(server.lines) if "Started new child process" in line)
+        since = server.lines[restart:]
+        assert sum("Application startup complete" in line for line in since) == 2
+        for line in since:
+            entry = json.loads(line)
             assert entry["logger"] not in ("uvicorn.access", "kserve.trace"), line
-        assert not any("HTTP/1.1\" 200" in line for line in server.lines), "a plain access line"
+        assert server.lines[restarted_from:] == [], "a line per request"
     finally:
         server.kill()
 
