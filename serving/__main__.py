@@ -11,30 +11,28 @@ command line when it is imported, which is why this module takes no other argv.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import socket
 import sys
 import tempfile
 
 from kserve import model_server  # parses sys.argv for kserve's flags on import
 
-from serving import logs
+from serving import limits, logs, offload
 from serving.artifact import ArtifactError, download
 from serving.batching import BatchingConfig, BatchingConfigError
 from serving.engine import EngineConfigError, fast_path_enabled
+from serving.limits import Limits, LimitsConfigError
 from serving.model import DEFAULT_MODEL_NAME, SklearnModel
-from serving.routes import DEFAULT_MAX_BODY_BYTES, RouteConfigError, fast_route_enabled
+from serving.offload import OffloadConfigError
+from serving.routes import RouteConfigError, fast_route_enabled
 from serving.server import CLUSTER_HOST, ModelServer
 
 log = logging.getLogger("serving")
 
 DEFAULT_MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts storageUri
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,39 +46,79 @@ def build_parser() -> argparse.ArgumentParser:
                         help="download this storage URI (s3://bucket/prefix) instead of reading --model_dir")
     parser.add_argument("--host", default=CLUSTER_HOST,
                         help="address for HTTP and gRPC (default: %(default)s; 127.0.0.1 for loopback only)")
-    parser.add_argument("--max_body_bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
-                        help="larger inference bodies get HTTP 413 (default: %(default)s)")
+    limits.add_arguments(parser)
     # One line per request would cost more than the request; SERVING_ACCESS_LOG=1 turns it on.
     parser.set_defaults(model_name=DEFAULT_MODEL_NAME, enable_latency_logging=False)
     return parser
 
 
-def serve(args: argparse.Namespace, model_dir: str, log_config: dict, batching: BatchingConfig,
-          fast_path: bool, fast_route: bool) -> None:
-    model = SklearnModel(args.model_name, model_dir, batching, fast_path)
+class Settings(argparse.Namespace):
+    """Everything read from the environment, checked before anything starts."""
+
+
+def read_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command line's on top; a ValueError subclass names the bad one."""
+    settings = Settings()
+    settings.fast_path = fast_path_enabled()
+    settings.batching = BatchingConfig.from_env()
+    settings.fast_route = fast_route_enabled()
+    settings.limits = Limits.from_env(os.environ).with_args(args)
+    settings.offload = offload.settings()
+    return settings
+
+
+SETTING_ERRORS = (EngineConfigError, BatchingConfigError, RouteConfigError, LimitsConfigError, OffloadConfigError)
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """OSError with advice when ``port`` is taken: grpcio would only print a C++ error and a traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like the servers: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(exc.errno, f"{what} port {port} on {host} is already in use: stop what holds it "
+                                     f"or pick another with --{what.lower()}_port") from None
+
+
+def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: Settings) -> None:
+    model = SklearnModel(args.model_name, model_dir, settings.batching, settings.fast_path)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
-        host=args.host, max_body_bytes=args.max_body_bytes, fast_route=fast_route, log_config=log_config,
-        http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+        host=args.host, limits=settings.limits, fast_route=settings.fast_route, offload=settings.offload,
+        log_config=log_config, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
         max_threads=args.max_threads, max_asyncio_workers=args.max_asyncio_workers,
         enable_grpc=args.enable_grpc, enable_docs_url=args.enable_docs_url,
         enable_latency_logging=args.enable_latency_logging, event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive,
     ).start([model])
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    log_config = logs.configure()
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers} is invalid: expected at least 1 process")
     try:
-        fast_path = fast_path_enabled()
-        batching = BatchingConfig.from_env()
-        fast_route = fast_route_enabled()
-    except (EngineConfigError, BatchingConfigError, RouteConfigError) as exc:
+        log_config = logs.configure()
+    except logs.LogConfigError as exc:  # logging is not set up yet: one plain line
+        print(f"bad setting: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = read_settings(args)
+    except SETTING_ERRORS as exc:
         log.error("bad setting: %s", exc)
         return 2
+    try:
+        check_port_free(args.host, args.http_port, "HTTP")
+        if args.enable_grpc:
+            check_port_free(args.host, args.grpc_port, "gRPC")
+    except OSError as exc:
+        log.error("cannot listen: %s", exc.strerror or exc)
+        return 2
     if not args.model_uri:
-        serve(args, args.model_dir, log_config, batching, fast_path, fast_route)
+        serve(args, args.model_dir, log_config, settings)
         return 0
     with tempfile.TemporaryDirectory(prefix="serving-model-") as folder:
         try:
@@ -88,7 +126,7 @@ def main() -> int:
         except ArtifactError as exc:
             log.error("no model to serve: %s", exc, extra={"model_uri": args.model_uri})
             return 1
-        serve(args, model_dir, log_config, batching, fast_path, fast_route)
+        serve(args, model_dir, log_config, settings)
     return 0
 
 

@@ -15,8 +15,11 @@ from typing import Any
 
 import orjson
 
+from serving.switches import switch
+
 LEVEL_ENV = "SERVING_LOG_LEVEL"  # DEBUG, INFO (default), WARNING, ERROR
-ACCESS_LOG_ENV = "SERVING_ACCESS_LOG"  # "1": one line per request (uvicorn.access, kserve.trace)
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ACCESS_LOG_ENV = "SERVING_ACCESS_LOG"  # on (1/true/yes/on): one line per request (uvicorn.access, kserve.trace)
 # LogRecord attributes that are not user extras (color_message: uvicorn's ANSI copy of msg).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName", "color_message",
@@ -39,11 +42,18 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class LogConfigError(ValueError):
+    """SERVING_LOG_LEVEL or SERVING_ACCESS_LOG has a value this server does not know."""
+
+
 def log_config(level: str | None = None, access_log: bool | None = None) -> dict[str, Any]:
-    """A logging.config dict for this process and kserve's worker processes."""
-    level = (level or os.environ.get(LEVEL_ENV, "INFO")).upper()
+    """A logging.config dict for this process and kserve's worker processes; LogConfigError for a bad setting."""
+    raw = level or os.environ.get(LEVEL_ENV, "").strip() or "INFO"
+    level = raw.upper()
+    if level not in LEVELS:
+        raise LogConfigError(f"{LEVEL_ENV}={raw!r} is invalid: expected one of {', '.join(LEVELS)}")
     if access_log is None:
-        access_log = os.environ.get(ACCESS_LOG_ENV, "0").lower() in ("1", "true")
+        access_log = switch(os.environ, ACCESS_LOG_ENV, LogConfigError, default=False)
     per_request = "INFO" if access_log else "WARNING"
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {

@@ -16,6 +16,8 @@ LATENCY = Histogram(
     "serving_infer_request_duration_seconds", "V2 inference latency, request read to response built",
     ["model", "protocol", "status"], buckets=LATENCY_BUCKETS,
 )
+# Requests turned away before the app saw them: too many at once, or a client too slow (serving.limits).
+REFUSED = Counter("serving_refused_requests", "HTTP requests refused or dropped by a limit", ["reason"])
 
 
 class InferMetrics:

@@ -38,12 +38,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import v2
 from serving.metrics import UNKNOWN_MODEL, InferMetrics
+from serving.limits import DEFAULT_MAX_BODY_BYTES
 from serving.model import SklearnModel
+from serving.offload import Offloader
 from serving.switches import switch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # about 100k rows of 10 features as JSON
 JSON = "application/json"
 BINARY = "application/octet-stream"
 BINARY_HEADER_OUT = "Inference-Header-Content-Length"
@@ -72,8 +73,10 @@ _VERSIONED = _MODEL + "/versions/{model_version}"
 
 
 class V2Routes:
-    def __init__(self, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 offload: Offloader | None = None) -> None:
         self.dataplane = dataplane
+        self.offload = offload  # large bodies are decoded and predicted off the event loop
         self.registry = dataplane.model_registry
         self.max_body_bytes = max_body_bytes
         self.metrics = InferMetrics("rest")
@@ -110,13 +113,20 @@ class V2Routes:
         return await self._answer(request, self._infer_v1)
 
     async def _infer_v2(self, model: SklearnModel, request: Request) -> Response:
-        body, header_length = await model.infer_json(await self._body(request), request.headers.get(v2.BINARY_HEADER))
+        body, header = await self._body(request), request.headers.get(v2.BINARY_HEADER)
+        if self.offload is not None and self.offload.wants(body):
+            body, header_length = await self.offload.infer_json(model, body, header)
+        else:
+            body, header_length = await model.infer_json(body, header)
         if header_length is None:
             return _json(HTTPStatus.OK, body)
         return Response(body, media_type=BINARY, headers={BINARY_HEADER_OUT: str(header_length)})
 
     async def _infer_v1(self, model: SklearnModel, request: Request) -> Response:
-        return _json(HTTPStatus.OK, await model.infer_v1(await self._body(request)))
+        body = await self._body(request)
+        if self.offload is not None and self.offload.wants(body):
+            return _json(HTTPStatus.OK, await self.offload.infer_v1(model, body))
+        return _json(HTTPStatus.OK, await model.infer_v1(body))
 
     async def _answer(self, request: Request, handle: Callable[[SklearnModel, Request], Awaitable[Response]]) -> Response:
         """Run one inference; every client mistake is a JSON error, never a traceback in the log."""
@@ -252,12 +262,12 @@ def quiet_client_errors(app: Starlette) -> None:
 
 
 def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-             fast_route: bool = True) -> ASGIApp:
+             fast_route: bool = True, offload: Offloader | None = None) -> ASGIApp:
     """Put our routes first on ``app``; return the ASGI app to serve (``app``, or InferFirst over it).
 
     With ``fast_route`` off, inference is left to kserve's own V2 handler.
     """
-    v2_routes = V2Routes(dataplane, max_body_bytes)
+    v2_routes = V2Routes(dataplane, max_body_bytes, offload)
     app.router.routes[0:0] = v2_routes.other_routes()
     if not fast_route:  # kserve's V2 handler answers 501 to any model version: ours checks it
         app.router.routes[0:0] = [r for r in v2_routes.infer_routes() if "{model_version}" in r.path]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from concurrent import futures
 from typing import Any
@@ -38,6 +39,9 @@ from uvicorn.importer import import_from_string
 
 from serving import openapi, routes
 from serving.grpc_service import Servicer
+from serving.limits import Admission, DrainState, DrainingServer, Limits, protocol_for
+from serving.model import SklearnModel
+from serving.offload import Offloader
 from serving.workers import WorkerProcesses
 
 log = logging.getLogger(__name__)
@@ -64,16 +68,55 @@ class DataPlane(dataplane.DataPlane):
         return await super().ready() and all([await self.model_registry.is_model_ready(n) for n in names])
 
 
+class UvicornServer(DrainingServer, rest_server._RefreshingServer):
+    """Drains on the first stop signal (serving.limits); kserve's refreshes its TLS certificates."""
+
+
 class RESTServer(rest_server.RESTServer):
-    def __init__(self, *args: Any, host: str, max_body_bytes: int, fast_route: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, host: str, limits: Limits, fast_route: bool = True,
+                 offload: tuple[int, int] = (0, 1), **kwargs: Any) -> None:
         super().__init__(FASTAPI_APP_IMPORT_STRING, *args, **kwargs)
         self.config.host = host
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_body_bytes
         self.fast_route = fast_route
+        self.offload_settings = offload
+        self.offload: Offloader | None = None
+        # The header and body deadlines, the idle timeout and the drain: uvicorn's own settings
+        # time idle connections only (kserve passes --timeout_keep_alive, an int, to the same place).
+        self.drain = DrainState()
+        self._finished = False
+        self.config.http = protocol_for(limits, self.drain)
+        self.config.timeout_keep_alive = limits.idle_timeout_s
+        self.config.timeout_graceful_shutdown = limits.grace_s
+        self._server = UvicornServer(self.config, limits, self.drain)
 
     def create_application(self) -> None:
         # Runs in each process that serves (workers included), just before uvicorn loads the app.
         self.config.app = self.configure(import_from_string(FASTAPI_APP_IMPORT_STRING))
+
+    @property
+    def serving(self) -> bool:
+        """Uvicorn is up in this process and has not finished its shutdown."""
+        return self._server.started and not self._finished
+
+    async def start(self) -> None:
+        self._finished = False
+        try:
+            await super().start()
+        finally:
+            self._finished = True
+            self.stop_offload()
+
+    def run(self, sockets: list | None = None) -> None:
+        try:
+            super().run(sockets)
+        finally:
+            self.stop_offload()
+
+    def stop_offload(self) -> None:
+        if self.offload is not None:
+            self.offload.shutdown()
 
     def configure(self, app: FastAPI) -> ASGIApp:
         """Our routes first, then kserve's middleware, routes and error handlers, as kserve does.
@@ -83,7 +126,12 @@ class RESTServer(rest_server.RESTServer):
         # kserve makes the deprecated ORJSONResponse the app default, and FastAPI then warns on
         # every response; routes registered after this line use the plain JSONResponse.
         app.router.default_response_class = JSONResponse
-        served = routes.register(app, self.dataplane, self.max_body_bytes, self.fast_route)
+        min_bytes, processes = self.offload_settings
+        self.offload = Offloader(min_bytes, processes) if min_bytes else None
+        for model in self.dataplane.model_registry.get_models().values():
+            if self.offload is not None and isinstance(model, SklearnModel):
+                self.offload.warm(model)
+        served = routes.register(app, self.dataplane, self.max_body_bytes, self.fast_route, self.offload)
         # kserve's middleware times every request for its latency trace (kserve.trace) and adds
         # the --access_log_format log; when neither is on, it only costs time.
         if self.access_log_format or logging.getLogger(TRACE_LOGGER).isEnabledFor(logging.INFO):
@@ -92,7 +140,7 @@ class RESTServer(rest_server.RESTServer):
         self._add_exception_handlers(app)
         routes.quiet_client_errors(app)
         openapi.install(app, self.fast_route)
-        return served
+        return Admission(served, self.limits.max_concurrency, self.drain)
 
 
 class GRPCServer(grpc_server.GRPCServer):
@@ -139,15 +187,18 @@ class ModelServer(kserve.ModelServer):
     def __init__(
         self,
         host: str = CLUSTER_HOST,
-        max_body_bytes: int = routes.DEFAULT_MAX_BODY_BYTES,
+        limits: Limits | None = None,
         fast_route: bool = True,
+        offload: tuple[int, int] = (0, 1),
         log_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        self.limits = limits or Limits()
+        # kserve's grace period bounds gRPC's stop and the --workers parent's wait for its workers.
+        super().__init__(grace_period=math.ceil(self.limits.grace_s), **kwargs)
         self.host = host
-        self.max_body_bytes = max_body_bytes
         self.fast_route = fast_route
+        self.offload = offload
         self.log_config = log_config
         self.dataplane = DataPlane(model_registry=self.registered_models)
         self._stopping = False
@@ -160,7 +211,7 @@ class ModelServer(kserve.ModelServer):
             model.start()
         rest = RESTServer(
             self.dataplane, self.model_repository_extension, self.http_port,
-            host=self.host, max_body_bytes=self.max_body_bytes, fast_route=self.fast_route,
+            host=self.host, limits=self.limits, fast_route=self.fast_route, offload=self.offload,
             access_log_format=self.access_log_format, workers=self.workers, grace_period=self.grace_period,
             event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
             ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile,
@@ -201,3 +252,31 @@ class ModelServer(kserve.ModelServer):
         self._stopping = True
         log.info("stopping", extra={"signal": signal.Signals(sig).name, "workers": self.workers})
         self.stop(sig)
+
+    def stop(self, sig: int) -> None:
+        """Drain, then stop: kserve's stop unloads the models at once, so requests still in flight failed.
+
+        HTTP drains by itself (``serving.limits.DrainingServer``: in this process with one worker,
+        where uvicorn sees the signal too, else in each worker the parent signals). gRPC keeps
+        serving for the drain delay, then refuses new calls and finishes those in flight. The
+        models are unloaded only when both are done.
+        """
+        asyncio.create_task(self._drain_and_stop(sig))
+
+    async def _drain_and_stop(self, sig: int) -> None:
+        if self._rest_multiprocess_server:
+            await self._rest_multiprocess_server.stop(sig)  # the parent signals its workers, which drain
+        grpc_stopped = asyncio.ensure_future(self._stop_grpc_after_delay(sig))
+        rest = self._rest_server
+        if isinstance(rest, RESTServer) and rest.serving:
+            rest.drain.begin(self.limits.drain_delay_for(sig))  # uvicorn's own handler has usually begun it
+            while rest.serving:
+                await asyncio.sleep(0.05)
+        await grpc_stopped
+        for model_name in list(self.registered_models.get_models()):
+            self.registered_models.unload(model_name)
+
+    async def _stop_grpc_after_delay(self, sig: int) -> None:
+        if self._grpc_server:
+            await asyncio.sleep(self.limits.drain_delay_for(sig))
+            await self._grpc_server.stop(sig)

@@ -1,4 +1,4 @@
-"""On/off settings read from the environment: SERVING_FAST_PATH, SERVING_FAST_ROUTE, SERVING_BATCHING."""
+"""On/off settings read from the environment: SERVING_FAST_PATH, SERVING_FAST_ROUTE, SERVING_BATCHING, SERVING_ACCESS_LOG."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from components.errors import ObjectStoreConfigError
 from components.objectstore import parse_bool
 
 
-def switch(environ: Mapping[str, str], name: str, error: type[ValueError]) -> bool:
-    """``name`` in ``environ``: on unless 0/false/no/off; any other value raises ``error``."""
+def switch(environ: Mapping[str, str], name: str, error: type[ValueError], default: bool = True) -> bool:
+    """``name`` in ``environ``: 1/true/yes/on or 0/false/no/off; unset or empty is ``default``; else ``error``."""
+    raw = environ.get(name, "").strip()
+    if not raw:  # NAME= in a manifest or shell means "not set", as the docs say, not "off"
+        return default
     try:
-        return parse_bool(environ.get(name, "1"), name)
+        return parse_bool(raw, name)
     except ObjectStoreConfigError as exc:  # the project's one boolean parser; its error, our domain
         raise error(str(exc)) from None

@@ -328,6 +328,8 @@ def _json_values(data: Any, body: bytes, where: str, datatype: str, count: int) 
         array = np.array(data)
     except (ValueError, TypeError):
         raise InvalidRequest(f"{where}.data is ragged: nested lists of unequal length") from None
+    if datatype == "UINT64" and array.dtype.kind == "f":
+        array = _uint64_values(data, array)
     # numpy turns JSON true/false into 1/0 when mixed with numbers; scanning every value is
     # only needed when the body holds such a literal at all, which a plain request never does.
     if array.dtype.kind not in "iuf" or ((b"true" in body or b"false" in body) and _has_bool(data)):
@@ -336,6 +338,16 @@ def _json_values(data: Any, body: bytes, where: str, datatype: str, count: int) 
             "(no strings, booleans, nulls or objects)"
         )
     return array
+
+
+def _uint64_values(data: list, array: np.ndarray) -> np.ndarray:
+    """numpy reads integers >= 2**63 next to smaller ones as float64 (int64 cannot hold them): as uint64, exactly."""
+    if not all(type(value) is int for value in _flatten(data)):
+        return array  # a real non-integer: refused as such by the datatype check
+    try:
+        return np.array(data, np.uint64)
+    except OverflowError:  # a negative value: refused by the range check on the float copy
+        return array
 
 
 def _raw_values(raw: bytes | memoryview, where: str, datatype: str, count: int) -> np.ndarray:

@@ -83,6 +83,32 @@ class WorkerProcesses(RESTServerMultiProcess):
         stopping.cancel()
         await self.terminate_all()
 
+    async def keep_subprocess_alive(self, sockets: list) -> None:
+        """kserve's restart of a dead worker, as the first ones start: our process class and log set-up.
+
+        kserve restarts with its own process class and no log configuration, so a worker restarted
+        after kill -9 logged plain text and a line per request. The new one gets the same pickled
+        server (routes, limits, metrics), spawned with the environment marked like the first.
+        """
+        if self.should_exit.is_set():
+            return
+        for index, process in enumerate(self._processes):
+            if process.is_alive():
+                continue
+            process.kill()  # hung, or already gone
+            await process.wait_for_termination()
+            if self.should_exit.is_set():
+                return
+            logger.info("Child process [%s] died", process.pid)
+            replacement = WorkerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
+            os.environ[SPAWNING_ENV] = "1"
+            try:
+                await asyncio.to_thread(replacement.start)  # the pickled server is megabytes: off the loop
+            finally:
+                del os.environ[SPAWNING_ENV]
+            self._processes[index] = replacement
+            logger.info("Started new child process [%s]", replacement.pid)
+
     async def _stop_spawning(self, spawning: asyncio.Future) -> None:
         """Until the spawning thread returns, SIGTERM each worker still starting, draining its pipe first.
 

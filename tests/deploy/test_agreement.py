@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from serving.limits import Limits
+
 from . import render
 from .conftest import ALL_RENDERS, RENDER_IDS
 from .tools import makefile_image
@@ -77,6 +79,9 @@ def test_render_follows_the_serving_contract(rendered, source, name):
     assert model["modelFormat"]["name"] == "sklearn"
     assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert model["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    # Explicit probe timeouts, and a drain (SERVING_GRACE_S, 20 s) that ends before the kubelet's SIGKILL.
+    assert model["readinessProbe"]["timeoutSeconds"] >= 1 and model["livenessProbe"]["timeoutSeconds"] >= 1
+    assert predictor["terminationGracePeriodSeconds"] > Limits().grace_s
     assert model["resources"]["requests"] and model["resources"]["limits"]
 
     runtimes = render.find(docs, "ServingRuntime", model["runtime"])

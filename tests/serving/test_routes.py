@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from timing_asgi import TimingMiddleware
 
 from serving import v2
+from serving.limits import Admission, Limits
 from serving.model import SklearnModel
 from serving.routes import FAST_ROUTE_ENV, InferFirst, RouteConfigError, fast_route_enabled
 from serving.server import TRACE_LOGGER, DataPlane, RESTServer
@@ -34,7 +35,7 @@ def build_app(*models: SklearnModel, max_body_bytes: int = MAX_BODY, fast_route:
     for model in models:
         registry.update(model)
     rest = RESTServer(DataPlane(model_registry=registry), ModelRepositoryExtension(registry), 0,
-                      host="127.0.0.1", max_body_bytes=max_body_bytes, fast_route=fast_route)
+                      host="127.0.0.1", limits=Limits(max_body_bytes=max_body_bytes), fast_route=fast_route)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # kserve's own app is built this way
         app = FastAPI(default_response_class=ORJSONResponse)
@@ -342,7 +343,7 @@ def test_kserve_endpoints_answer_without_deprecation_warnings(client) -> None:
 
 def test_inference_bypasses_the_fastapi_app_and_the_rest_does_not(model, regressor, diabetes) -> None:
     served, app = build_app(model)
-    assert isinstance(served, InferFirst) and served.app is app
+    assert isinstance(served, Admission) and isinstance(served.app, InferFirst) and served.app.app is app
     x = diabetes[0][:3]
     for path in (INFER, "/v2/models/diabetes-rf/versions/3/infer"):
         response = TestClient(served).post(path, content=row_body(x))
@@ -355,7 +356,7 @@ def test_inference_bypasses_the_fastapi_app_and_the_rest_does_not(model, regress
 
 def test_fast_route_off_leaves_inference_to_kserves_handler(model, regressor, diabetes) -> None:
     served, app = build_app(model, fast_route=False)
-    assert served is app
+    assert isinstance(served, Admission) and served.app is app
     x = diabetes[0][:5]
     client, json_type = TestClient(served), {"content-type": "application/json"}  # kserve parses JSON only then
     before = count("diabetes-rf", 200)

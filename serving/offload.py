@@ -1,0 +1,163 @@
+"""Large inference requests are decoded and predicted in a helper process, off the event loop.
+
+A maximum-size body (8 MiB of tiny rows, ~380k rows) costs seconds of pure-Python JSON parsing
+and prediction, all holding the GIL, so a thread would not help: on the event loop it stalled
+every probe and every other request for that long (issue 10: /v2/health/live took 3.5 s). Bodies
+of at least SERVING_OFFLOAD_BYTES go to a small process pool that holds its own copy of the
+model and answers with the finished response body; everything smaller stays on the loop, where
+a hand-off would cost more than the work.
+
+Each serving process starts its pool in the background as it starts serving (a thread spawns it;
+the event loop never waits), the pool's processes ignore Ctrl-C (the server stops them), and the
+pool is shut down once the server has answered its last request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from kserve.errors import ModelNotReady
+
+from serving.model import SklearnModel
+
+log = logging.getLogger(__name__)
+
+OFFLOAD_BYTES_ENV = "SERVING_OFFLOAD_BYTES"
+OFFLOAD_PROCESSES_ENV = "SERVING_OFFLOAD_PROCESSES"
+DEFAULT_OFFLOAD_BYTES = 64 * 1024  # ~3k rows: a few ms on the loop; larger bodies block it for longer
+DEFAULT_OFFLOAD_PROCESSES = 1
+PARENT_CHECK_S = 0.5
+
+_model: SklearnModel | None = None  # in a pool process: its copy of the model
+
+
+class OffloadConfigError(ValueError):
+    """An offload setting has a value outside what it accepts."""
+
+
+def settings(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """(bytes from which a body is offloaded, pool processes); SERVING_OFFLOAD_BYTES=0 turns offloading off."""
+    values = []
+    for name, default, low in ((OFFLOAD_BYTES_ENV, DEFAULT_OFFLOAD_BYTES, 0),
+                               (OFFLOAD_PROCESSES_ENV, DEFAULT_OFFLOAD_PROCESSES, 1)):
+        raw = environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise OffloadConfigError(f"{name}={raw!r} is invalid: expected an integer >= {low}")
+        values.append(value)
+    return values[0], values[1]
+
+
+def _start(model_state: bytes) -> None:
+    global _model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _model = pickle.loads(model_state)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A serving process killed with -9 cannot stop its pool, and the pool's queue never closes
+    (each process holds both of its ends): without this, the pool process would live on, orphaned."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _started() -> bool:
+    return _model is not None
+
+
+def _infer_json(body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
+    return asyncio.run(_model.infer_json(body, header_length))
+
+
+def _infer_v1(body: bytes) -> bytes:
+    return asyncio.run(_model.infer_v1(body))
+
+
+def _require_ready(model: SklearnModel) -> None:
+    """Not ready: the same 503 as on the loop, without starting a pool."""
+    if not model.ready:
+        raise ModelNotReady(model.name, model.load_error)
+
+
+class Offloader:
+    """Sends ``SklearnModel.infer_json``/``infer_v1`` of large bodies to a process pool (one per serving process)."""
+
+    def __init__(self, min_bytes: int = DEFAULT_OFFLOAD_BYTES, processes: int = DEFAULT_OFFLOAD_PROCESSES) -> None:
+        self.min_bytes = min_bytes
+        self.processes = processes
+        # Pools start in this thread, never on the event loop: spawning writes the pickled model into
+        # a pipe that the new process reads only after its imports, seconds on a busy machine.
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="offload-start")
+        self._pools: dict[int, Future[ProcessPoolExecutor]] = {}  # id(model) -> its pool, once started
+        self._executors: list[ProcessPoolExecutor] = []  # started or starting, for shutdown
+
+    def wants(self, body: bytes) -> bool:
+        return 0 < self.min_bytes <= len(body)
+
+    def warm(self, model: SklearnModel) -> None:
+        """Start ``model``'s pool in the background, so the first large request does not wait for it."""
+        if model.ready:
+            self._pool(model)
+
+    async def infer_json(self, model: SklearnModel, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
+        _require_ready(model)
+        return await self._run(model, _infer_json, body, header_length)
+
+    async def infer_v1(self, model: SklearnModel, body: bytes) -> bytes:
+        _require_ready(model)
+        return await self._run(model, _infer_v1, body)
+
+    def _pool(self, model: SklearnModel) -> Future[ProcessPoolExecutor]:
+        starting = self._pools.get(id(model))
+        if starting is None:
+            starting = self._pools[id(model)] = self._starter.submit(self._start_pool, model)
+        return starting
+
+    async def _run(self, model: SklearnModel, function, *args):
+        starting = self._pool(model)
+        try:
+            pool = await asyncio.wrap_future(starting)
+            return await asyncio.wrap_future(pool.submit(function, *args))
+        except BrokenProcessPool:
+            # A pool process died (OOM kill, say): the next large request gets a fresh pool.
+            if self._pools.get(id(model)) is starting:
+                del self._pools[id(model)]
+            raise
+
+    def _start_pool(self, model: SklearnModel) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start, initargs=(pickle.dumps(model),))
+        self._executors.append(pool)
+        pool.submit(_started).result()
+        log.info("offload pool started", extra={"model": model.name, "processes": self.processes,
+                                                "min_bytes": self.min_bytes})
+        return pool
+
+    def shutdown(self) -> None:
+        """Stop the pools at once; called when the server has answered its last request (or given up on it).
+
+        The pool processes hold no state, and waiting for one still importing (seconds) or still
+        computing an abandoned request would outlast the grace period: they are terminated.
+        """
+        self._starter.shutdown(wait=False, cancel_futures=True)
+        for pool in self._executors:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._executors.clear()
+        self._pools.clear()
