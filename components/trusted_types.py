@@ -41,6 +41,7 @@ TRUSTED_TYPES = frozenset({
     'sklearn.preprocessing._encoders.OrdinalEncoder',
     'sklearn.preprocessing._function_transformer.FunctionTransformer',
     'sklearn.preprocessing._label.LabelEncoder',
+    'sklearn.svm._classes.SVC',
     'sklearn.tree._classes.DecisionTreeClassifier',
     'sklearn.tree._classes.DecisionTreeRegressor',
     'sklearn.tree._tree.Tree',
