@@ -158,6 +158,6 @@ class Offloader:
         for pool in self._executors:
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # joins its queues: no semaphore left to the resource tracker
         self._executors.clear()
         self._pools.clear()

@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 import signal
+import sys
 
 SPAWNING_ENV = "SERVING_SPAWNED_WORKER"
 
@@ -40,11 +41,26 @@ SPAWNED_CHILD_MARK = "spawn_main"  # in the command line of every multiprocessin
 PIPE_HANDLE = re.compile(r"pipe_handle=(\d+)")  # the fd the spawn child reads its pickled task from
 DRAIN_CHUNK = 1 << 20
 HALF_STARTED_SCAN_S = 0.1
+HALF_STARTED_GRACE_S = 2.0  # SIGTERM to a worker still starting, then SIGKILL
 KEEP_ALIVE_INTERVAL_S = 0.5  # kserve's
 
 
 class WorkerProcess(RESTServerProcess):
-    """kserve's worker process; only its module differs, see above."""
+    """kserve's worker process, from this module (see above), ending by its own exit after SIGTERM.
+
+    uvicorn re-raises the SIGTERM it caught once it has shut down; with the default disposition
+    the worker then dies by the signal, skipping multiprocessing's exit finalizers, and the
+    resource tracker warns about every semaphore the offload pool held. Here that re-raised
+    signal is a plain exit.
+    """
+
+    def target(self, sockets: list) -> object:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        return super().target(sockets)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 class WorkerProcesses(RESTServerMultiProcess):
@@ -121,10 +137,13 @@ class WorkerProcesses(RESTServerMultiProcess):
             while not spawning.done():
                 for child, command in self._half_started(exclude=stopped):
                     stopped.add(child.pid)
-                    drain.add(child.pid, command)  # before the signal: once it is dead its fd is gone
+                    pipe = drain.open(child.pid, command)  # before the signal: once it is dead its fd is gone
                     logger.info("Stopping child process [%s] while it starts", child.pid)
                     with contextlib.suppress(psutil.NoSuchProcess):
                         child.terminate()
+                    # Read only once it is dead: a worker still reading would see its task truncated.
+                    await _until_dead(child)
+                    drain.start(pipe)
                 await asyncio.wait({spawning}, timeout=HALF_STARTED_SCAN_S)
 
     def _half_started(self, exclude: set[int]) -> list[tuple[psutil.Process, str]]:
@@ -139,6 +158,21 @@ class WorkerProcesses(RESTServerMultiProcess):
         return found
 
 
+async def _until_dead(child: psutil.Process) -> None:
+    """Until ``child`` is a zombie or gone (never reaped here: multiprocessing reaps its own), SIGKILL after a while."""
+    deadline = asyncio.get_running_loop().time() + HALF_STARTED_GRACE_S
+    while True:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                child.kill()
+                deadline = float("inf")
+        except psutil.NoSuchProcess:
+            return
+        await asyncio.sleep(0.02)
+
+
 class _PipeDrain:
     """Reads and discards, on the running loop, what the parent writes into workers' task pipes.
 
@@ -150,16 +184,21 @@ class _PipeDrain:
         self._loop = asyncio.get_running_loop()
         self._fds: list[int] = []
 
-    def add(self, pid: int, command: str) -> None:
+    def open(self, pid: int, command: str) -> int | None:
+        """The worker's read end of its task pipe, or None if it has none any more."""
         handle = PIPE_HANDLE.search(command)
         if handle is None:
-            return
+            return None
         try:
             fd = os.open(f"/proc/{pid}/fd/{handle[1]}", os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
-            return  # it read its task whole and closed the pipe: no write is waiting on it
+            return None  # it read its task whole and closed the pipe: no write is waiting on it
         self._fds.append(fd)
-        self._loop.add_reader(fd, self._discard, fd)
+        return fd
+
+    def start(self, fd: int | None) -> None:
+        if fd is not None:
+            self._loop.add_reader(fd, self._discard, fd)
 
     def _discard(self, fd: int) -> None:
         try:

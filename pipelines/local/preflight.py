@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.errors import ObjectStoreError, PipelineError
+from components.candidates import resolve
+from components.errors import ObjectStoreError, PipelineError, TrainError
 from components.ingest import resolve_task
 from components.objectstore import ObjectStore
 from components.sources import BUNDLED, redact_source
@@ -31,7 +32,7 @@ def check(values: dict[str, Any], store: ObjectStore | None = None) -> None:
     store = store or _store(values)
     _check_store(store, values["bucket"])
     task = _check_source(str(values["source"]).strip(), values["target"], values["task"], store)
-    _check_estimator(values["estimator"], task, values["source"])
+    _check_estimators(values, task)
 
 
 def _store(values: dict[str, Any]) -> ObjectStore:
@@ -83,8 +84,17 @@ def _check_source(source: str, target: str, task: str, store: ObjectStore) -> st
     return task
 
 
-def _check_estimator(estimator: str, task: str, source: str) -> None:
-    if task not in ESTIMATORS or estimator in ESTIMATORS[task]:
+def _check_estimators(values: dict[str, Any], task: str) -> None:
+    """Every candidate's estimator (the single estimator, the candidates, or the task's defaults) suits the task."""
+    if task not in ESTIMATORS:
         return  # task still "auto": ingest decides it, train checks the pair
-    raise PreflightError(f"estimator {estimator!r} does not suit {task} (the task of {source}): expected one of "
-                         f"{', '.join(ESTIMATORS[task])}, or set --param task=... to the other task")
+    try:
+        planned = resolve(task, str(values.get("candidates", "")), str(values.get("estimator", "")),
+                          str(values.get("hyperparameters", "")))
+    except TrainError:
+        return  # a malformed combination: params.check names it
+    wrong = [candidate["estimator"] for candidate in planned if candidate["estimator"] not in ESTIMATORS[task]]
+    if wrong:
+        raise PreflightError(f"estimator {', '.join(map(repr, wrong))} does not suit {task} (the task of "
+                             f"{values['source']}): expected one of {', '.join(ESTIMATORS[task])}, or set "
+                             "--param task=... to the other task")

@@ -45,6 +45,8 @@ def one_line(err: str) -> str:
      "estimator 'ridge' does not suit classification (the task of sklearn:breast_cancer): expected one of "
      "logistic_regression"),
     (["source=sklearn:diabetes", "task=classification", "estimator=ridge"], "estimator 'ridge' is not available"),
+    (["source=sklearn:diabetes", 'candidates=[{"estimator": "ridge"}, {"estimator": "svc"}]'],
+     "candidates[1]: estimator 'svc' is not available for regression: expected one of ridge"),
     (["source=s3://nobucket-preflight/missing.csv"], "source s3://nobucket-preflight/missing.csv does not exist "
                                                      "in the object store at http://127.0.0.1:"),
 ])

@@ -14,14 +14,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -33,82 +31,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipelines.local.s3server import free_port
+from serving_process import MODEL, ServingProcess
 
 pytestmark = pytest.mark.integration
 
-MODEL = "diabetes-rf"
 INFER = f"/v2/models/{MODEL}/infer"
 PROBES = ("/v2/health/live", "/v2/health/ready", f"/v2/models/{MODEL}")
-START_TIMEOUT_S = 90.0  # a busy 2-core machine, workers and the offload pool importing at once
 SHORT = ["--header_timeout_s", "1", "--body_timeout_s", "1", "--idle_timeout_s", "1"]
-MARKER_ENV = "SERVING_HARDENING_TEST"
-
-
-class Server:
-    """``python -m serving`` on free loopback ports; stderr lines collected as they come."""
-
-    def __init__(self, model_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.marker = uuid.uuid4().hex
-        self.lines: list[str] = []
-        self._new: queue.Queue[str] = queue.Queue()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", MODEL,
-             "--host", "127.0.0.1", "--http_port", str(self.port), "--grpc_port", str(free_port()), *args],
-            env={**os.environ, MARKER_ENV: self.marker, **(env or {})},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            self._new.put(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_line(self, text: str, count: int = 1) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while sum(text in line for line in self.lines) < count:
-            assert self.proc.poll() is None, f"server exited early:\n{self.log}"
-            assert time.monotonic() < deadline, f"{text!r} not logged {count}x within {START_TIMEOUT_S}s:\n{self.log}"
-            try:
-                self._new.get(timeout=0.2)
-            except queue.Empty:
-                pass
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if get(self.port, "/v2/health/ready")[0] == 200:
-                    return
-            except OSError:
-                pass
-            assert self.proc.poll() is None, f"server exited early:\n{self.log}"
-            assert time.monotonic() < deadline, f"not ready within {START_TIMEOUT_S}s:\n{self.log}"
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get(MARKER_ENV) == self.marker:
-                    proc.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        self.proc.wait(timeout=30)
-
-    def alive(self) -> list[int]:
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get(MARKER_ENV) == self.marker and proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc.pid)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return found
 
 
 def get(port: int, path: str, timeout: float = 5) -> tuple[int, bytes]:
@@ -171,7 +100,7 @@ def small_forest_dir(tmp_path_factory, diabetes, write_model) -> Path:
 
 @pytest.fixture(scope="module")
 def server(small_forest_dir):
-    server = Server(small_forest_dir, *SHORT, "--max_concurrency", "8")
+    server = ServingProcess(small_forest_dir, *SHORT, "--max_concurrency", "8")
     try:
         server.wait_ready()
         server.wait_for_line("offload pool started")
@@ -309,7 +238,7 @@ def test_beyond_max_concurrency_503_with_retry_after_then_slots_return(server, d
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_under_load_answers_every_request_sent_before_it(small_forest_dir, diabetes, workers: int) -> None:
-    server = Server(small_forest_dir, "--workers", str(workers), "--drain_delay_s", "1", "--grace_s", "15")
+    server = ServingProcess(small_forest_dir, "--workers", str(workers), "--drain_delay_s", "1", "--grace_s", "15")
     try:
         server.wait_ready()
         server.wait_for_line("Application startup complete", count=workers)
@@ -378,7 +307,7 @@ def test_sigterm_under_load_answers_every_request_sent_before_it(small_forest_di
 
 
 def test_restarted_workers_log_count_and_limit_like_the_first(small_forest_dir, diabetes) -> None:
-    server = Server(small_forest_dir, "--workers", "2", "--max_body_bytes", "4096", *SHORT,
+    server = ServingProcess(small_forest_dir, "--workers", "2", "--max_body_bytes", "4096", *SHORT,
                     env={"SERVING_OFFLOAD_BYTES": "0"})
     try:
         server.wait_ready()
