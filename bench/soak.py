@@ -16,32 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving_bench as sb  # noqa: E402  (the serving bench's model, body, hey parsing and RSS helpers)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server was not ready within {timeout:.0f} s")
 
 
 def wait_for_line(path: Path, text: str, timeout: float = 120) -> None:
@@ -75,34 +58,29 @@ def main() -> int:
         ports = sb.free_ports()
         url = f"http://127.0.0.1:{ports.http}"
         log_path = folder / "server.log"
-        with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", sb.MODEL_NAME,
-                 "--host", "127.0.0.1", "--http_port", str(ports.http), "--grpc_port", str(ports.grpc)],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
-            )
+        argv = [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", sb.MODEL_NAME,
+                "--host", "127.0.0.1", "--http_port", str(ports.http), "--grpc_port", str(ports.grpc)]
         try:
-            wait_ready(url, server)
-            if os.environ.get("SERVING_OFFLOAD_BYTES", "").strip() != "0":
-                wait_for_line(log_path, "offload pool started")
-            infer = f"{url}/v2/models/{sb.MODEL_NAME}/infer"
-            sb.run_hey(infer, bodies[args.rows], args.rows, 4, requests=sb.WARMUP_REQUESTS, core=None)
-            start_rss = rss_mib(server.pid)
-            print(f"soak: {args.windows} x {args.window_s:.0f} s, hey -c {args.concurrency}, {args.rows}-row V2 "
-                  f"bodies, loopback; server RSS after warm-up {start_rss:.1f} MiB")
-            print(f"{'window':>6} {'requests':>9} {'failed':>7} {'req/s':>8} {'p99 ms':>8} {'RSS MiB':>8}")
-            windows = []
-            for index in range(args.windows):
-                load = sb.run_hey(infer, bodies[args.rows], args.rows, args.concurrency, seconds=args.window_s,
-                                  core=None)
-                rss = rss_mib(server.pid)
-                windows.append((load, rss))
-                print(f"{index + 1:>6} {load.requests:>9} {load.errors:>7} {load.rps:>8.0f} {load.p99:>8.2f} "
-                      f"{rss:>8.1f}")
-            alive = server.poll() is None
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+            with sb.running(argv, ports, env={}, log_path=log_path, core=None, cwd=ROOT) as (server, _):
+                if os.environ.get("SERVING_OFFLOAD_BYTES", "").strip() != "0":
+                    wait_for_line(log_path, "offload pool started")
+                infer = f"{url}/v2/models/{sb.MODEL_NAME}/infer"
+                sb.run_hey(infer, bodies[args.rows], args.rows, 4, requests=sb.WARMUP_REQUESTS, core=None)
+                start_rss = rss_mib(server.pid)
+                print(f"soak: {args.windows} x {args.window_s:.0f} s, hey -c {args.concurrency}, {args.rows}-row V2 "
+                      f"bodies, loopback; server RSS after warm-up {start_rss:.1f} MiB")
+                print(f"{'window':>6} {'requests':>9} {'failed':>7} {'req/s':>8} {'p99 ms':>8} {'RSS MiB':>8}")
+                windows = []
+                for index in range(args.windows):
+                    load = sb.run_hey(infer, bodies[args.rows], args.rows, args.concurrency,
+                                      seconds=args.window_s, core=None)
+                    rss = rss_mib(server.pid)
+                    windows.append((load, rss))
+                    print(f"{index + 1:>6} {load.requests:>9} {load.errors:>7} {load.rps:>8.0f} {load.p99:>8.2f} "
+                          f"{rss:>8.1f}")
+                alive = server.poll() is None
+        except sb.ServerFailed as exc:
+            raise SystemExit(f"the server did not start: {exc}") from None
 
     sent = sum(load.requests for load, _ in windows)
     failed = sum(load.errors for load, _ in windows)
