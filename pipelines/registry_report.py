@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components import cli
 from components.errors import PipelineError
 from components.objectstore import ObjectStore
 from components.registry import Registry
@@ -117,18 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local S3 data folder")
     args = parser.parse_args(argv)
     output = Path(args.output or DEFAULT_OUTPUT_DIR / f"report-{args.model_name}.html")
-    try:
+
+    def report() -> None:
         with object_store(Path(args.data_dir), _local_port()):
             registry = Registry(ObjectStore.from_env(), args.bucket, args.model_name)
-            path = write(registry, args.model_name, args.bucket, output)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except LocalS3Error as exc:
-        print(f"error: local S3 server: {exc}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0
+            print(f"report: {write(registry, args.model_name, args.bucket, output)}")
+
+    return cli.run(report, ((PipelineError, cli.EXIT_BAD_INPUT, ""),
+                            (LocalS3Error, cli.EXIT_BAD_INPUT, "local S3 server: ")))
 
 
 if __name__ == "__main__":
