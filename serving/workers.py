@@ -15,7 +15,8 @@ a thread; a stop during it terminates the worker being spawned as well as those 
 Terminating a worker that is still reading that pipe is not enough on its own: the parent keeps
 the pipe's read end open until the write returns (``popen_spawn_posix``), so the write never sees
 a broken pipe and would block the stop forever. Before the SIGTERM, the parent opens the worker's
-read end itself (``/proc/<pid>/fd/<pipe_handle>``) and reads the rest of the pickle away.
+read end itself (``/proc/<pid>/fd/<pipe_handle>``); once the worker is dead, it reads the rest of
+the pickle away.
 """
 
 from __future__ import annotations
@@ -66,22 +67,28 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 class WorkerProcesses(RESTServerMultiProcess):
     """kserve's --workers supervisor, spawning WorkerProcess off the event loop with the environment marked."""
 
-    def init_processes(self, sockets: list) -> None:
+    def _spawn(self, sockets: list) -> WorkerProcess:
+        """A started worker, spawned with the environment marked (blocking: call it off the event loop)."""
+        process = WorkerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
         os.environ[SPAWNING_ENV] = "1"
+        try:
+            process.start()
+        finally:
+            del os.environ[SPAWNING_ENV]
+        return process
+
+    def init_processes(self, sockets: list) -> None:
         try:
             for _ in range(self._rest_server.config.workers):
                 if self.should_exit.is_set():
                     return
-                process = WorkerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
-                process.start()
+                process = self._spawn(sockets)
                 self._processes.append(process)
                 logger.info("Started child process [%s]", process.pid)
         except OSError:
             # The worker being spawned was terminated by a stop (see start): its pipe broke.
             if not self.should_exit.is_set():
                 raise
-        finally:
-            del os.environ[SPAWNING_ENV]
 
     async def start(self) -> None:
         logger.info("Starting uvicorn with %s workers", self._rest_server.config.workers)
@@ -116,12 +123,7 @@ class WorkerProcesses(RESTServerMultiProcess):
             if self.should_exit.is_set():
                 return
             logger.info("Child process [%s] died", process.pid)
-            replacement = WorkerProcess(sockets, self._rest_server.run, log_config_file=self.log_config_file)
-            os.environ[SPAWNING_ENV] = "1"
-            try:
-                await asyncio.to_thread(replacement.start)  # the pickled server is megabytes: off the loop
-            finally:
-                del os.environ[SPAWNING_ENV]
+            replacement = await asyncio.to_thread(self._spawn, sockets)  # the pickled server is megabytes
             self._processes[index] = replacement
             logger.info("Started new child process [%s]", replacement.pid)
 
