@@ -11,6 +11,7 @@ echo, and the log and every step output are created owner-only (mode 0600 / 0700
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import io
@@ -179,6 +180,22 @@ def local_arguments(package: str | Path, arguments: dict[str, Any]) -> dict[str,
     return {**arguments, DEPLOY_SWITCH: ""} if DEPLOY_SWITCH in declared(package) else dict(arguments)
 
 
+@contextlib.contextmanager
+def kfp_print_restored():
+    """builtins.print as it was, whatever kfp.local leaves behind.
+
+    kfp.local indents each task's output by swapping builtins.print and restoring the copy it
+    saved; tasks of a ParallelFor run in threads, so an unlucky order of restores leaves print
+    indented for the rest of the process (seen: later output of the same process shifted by
+    four spaces).
+    """
+    original = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = original
+
+
 def run_compiled(
     package: str | Path,
     arguments: dict[str, Any],
@@ -207,7 +224,7 @@ def run_compiled(
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         tap = _Tap(log_file, sys.stdout if verbose else None, on_event, secrets)
         ok = True
-        with contextlib.redirect_stdout(tap):
+        with contextlib.redirect_stdout(tap), kfp_print_restored():
             try:
                 pipeline(**arguments)
             except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
