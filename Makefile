@@ -39,7 +39,7 @@ install: $(STAMP) ## Create .venv and install the project (idempotent)
 
 run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then serve the model
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
-	@$(PY) -m serving.local --demo $(SERVE_ARGS)
+	@$(PY) -m pipelines.local.serve --demo $(SERVE_ARGS)
 
 compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=] [COMPILE_DIR=elsewhere]
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/training_pipeline.yaml",)
@@ -70,7 +70,7 @@ deploy: $(STAMP) ## Roll version N out to the InferenceService, roll back if not
 	  $(if $(CANARY),--canary-percent "$(CANARY)",)
 
 serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
-	@$(PY) -m serving.local $(SERVE_ARGS)
+	@$(PY) -m pipelines.local.serve $(SERVE_ARGS)
 
 score: $(STAMP) ## Batch-score a file with the production model: make score INPUT=s3://... [OUTPUT=...] [SCORE_ARGS=...]
 	@test -n "$(INPUT)" || { echo "set INPUT, e.g. make score INPUT=s3://data/diabetes.csv (a local path works too)"; exit 2; }

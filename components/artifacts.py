@@ -15,18 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import PipelineError
+# A model folder's file names and readers are the contract the server shares; re-exported for the steps.
+from contract.files import (
+    METADATA_FILE,
+    MODEL_FILE,
+    MODEL_SUFFIX,
+    MODEL_SUFFIXES,
+    SKOPS_FILE,
+    TRAINING_FILE,
+    feature_names,
+    model_files,
+)
 
-MODEL_FILE = "model.joblib"
-TRAINING_FILE = "training.json"
-METADATA_FILE = "metadata.json"
-# The same model in skops form (components.modelformat): what this project's server and batch scoring
-# load, since loading it cannot run code. Not a pickle suffix, so KServe's stock runtime ignores it.
-SKOPS_FILE = "model.skops"
-# The one model format this project writes and its server loads.
-MODEL_SUFFIX = Path(MODEL_FILE).suffix
-# What KServe's stock sklearn runtime takes for a model file; it refuses a folder holding more
-# than one. Push applies both rules, so every pushed folder loads in either server.
-MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+__all__ = ["METADATA_FILE", "MODEL_FILE", "MODEL_SUFFIX", "MODEL_SUFFIXES", "SKOPS_FILE", "TRAINING_FILE",
+           "feature_names", "model_files", "write_json", "read_json", "finite_or_none", "schema_task"]
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -43,21 +45,10 @@ def read_json(path: str | Path, what: str) -> Any:
         raise PipelineError(f"{what} at {path} is not valid JSON: {exc}") from exc
 
 
-def model_files(folder: Path) -> list[str]:
-    """Names in folder that KServe's sklearn runtime would take for a model file, sorted; [] if no folder."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES)
-
-
 def finite_or_none(value: float) -> float | None:
     """JSON has no NaN: metrics that cannot be computed are stored as null."""
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def feature_names(schema: dict) -> list[str]:
-    return [feature["name"] for feature in schema["features"]]
 
 
 def schema_task(schema: dict) -> str:

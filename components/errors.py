@@ -6,9 +6,9 @@ was expected, so that a failed KFP task ends with one line the user can act on.
 
 from __future__ import annotations
 
-
-class PipelineError(Exception):
-    """Base of the errors this project raises on bad input or a bad environment."""
+# The base and the object-store errors live in the contract (the server raises and catches them too);
+# re-exported so every step finds all of the project's errors here.
+from contract.errors import ObjectStoreConfigError, ObjectStoreError, PipelineError, SettingError
 
 
 class DataError(PipelineError):
@@ -55,14 +55,6 @@ class VersionTaken(PushError):
     """Another run wrote the v<N> this push was about to write; the next number is tried."""
 
 
-class ObjectStoreError(PipelineError):
-    """Base of the errors talking to MinIO / S3."""
-
-
-class ObjectStoreConfigError(ObjectStoreError):
-    """The object-store settings (environment or parameters) are invalid."""
-
-
 class ObjectStoreUnreachable(ObjectStoreError):
     """Nothing answers at the endpoint, or TLS does not match."""
 
@@ -89,3 +81,29 @@ class RegistryError(PushError):
 
 class ProductionMoved(RegistryError):
     """production.json changed between reading it and the compare-and-swap that would have moved it."""
+
+
+__all__ = [
+    "DataError",
+    "DeployConfigError",
+    "DeployConflict",
+    "DeployError",
+    "DeployForbidden",
+    "DeployNotFound",
+    "EvaluateError",
+    "ObjectAlreadyExists",
+    "ObjectNotFound",
+    "ObjectStoreAccessDenied",
+    "ObjectStoreConfigError",
+    "ObjectStoreError",
+    "ObjectStoreUnreachable",
+    "PipelineError",
+    "PreconditionFailed",
+    "ProductionMoved",
+    "PushError",
+    "RegistryError",
+    "RolloutFailed",
+    "SettingError",
+    "TrainError",
+    "VersionTaken",
+]

@@ -39,10 +39,10 @@ from components.registry import (
     pointer_key,
     version_prefix,
 )
+from contract.files import FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 __all__ = ["MAX_VERSION_ATTEMPTS", "PushResult", "build_metadata", "run"]
 GIT_COMMIT_ENV = "CODE_GIT_COMMIT"  # set in images, which carry no .git
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -17,10 +17,10 @@ from components.candidates import resolve
 from components.deploy import check_target
 from components.errors import PipelineError, TrainError
 from components.ingest import IngestConfig
-from components.objectstore import parse_bool
 from components.registry import check_location
 from components.sources import SOURCE_URL_ENV, has_secrets, redact_source
 from components.train import ESTIMATORS, build_estimator, parse_hyperparameters
+from contract.settings import parse_bool
 
 # A Kubernetes object name (DNS subdomain): what minio_secret must be for the pod to start.
 _SECRET_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -3,7 +3,7 @@
 A folder holds exactly one ``*.joblib`` (a fitted scikit-learn Pipeline, for KServe's stock
 runtime), the same model as ``model.skops``, and ``metadata.json``. This module never unpickles:
 it loads the skops file, which names types instead of running code, and refuses one that names a
-type outside the list derived from the estimators this project trains (components.modelformat).
+type outside the list derived from the estimators this project trains (contract.modelformat).
 Checksums only catch corruption and stale copies (whoever can write the bucket can write them too);
 the type list is what keeps code from the bucket out of the process.
 """
@@ -21,11 +21,18 @@ from typing import Any
 
 import sklearn
 
-from components import modelformat
-from components.artifacts import METADATA_FILE, MODEL_SUFFIX, MODEL_SUFFIXES, SKOPS_FILE, feature_names, model_files
-from components.errors import ObjectStoreError
-from components.objectstore import ENDPOINT_ENV, StoreSettings
-from components.push import FORMAT_VERSION
+from contract import modelformat
+from contract.errors import ObjectStoreError
+from contract.files import (
+    FORMAT_VERSION,
+    METADATA_FILE,
+    MODEL_SUFFIX,
+    MODEL_SUFFIXES,
+    SKOPS_FILE,
+    feature_names,
+    model_files,
+)
+from contract.store import ENDPOINT_ENV, StoreSettings
 
 log = logging.getLogger(__name__)
 

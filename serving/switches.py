@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from components.errors import ObjectStoreConfigError
-from components.objectstore import parse_bool
+from contract.settings import parse_bool
 
 
 def switch(environ: Mapping[str, str], name: str, error: type[ValueError], default: bool = True) -> bool:
@@ -13,7 +12,4 @@ def switch(environ: Mapping[str, str], name: str, error: type[ValueError], defau
     raw = environ.get(name, "").strip()
     if not raw:  # NAME= in a manifest or shell means "not set", as the docs say, not "off"
         return default
-    try:
-        return parse_bool(raw, name)
-    except ObjectStoreConfigError as exc:  # the project's one boolean parser; its error, our domain
-        raise error(str(exc)) from None
+    return parse_bool(raw, name, error)  # the project's one boolean parser, raising our domain's error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from components import modelformat
-from components.trusted_types import TRUSTED_TYPES
+from contract.trusted_types import TRUSTED_TYPES
 
 
 def test_every_trainable_estimator_round_trips_and_the_trusted_list_is_exactly_theirs():

@@ -20,7 +20,9 @@ from components.errors import (
     ObjectStoreError,
     ObjectStoreUnreachable,
 )
-from components.objectstore import DEFAULT_ENDPOINT, ObjectStore, StoreSettings, translate
+from components.objectstore import ObjectStore
+from components.storeerrors import translate
+from contract.store import DEFAULT_ENDPOINT, StoreSettings
 from pipelines.local.s3server import free_port
 
 from .helpers import loopback_http

@@ -15,7 +15,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from components import modelformat
+from contract import modelformat
 
 MODEL_NAME = "diabetes-rf"
 

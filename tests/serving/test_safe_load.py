@@ -17,7 +17,7 @@ import skops.io
 from kserve.errors import ModelNotReady
 from sklearn.linear_model import LinearRegression
 
-from components import modelformat
+from contract import modelformat
 from serving.artifact import ArtifactError, load_artifact
 from serving.model import SklearnModel
 

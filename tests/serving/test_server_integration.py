@@ -3,7 +3,7 @@
 Runs the training pipeline (kfp.local) into the test S3 server, starts
 ``python -m serving --model_uri s3://...`` on free ports and talks to it over plain HTTP,
 kserve's V2 REST and gRPC clients, and ``hey``; then a tampered model (never ready) and
-``python -m serving.local --demo`` (make run's last step).
+``python -m pipelines.local.serve --demo`` (make run's last step).
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ def _read_until(stream, marker: str, timeout: float) -> str:
 def test_make_serve_demo_answers_then_stops_on_ctrl_c(s3_server, pushed, tmp_path) -> None:
     port, grpc_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.local", "--demo", "--port", str(port), "--grpc-port", str(grpc_port),
+        [sys.executable, "-m", "pipelines.local.serve", "--demo", "--port", str(port), "--grpc-port", str(grpc_port),
          "--model-uri", MODEL_URI],
         env={**os.environ, **s3_server.env()}, cwd=tmp_path, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -330,7 +330,7 @@ def test_make_serve_demo_answers_then_stops_on_ctrl_c(s3_server, pushed, tmp_pat
 
 
 class socket_closed:
-    """Asserts nothing listens on the port any more (the server went down with serving.local)."""
+    """Asserts nothing listens on the port any more (the server went down with pipelines.local.serve)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -345,7 +345,7 @@ class socket_closed:
 
 def test_make_serve_without_a_model_says_so(s3_server, tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "serving.local", "--port", str(free_port()), "--grpc-port", str(free_port()),
+        [sys.executable, "-m", "pipelines.local.serve", "--port", str(free_port()), "--grpc-port", str(free_port()),
          "--model-uri", f"s3://{BUCKET}/no-such-model/production"],
         env={**os.environ, **s3_server.env()}, cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )

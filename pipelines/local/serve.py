@@ -1,6 +1,6 @@
 """Serve the production model on this machine: ``make serve`` (and, with --demo, the end of ``make run``).
 
-    python -m serving.local [--demo] [--port 8080] [--grpc-port 8081] [--model-uri s3://...]
+    python -m pipelines.local.serve [--demo] [--port 8080] [--grpc-port 8081] [--model-uri s3://...]
 
 Unless MINIO_ENDPOINT is set, the embedded S3 server starts on .data/s3 (port 9000), the
 store ``make run`` pushes into. The server listens on 127.0.0.1 only. With --demo, one sample
@@ -26,9 +26,9 @@ from typing import Any
 
 from components.errors import ObjectStoreError
 from components.objectstore import ObjectStore
+from contract.files import METADATA_FILE
 from pipelines.local.run import object_store
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error
-from serving.artifact import METADATA_FILE
 from serving.model import DEFAULT_MODEL_NAME
 from serving.server import LOCAL_HOST
 

@@ -1,4 +1,4 @@
-"""serving.local's own error paths: what `make serve` says when the port or the URI is wrong."""
+"""pipelines.local.serve's own error paths: what `make serve` says when the port or the URI is wrong."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from pipelines.local.s3server import free_port
-from serving import local
+from pipelines.local import serve as local
 
 
 class _PlainText(http.server.BaseHTTPRequestHandler):
