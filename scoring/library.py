@@ -31,6 +31,7 @@ from scoring.errors import BadRow, ModelLoadError, SchemaMismatch, ScoringError
 from serving import rows
 from serving.artifact import ArtifactError, ModelArtifact, load_artifact
 from serving.engine import PredictFn, compile_predictor
+from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,8 @@ def _show(value: Any, limit: int = 60) -> str:
 def from_artifact(artifact: ModelArtifact, source: str, fast: bool | None = None) -> Predictor:
     """A Predictor over a verified artifact: the server's spec and compiled methods."""
     methods = [PREDICT, PREDICT_PROBA] if artifact.task == "classification" else [PREDICT]
+    if fast is None:
+        fast = ServingSettings.value_from_env("fast_path")
     return Predictor(artifact, rows.input_spec(artifact.estimator, artifact.feature_names), source,
                      {method: compile_predictor(artifact.estimator, method, fast=fast) for method in methods})
 

@@ -11,6 +11,7 @@ command line when it is imported, which is why this module takes no other argv.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import os
@@ -20,15 +21,12 @@ import tempfile
 
 from kserve import model_server  # parses sys.argv for kserve's flags on import
 
-from serving import limits, logs, offload
+from serving import limits, logs, settings as serving_settings
 from serving.artifact import ArtifactError, download
-from serving.batching import BatchingConfig, BatchingConfigError
-from serving.engine import EngineConfigError, fast_path_enabled
-from serving.limits import Limits, LimitsConfigError
+from serving.limits import LimitsConfigError
 from serving.model import DEFAULT_MODEL_NAME, SklearnModel
-from serving.offload import OffloadConfigError
-from serving.routes import RouteConfigError, fast_route_enabled
 from serving.server import CLUSTER_HOST, ModelServer
+from serving.settings import ServingSettings, SettingsError
 
 log = logging.getLogger("serving")
 
@@ -52,22 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Settings(argparse.Namespace):
-    """Everything read from the environment, checked before anything starts."""
+def read_settings(args: argparse.Namespace) -> ServingSettings:
+    """The environment's settings (read once, here) with the command line's limit flags on top."""
+    settings = ServingSettings.from_env(os.environ)
+    return dataclasses.replace(settings, limits=settings.limits.with_args(args))
 
 
-def read_settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings with the command line's on top; a ValueError subclass names the bad one."""
-    settings = Settings()
-    settings.fast_path = fast_path_enabled()
-    settings.batching = BatchingConfig.from_env()
-    settings.fast_route = fast_route_enabled()
-    settings.limits = Limits.from_env(os.environ).with_args(args)
-    settings.offload = offload.settings()
-    return settings
-
-
-SETTING_ERRORS = (EngineConfigError, BatchingConfigError, RouteConfigError, LimitsConfigError, OffloadConfigError)
+SETTING_ERRORS = (SettingsError, LimitsConfigError)  # LimitsConfigError: flags that break a rule together
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -83,8 +72,8 @@ def check_port_free(host: str, port: int, what: str) -> None:
                                      f"or pick another with --{what.lower()}_port") from None
 
 
-def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: Settings) -> None:
-    model = SklearnModel(args.model_name, model_dir, settings.batching, settings.fast_path)
+def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: ServingSettings) -> None:
+    model = SklearnModel(args.model_name, model_dir, settings.batching_config, settings.fast_path)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
         host=args.host, limits=settings.limits, fast_route=settings.fast_route, offload=settings.offload,
@@ -101,15 +90,13 @@ def main() -> int:
     if args.workers < 1:
         parser.error(f"--workers {args.workers} is invalid: expected at least 1 process")
     try:
-        log_config = logs.configure()
-    except logs.LogConfigError as exc:  # logging is not set up yet: one plain line
-        print(f"bad setting: {exc}", file=sys.stderr)
-        return 2
-    try:
         settings = read_settings(args)
     except SETTING_ERRORS as exc:
+        logs.configure()  # the default level: the refusal is one structured line like every other
         log.error("bad setting: %s", exc)
         return 2
+    log_config = logs.configure(settings.log_level, settings.access_log)
+    serving_settings.warn_unknown(log)
     try:
         check_port_free(args.host, args.http_port, "HTTP")
         if args.enable_grpc:

@@ -23,20 +23,14 @@ scikit-learn's estimators do.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.switches import switch
-
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
-BATCHING_ENV = "SERVING_BATCHING"
-MAX_ROWS_ENV = "SERVING_BATCH_MAX_ROWS"
-WINDOW_ENV = "SERVING_BATCH_WINDOW_MS"
 DEFAULT_MAX_BATCH_ROWS = 512
 DEFAULT_MAX_LATENCY_MS = 1.0
 
@@ -59,28 +53,6 @@ class BatchingConfig:
             raise BatchingConfigError(
                 f"max_latency_ms={self.max_latency_ms!r} is invalid: expected a number of milliseconds in [0, 1000]"
             )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> BatchingConfig:
-        """SERVING_BATCHING (on unless 0/false/no/off), SERVING_BATCH_MAX_ROWS, SERVING_BATCH_WINDOW_MS."""
-        enabled = switch(environ, BATCHING_ENV, BatchingConfigError)
-        rows = _setting(environ, MAX_ROWS_ENV, DEFAULT_MAX_BATCH_ROWS, int, 1, None, "an integer >= 1")
-        window = _setting(environ, WINDOW_ENV, DEFAULT_MAX_LATENCY_MS, float, 0, 1000, "milliseconds in [0, 1000]")
-        return cls(enabled, rows, window)
-
-
-def _setting(environ: Mapping[str, str], name: str, default: float, convert: Callable, low: float,
-             high: float | None, expected: str):
-    raw = environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = convert(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or not value >= low or (high is not None and value > high):  # `not >=` catches NaN
-        raise BatchingConfigError(f"{name}={raw!r} is invalid: expected {expected}")
-    return value
 
 
 @dataclass

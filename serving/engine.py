@@ -11,16 +11,15 @@ arithmetic is the one scikit-learn does (same input dtype conversion, same compa
 summed tree by tree in the same order), so results are bit-identical; the parity tests assert it.
 
 Anything else (other estimators, NaN or infinite input, empty or non-numeric arrays) is answered
-by the model's own method, so behaviour, errors included, stays scikit-learn's. Set
-SERVING_FAST_PATH=0 (or pass fast=False) to always use scikit-learn.
+by the model's own method, so behaviour, errors included, stays scikit-learn's. fast=False
+(what the server passes for SERVING_FAST_PATH=0, see serving.settings) always uses scikit-learn.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,12 +39,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from serving.switches import switch
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 Transform = Callable[[np.ndarray], np.ndarray]
 
-FAST_PATH_ENV = "SERVING_FAST_PATH"
 
 # Rows walked together. Past a few hundred rows the temporaries stop fitting in cache and the
 # per-row cost grows; chunking keeps it flat (measured on the diabetes forest: 4.4 µs/row at 512).
@@ -70,22 +67,13 @@ _FLOAT64_MAX = float(np.finfo(np.float64).max)
 logger = logging.getLogger(__name__)
 
 
-class EngineConfigError(ValueError):
-    """The engine switch has a value that is neither on nor off."""
-
-
-def fast_path_enabled(environ: Mapping[str, str] = os.environ) -> bool:
-    """Read SERVING_FAST_PATH: on unless set to 0/false/no/off."""
-    return switch(environ, FAST_PATH_ENV, EngineConfigError)
-
-
-def compile_predictor(model, method: str = "predict", *, fast: bool | None = None) -> PredictFn:
+def compile_predictor(model, method: str = "predict", *, fast: bool = True) -> PredictFn:
     """Return a function computing ``getattr(model, method)(X)`` for a 2-D numeric array X.
 
     Called once at model load. The result is thread-safe and holds no per-call state.
     """
     own = getattr(model, method)
-    if not (fast_path_enabled() if fast is None else fast):
+    if not fast:
         logger.info("prediction engine: scikit-learn %s (fast path switched off)", method)
         return own
     steps, final = _split_pipeline(model)

@@ -105,8 +105,8 @@ class Limits:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Limits:
-        values = {name: _parse(limit.env, environ[limit.env], limit)
-                  for name, limit in LIMITS.items() if environ.get(limit.env, "").strip()}
+        # Set means set: an empty value is refused like any other that is not a number.
+        values = {name: _parse(limit.env, environ[limit.env], limit) for name, limit in LIMITS.items() if limit.env in environ}
         return cls(**values)
 
     def drain_delay_for(self, sig: int) -> float:

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import os
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-from serving.switches import switch
-
-LEVEL_ENV = "SERVING_LOG_LEVEL"  # DEBUG, INFO (default), WARNING, ERROR
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-ACCESS_LOG_ENV = "SERVING_ACCESS_LOG"  # on (1/true/yes/on): one line per request (uvicorn.access, kserve.trace)
 # LogRecord attributes that are not user extras (color_message: uvicorn's ANSI copy of msg).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName", "color_message",
@@ -42,18 +36,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class LogConfigError(ValueError):
-    """SERVING_LOG_LEVEL or SERVING_ACCESS_LOG has a value this server does not know."""
+def log_config(level: str = "INFO", access_log: bool = False) -> dict[str, Any]:
+    """A logging.config dict for this process and kserve's worker processes.
 
+    Args:
+        level: the level of this server's and kserve's loggers (SERVING_LOG_LEVEL, checked by serving.settings).
+        access_log: whether per-request lines (uvicorn.access, kserve.trace) are logged (SERVING_ACCESS_LOG).
 
-def log_config(level: str | None = None, access_log: bool | None = None) -> dict[str, Any]:
-    """A logging.config dict for this process and kserve's worker processes; LogConfigError for a bad setting."""
-    raw = level or os.environ.get(LEVEL_ENV, "").strip() or "INFO"
-    level = raw.upper()
-    if level not in LEVELS:
-        raise LogConfigError(f"{LEVEL_ENV}={raw!r} is invalid: expected one of {', '.join(LEVELS)}")
-    if access_log is None:
-        access_log = switch(os.environ, ACCESS_LOG_ENV, LogConfigError, default=False)
+    Returns:
+        The dict for logging.config.dictConfig.
+    """
     per_request = "INFO" if access_log else "WARNING"
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
@@ -74,7 +66,8 @@ def log_config(level: str | None = None, access_log: bool | None = None) -> dict
     }
 
 
-def configure(level: str | None = None, access_log: bool | None = None) -> dict[str, Any]:
+def configure(level: str = "INFO", access_log: bool = False) -> dict[str, Any]:
+    """Set up this process's logging as log_config() describes; returns the dict for the worker processes."""
     config = log_config(level, access_log)
     logging.config.dictConfig(config)
     logging.captureWarnings(True)  # a warning becomes one structured line, not raw stderr

@@ -22,8 +22,9 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from serving import v2
 from serving.artifact import ArtifactError, ModelArtifact, load_artifact
 from serving.batching import AdaptiveBatcher, BatchingConfig, BatchStats
-from serving.engine import compile_predictor, fast_path_enabled
+from serving.engine import compile_predictor
 from serving.rows import input_spec
+from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ class SklearnModel(kserve.Model):
                  fast_path: bool | None = None) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
-        self.batching = batching or BatchingConfig.from_env()
-        self.fast_path = fast_path_enabled() if fast_path is None else fast_path
+        # None: what the environment says (python -m serving passes what it read once at start)
+        from_env = ServingSettings.from_env() if batching is None or fast_path is None else None
+        self.batching = batching or from_env.batching_config
+        self.fast_path = from_env.fast_path if fast_path is None else fast_path
         self.artifact: ModelArtifact | None = None
         self.spec: v2.InputSpec | None = None
         self.load_error: str | None = None

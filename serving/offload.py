@@ -22,43 +22,19 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from kserve.errors import ModelNotReady
 
 from serving.model import SklearnModel
+from serving.settings import DEFAULT_OFFLOAD_BYTES, DEFAULT_OFFLOAD_PROCESSES
 
 log = logging.getLogger(__name__)
 
-OFFLOAD_BYTES_ENV = "SERVING_OFFLOAD_BYTES"
-OFFLOAD_PROCESSES_ENV = "SERVING_OFFLOAD_PROCESSES"
-DEFAULT_OFFLOAD_BYTES = 64 * 1024  # ~3k rows: a few ms on the loop; larger bodies block it for longer
-DEFAULT_OFFLOAD_PROCESSES = 1
 PARENT_CHECK_S = 0.5
 
 _model: SklearnModel | None = None  # in a pool process: its copy of the model
-
-
-class OffloadConfigError(ValueError):
-    """An offload setting has a value outside what it accepts."""
-
-
-def settings(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
-    """(bytes from which a body is offloaded, pool processes); SERVING_OFFLOAD_BYTES=0 turns offloading off."""
-    values = []
-    for name, default, low in ((OFFLOAD_BYTES_ENV, DEFAULT_OFFLOAD_BYTES, 0),
-                               (OFFLOAD_PROCESSES_ENV, DEFAULT_OFFLOAD_PROCESSES, 1)):
-        raw = environ.get(name, "").strip()
-        try:
-            value = int(raw) if raw else default
-        except ValueError:
-            value = low - 1
-        if value < low:
-            raise OffloadConfigError(f"{name}={raw!r} is invalid: expected an integer >= {low}")
-        values.append(value)
-    return values[0], values[1]
 
 
 def _start(model_state: bytes) -> None:

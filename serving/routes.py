@@ -20,9 +20,8 @@ Every client mistake is answered with ``{"error": ...}`` and the connection kept
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 
 import orjson
@@ -41,7 +40,6 @@ from serving.metrics import UNKNOWN_MODEL, InferMetrics
 from serving.limits import DEFAULT_MAX_BODY_BYTES
 from serving.model import SklearnModel
 from serving.offload import Offloader
-from serving.switches import switch
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +47,6 @@ JSON = "application/json"
 BINARY = "application/octet-stream"
 BINARY_HEADER_OUT = "Inference-Header-Content-Length"
 CLIENT_CLOSED = 499
-FAST_ROUTE_ENV = "SERVING_FAST_ROUTE"
-
-class RouteConfigError(ValueError):
-    """The fast-route switch has a value that is neither on nor off."""
-
-
-def fast_route_enabled(environ: Mapping[str, str] = os.environ) -> bool:
-    """Read SERVING_FAST_ROUTE: on unless set to 0/false/no/off."""
-    return switch(environ, FAST_ROUTE_ENV, RouteConfigError)
-
 
 def _json(status: int, content: bytes) -> Response:
     return Response(content, status_code=status, media_type=JSON)

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 
-from serving import batching
 from serving.batching import AdaptiveBatcher, BatchingConfig, BatchingConfigError
 from serving.engine import compile_predictor
 
@@ -210,27 +209,6 @@ def test_switched_off_every_request_is_its_own_call(model, forest):
     for x, out in zip(inputs, run(scenario())):
         assert np.array_equal(out, forest(x))
     assert model.calls == [1, 1, 1, 1]
-
-
-def test_config_from_environment():
-    assert BatchingConfig.from_env({}) == BatchingConfig()
-    config = BatchingConfig.from_env({batching.BATCHING_ENV: "off", batching.MAX_ROWS_ENV: "64",
-                                      batching.WINDOW_ENV: "2.5"})
-    assert config == BatchingConfig(enabled=False, max_batch_rows=64, max_latency_ms=2.5)
-
-
-@pytest.mark.parametrize("env,message", [
-    ({batching.BATCHING_ENV: "sometimes"}, r"SERVING_BATCHING='sometimes' is not a boolean: expected 0/1/true"),
-    ({batching.MAX_ROWS_ENV: "lots"}, r"SERVING_BATCH_MAX_ROWS='lots' is invalid: expected an integer >= 1"),
-    ({batching.MAX_ROWS_ENV: "0"}, r"SERVING_BATCH_MAX_ROWS='0' is invalid: expected an integer >= 1"),
-    ({batching.MAX_ROWS_ENV: "2.5"}, r"SERVING_BATCH_MAX_ROWS='2.5' is invalid"),
-    ({batching.WINDOW_ENV: "-1"}, r"SERVING_BATCH_WINDOW_MS='-1' is invalid: expected milliseconds in \[0, 1000\]"),
-    ({batching.WINDOW_ENV: "soon"}, r"SERVING_BATCH_WINDOW_MS='soon' is invalid"),
-    ({batching.WINDOW_ENV: "nan"}, r"SERVING_BATCH_WINDOW_MS='nan' is invalid"),
-])
-def test_bad_config_names_setting_value_and_expectation(env, message):
-    with pytest.raises(BatchingConfigError, match=message):
-        BatchingConfig.from_env(env)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -28,7 +28,7 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncod
 from sklearn.tree import DecisionTreeRegressor
 
 from serving import engine
-from serving.engine import EngineConfigError, compile_predictor, describe, fast_path_enabled
+from serving.engine import compile_predictor, describe
 
 FAST = "flat tree walk"
 
@@ -177,24 +177,12 @@ def test_models_without_fast_path_use_their_own_method(model, method):
     assert describe(predict).startswith("scikit-learn")
 
 
-def test_switch_off_by_argument_and_by_environment(fitted, monkeypatch):
+def test_switch_off_by_argument_and_the_environment_is_not_read(fitted, monkeypatch):
+    # SERVING_FAST_PATH is read once, by serving.settings (tests/serving/test_settings.py); the engine takes a bool.
     model = fitted["rf-regressor"]
     assert compile_predictor(model, fast=False) == model.predict
-    monkeypatch.setenv(engine.FAST_PATH_ENV, "0")
-    assert compile_predictor(model) == model.predict
-    monkeypatch.setenv(engine.FAST_PATH_ENV, "on")
+    monkeypatch.setenv("SERVING_FAST_PATH", "0")
     assert describe(compile_predictor(model)).startswith(FAST)
-
-
-@pytest.mark.parametrize("raw,expected", [("1", True), ("TRUE", True), (" yes ", True), ("off", False), ("0", False)])
-def test_switch_values(raw, expected):
-    assert fast_path_enabled({engine.FAST_PATH_ENV: raw}) is expected
-    assert fast_path_enabled({}) is True
-
-
-def test_bad_switch_value_names_variable_value_and_choices():
-    with pytest.raises(EngineConfigError, match=r"SERVING_FAST_PATH='maybe' is not a boolean: expected 0/1/true/false"):
-        fast_path_enabled({engine.FAST_PATH_ENV: "maybe"})
 
 
 def test_concurrent_calls_from_threads_agree(fitted):

@@ -1,4 +1,4 @@
-"""Settings for limits, logging and switches: what each accepts, and the error for what it does not."""
+"""Limits and the logging set-up: what each accepts, and the error for what it does not (reading: test_settings)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from serving import logs, offload, v2
-from serving.batching import BatchingConfig
-from serving.engine import fast_path_enabled
+from serving import logs, v2
 from serving.limits import LIMITS, Limits, LimitsConfigError, add_arguments
 from serving.model import SklearnModel
 
@@ -30,7 +28,8 @@ def test_environment_then_command_line() -> None:
     add_arguments(parser)
     overridden = limits.with_args(parser.parse_args(["--max_concurrency", "3", "--body_timeout_s", "4"]))
     assert (overridden.max_concurrency, overridden.body_timeout_s, overridden.header_timeout_s) == (3, 4.0, 2.5)
-    assert Limits.from_env({"SERVING_IDLE_TIMEOUT_S": ""}) == Limits()  # empty means unset
+    with pytest.raises(LimitsConfigError, match=r"SERVING_IDLE_TIMEOUT_S='' is invalid: expected a number of seconds"):
+        Limits.from_env({"SERVING_IDLE_TIMEOUT_S": ""})  # set means set: empty is not "unset"
 
 
 @pytest.mark.parametrize(("env", "value"), [
@@ -61,48 +60,12 @@ def test_every_limit_has_a_flag_and_a_variable() -> None:
     assert len({limit.env for limit in LIMITS.values()}) == len(LIMITS)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("on", True), ("TRUE", True),
-                                                  ("0", False), ("no", False), ("", False), (None, False)])
-def test_access_log_switch(monkeypatch, value: str | None, expected: bool) -> None:
-    if value is None:
-        monkeypatch.delenv(logs.ACCESS_LOG_ENV, raising=False)
-    else:
-        monkeypatch.setenv(logs.ACCESS_LOG_ENV, value)
-    per_request = logs.log_config()["loggers"]["uvicorn.access"]["level"]
-    assert per_request == ("INFO" if expected else "WARNING")
-
-
-@pytest.mark.parametrize(("env", "value"), [(logs.LEVEL_ENV, "LOUD"), (logs.ACCESS_LOG_ENV, "maybe")])
-def test_bad_log_settings_are_named(monkeypatch, env: str, value: str) -> None:
-    monkeypatch.setenv(env, value)
-    with pytest.raises(logs.LogConfigError) as error:
-        logs.log_config()
-    assert env in str(error.value) and repr(value) in str(error.value)
-
-
-@pytest.mark.parametrize("level", ["debug", "WARNING", " error "])
-def test_log_levels_any_case(monkeypatch, level: str) -> None:
-    monkeypatch.setenv(logs.LEVEL_ENV, level)
-    assert logs.log_config()["root"]["level"] == level.strip().upper()
-
-
-@pytest.mark.parametrize(("value", "expected"), [("", True), ("  ", True), ("0", False), ("off", False), ("1", True)])
-def test_empty_switch_means_unset(value: str, expected: bool) -> None:
-    assert fast_path_enabled({"SERVING_FAST_PATH": value}) is expected
-    assert BatchingConfig.from_env({"SERVING_BATCHING": value}).enabled is expected
-
-
-@pytest.mark.parametrize(("env", "expected"), [({}, (64 * 1024, 1)), ({"SERVING_OFFLOAD_BYTES": "0"}, (0, 1)),
-                                               ({"SERVING_OFFLOAD_PROCESSES": "2"}, (64 * 1024, 2))])
-def test_offload_settings(env: dict, expected: tuple) -> None:
-    assert offload.settings(env) == expected
-
-
-@pytest.mark.parametrize("env", [{"SERVING_OFFLOAD_BYTES": "-1"}, {"SERVING_OFFLOAD_PROCESSES": "0"},
-                                 {"SERVING_OFFLOAD_BYTES": "big"}])
-def test_bad_offload_settings(env: dict) -> None:
-    with pytest.raises(offload.OffloadConfigError, match=next(iter(env))):
-        offload.settings(env)
+@pytest.mark.parametrize("access_log", [True, False])
+def test_access_log_sets_the_per_request_loggers(access_log: bool) -> None:
+    loggers = logs.log_config("WARNING", access_log)["loggers"]
+    per_request = "INFO" if access_log else "WARNING"
+    assert loggers["uvicorn.access"]["level"] == loggers["kserve.trace"]["level"] == per_request
+    assert loggers["kserve"]["level"] == "WARNING"
 
 
 @pytest.fixture(scope="module")

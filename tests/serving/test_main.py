@@ -12,12 +12,12 @@ import pytest
 from pipelines.local.s3server import free_port
 
 
-# One setting per module that reads them (engine, routes, batching; test_batching covers every batching case).
+# A few settings end to end (tests/serving/test_settings.py covers every setting and value).
 @pytest.mark.parametrize(
     "variable, value, expected",
     [
-        ("SERVING_FAST_PATH", "maybe", "SERVING_FAST_PATH='maybe' is not a boolean: expected 0/1/true/false"),
-        ("SERVING_FAST_ROUTE", "fast", "SERVING_FAST_ROUTE='fast' is not a boolean: expected 0/1/true/false"),
+        ("SERVING_FAST_PATH", "maybe", "SERVING_FAST_PATH='maybe' is not a boolean: expected one of 1, true, yes, on"),
+        ("SERVING_FAST_ROUTE", "", "SERVING_FAST_ROUTE='' is empty: expected one of 1, true, yes, on (on) or 0, false, no, off"),
         ("SERVING_BATCH_WINDOW_MS", "5000", "SERVING_BATCH_WINDOW_MS='5000' is invalid: expected milliseconds in [0, 1000]"),
     ],
 )

@@ -22,7 +22,7 @@ from timing_asgi import TimingMiddleware
 from serving import v2
 from serving.limits import Admission, Limits
 from serving.model import SklearnModel
-from serving.routes import FAST_ROUTE_ENV, InferFirst, RouteConfigError, fast_route_enabled
+from serving.routes import InferFirst
 from serving.server import TRACE_LOGGER, DataPlane, RESTServer
 
 MAX_BODY = 4096
@@ -368,14 +368,6 @@ def test_fast_route_off_leaves_inference_to_kserves_handler(model, regressor, di
     assert bad.status_code == 400 and "this model takes 10" in bad.json()["error"]
 
 
-@pytest.mark.parametrize("raw, expected", [(None, True), ("1", True), ("0", False), ("off", False)])
-def test_fast_route_switch(raw, expected) -> None:
-    assert fast_route_enabled({} if raw is None else {FAST_ROUTE_ENV: raw}) is expected
-
-
-def test_bad_fast_route_switch_names_variable_and_value() -> None:
-    with pytest.raises(RouteConfigError, match=r"SERVING_FAST_ROUTE='fast' is not a boolean: expected 0/1/true/false"):
-        fast_route_enabled({FAST_ROUTE_ENV: "fast"})
 
 
 @pytest.mark.parametrize("trace_level, timed", [(logging.WARNING, False), (logging.INFO, True)])
