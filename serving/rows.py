@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.engine import input_range
+from serving.inputrange import input_range
 
 INPUT_NAME = "input-0"
 # V2 datatypes a float feature matrix can be built from; BOOL and BYTES are not numbers.

@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from serving import engine
+from serving import flatforest, inputrange
 from serving.engine import compile_predictor, describe
 
 FAST = "flat tree walk"
@@ -208,7 +208,7 @@ def test_concurrent_calls_from_threads_agree(fitted):
 
 def test_large_batches_are_walked_in_chunks(fitted, monkeypatch):
     # Chunk edges must not shift rows: a batch of 2.5 chunks equals sklearn row for row.
-    monkeypatch.setattr(engine, "ROWS_PER_CHUNK", 16)
+    monkeypatch.setattr(flatforest, "ROWS_PER_CHUNK", 16)
     model = fitted["rf-regressor"]
     x = _queries("regression", 40, seed=9)
     assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
@@ -235,7 +235,7 @@ def test_input_range_is_exactly_what_float32_models_take(name):
     task, factory = FLOAT32_MODELS[name]
     x, y = _DATA[task]
     model = factory().fit(x, y)
-    accepted = engine.input_range(model, x.shape[1])
+    accepted = inputrange.input_range(model, x.shape[1])
     assert "computes in float32" in accepted.reason
     assert np.all(accepted.low < x.min(axis=0)) and np.all(accepted.high > x.max(axis=0))
     for column in (0, x.shape[1] - 1):
@@ -258,7 +258,7 @@ def test_input_range_is_exactly_what_float32_models_take(name):
 def test_input_range_is_all_finite_floats_when_nothing_narrows_it(model):
     x, y = _DATA["regression"]
     model.fit(x, y)
-    accepted = engine.input_range(model, x.shape[1])
+    accepted = inputrange.input_range(model, x.shape[1])
     finite = np.finfo(np.float64).max
     assert np.all(accepted.low == -finite) and np.all(accepted.high == finite) and accepted.reason == ""
     row = x[:1].copy()
