@@ -49,23 +49,28 @@ def in_process(values: dict, work: Path, store: ObjectStore) -> dict[str, float]
 
     config = ingest.IngestConfig.from_params(values["target"], values["task"], values["test_fraction"],
                                              values["seed"], values["missing_values"], values["categorical_features"])
-    timed("ingest", ingest.run, values["source"], config, paths["train.csv"], paths["test.csv"], paths["schema.json"])
+    timed("ingest", lambda: ingest.run(source=values["source"], config=config, train_path=paths["train.csv"],
+                                       test_path=paths["test.csv"], schema_path=paths["schema.json"]))
     task = schema_task(json.loads(paths["schema.json"].read_text()))
     plan = timed("plan-candidates", candidates.plan, task, values["candidates"], values["estimator"],
                  values["hyperparameters"])
-    results = timed("cross-validate", lambda: [selection.run(paths["train.csv"], paths["schema.json"], json.loads(c),
-                                                             values["seed"], values["cv_folds"]) for c in plan])
+    results = timed("cross-validate", lambda: [selection.run(train_path=paths["train.csv"],
+                                                             schema_path=paths["schema.json"],
+                                                             candidate=json.loads(c), seed=values["seed"],
+                                                             k=values["cv_folds"]) for c in plan])
     timed("train", selection.refit, paths["train.csv"], paths["schema.json"], paths["model"], results,
           values["seed"], paths["selection.json"])
     result = timed("evaluate", lambda: evaluate.run(
-        paths["test.csv"], paths["schema.json"], paths["model"], values["threshold"], values["model_name"],
-        values["bucket"], store, values["source"], values["seed"], values["test_fraction"],
-        paths["evaluation.json"], paths["report.md"], selection_path=paths["selection.json"],
-        html_path=paths["report.html"], plots_dir=paths["plots"]))
+        test_path=paths["test.csv"], schema_path=paths["schema.json"], model_dir=paths["model"],
+        threshold=values["threshold"], model_name=values["model_name"], bucket=values["bucket"], store=store,
+        data_source=values["source"], seed=values["seed"], test_fraction=values["test_fraction"],
+        evaluation_path=paths["evaluation.json"], report_path=paths["report.md"],
+        selection_path=paths["selection.json"], html_path=paths["report.html"], plots_dir=paths["plots"]))
     if not result["deploy"]:
         raise SystemExit(f"in-process gate said no ({result['reason']}): the benchmark needs a deploying run")
-    timed("push", push.run, paths["model"], paths["schema.json"], paths["evaluation.json"], values["model_name"],
-          values["bucket"], store, "bench")
+    timed("push", lambda: push.run(model_dir=paths["model"], schema_path=paths["schema.json"],
+                                   evaluation_path=paths["evaluation.json"], model_name=values["model_name"],
+                                   bucket=values["bucket"], store=store, run_id="bench"))
     return timings
 
 

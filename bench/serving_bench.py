@@ -418,10 +418,13 @@ def build_model_folder(dest: Path) -> Path:
     steps.mkdir(parents=True, exist_ok=True)
     config = ingest.IngestConfig()
     schema, train_set, test_set = steps / "schema.json", steps / "train.csv", steps / "test.csv"
-    ingest.run(DATA_SOURCE, config, train_set, test_set, schema)
-    train.run(train_set, schema, dest, "random_forest", {"n_estimators": N_TREES}, config.seed)
-    evaluation = evaluate.run(test_set, schema, dest, 0.0, MODEL_NAME, "models", None, DATA_SOURCE, config.seed,
-                              config.test_fraction, steps / "evaluation.json", steps / "report.md")
+    ingest.run(source=DATA_SOURCE, config=config, train_path=train_set, test_path=test_set, schema_path=schema)
+    train.run(train_path=train_set, schema_path=schema, model_dir=dest, estimator="random_forest",
+              hyperparameters={"n_estimators": N_TREES}, seed=config.seed)
+    evaluation = evaluate.run(test_path=test_set, schema_path=schema, model_dir=dest, threshold=0.0,
+                              model_name=MODEL_NAME, bucket="models", store=None, data_source=DATA_SOURCE,
+                              seed=config.seed, test_fraction=config.test_fraction,
+                              evaluation_path=steps / "evaluation.json", report_path=steps / "report.md")
     training = read_json(dest / TRAINING_FILE, "training record")
     skops = push.skops_bytes(dest)  # what this project's server loads (it never unpickles)
     (dest / SKOPS_FILE).write_bytes(skops)

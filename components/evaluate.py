@@ -158,7 +158,7 @@ def _write_html(evaluation: dict, selection: dict | None, model, x, y, schema: d
                  f"Evaluation: {evaluation['model_name']}", summary)
 
 
-def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float,
+def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float,
         model_name: str, bucket: str, store: ObjectStore | None, data_source: str, seed: int,
         test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
         allow_schema_change: bool = False, selection_path: str | Path | None = None,

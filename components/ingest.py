@@ -243,8 +243,8 @@ def split(prepared: Prepared, config: IngestConfig):
         raise DataError(f"cannot split {rows} rows (test_fraction={config.test_fraction}): {exc}") from exc
 
 
-def run(source: str, config: IngestConfig, train_path: str | Path, test_path: str | Path, schema_path: str | Path,
-        minio_endpoint: str | None = None, minio_secure: bool | None = None) -> dict:
+def run(*, source: str, config: IngestConfig, train_path: str | Path, test_path: str | Path,
+        schema_path: str | Path, minio_endpoint: str | None = None, minio_secure: bool | None = None) -> dict:
     """The ingest step: read, validate, split, write both datasets and the schema. Returns a summary.
 
     Messages, logs and the summary name the source redacted (no credentials, no signed query).

@@ -42,7 +42,8 @@ def ingest(
     from components import ingest as step
 
     config = step.IngestConfig.from_params(target, task, test_fraction, seed, missing_values, categorical_features)
-    summary = step.run(source, config, train_data.path, test_data.path, schema.path, minio_endpoint, minio_secure)
+    summary = step.run(source=source, config=config, train_path=train_data.path, test_path=test_data.path,
+                       schema_path=schema.path, minio_endpoint=minio_endpoint, minio_secure=minio_secure)
     # summary["source"] is redacted: artifact metadata is shown in the UI and kept in ML Metadata.
     train_data.metadata.update(rows=summary["train_rows"], source=summary["source"])
     test_data.metadata.update(rows=summary["test_rows"], source=summary["source"])
@@ -91,7 +92,8 @@ def cross_validate(
 
     from components import selection as step
 
-    result = step.run(train_data.path, schema.path, json.loads(candidate), seed, cv_folds)
+    result = step.run(train_path=train_data.path, schema_path=schema.path, candidate=json.loads(candidate), seed=seed,
+                      k=cv_folds)
     # Numbers only: the Kubeflow UI shows a Metrics artifact's values as a table of scalars. The
     # candidate is this iteration's input; its error is in the returned JSON and the step's log.
     metrics.log_metric("failed", 0.0 if result["status"] == "ok" else 1.0)
@@ -168,9 +170,10 @@ def evaluate(
     from components import evaluate as step
     from components.objectstore import ObjectStore
 
-    result = step.run(test_data.path, schema.path, model.path, threshold, model_name, bucket,
-                      ObjectStore.from_env(minio_endpoint, minio_secure), source, seed, test_fraction,
-                      evaluation.path, report.path, allow_schema_change, selection_path=selection.path,
+    result = step.run(test_path=test_data.path, schema_path=schema.path, model_dir=model.path, threshold=threshold,
+                      model_name=model_name, bucket=bucket, store=ObjectStore.from_env(minio_endpoint, minio_secure),
+                      data_source=source, seed=seed, test_fraction=test_fraction, evaluation_path=evaluation.path,
+                      report_path=report.path, allow_schema_change=allow_schema_change, selection_path=selection.path,
                       html_path=html_report.path, plots_dir=plots.path)
     for name, value in result["metrics"].items():
         if value is not None:
@@ -200,8 +203,9 @@ def push(
     from components import push as step
     from components.objectstore import ObjectStore
 
-    result = step.run(model.path, schema.path, evaluation.path, model_name, bucket,
-                      ObjectStore.from_env(minio_endpoint, minio_secure), run_id)
+    result = step.run(model_dir=model.path, schema_path=schema.path, evaluation_path=evaluation.path,
+                      model_name=model_name, bucket=bucket, store=ObjectStore.from_env(minio_endpoint, minio_secure),
+                      run_id=run_id)
     return namedtuple("Pushed", ["version", "model_uri", "production_uri", "promoted", "reason"])(
         result.version, result.model_uri, result.production_uri, result.promoted, result.reason)
 

@@ -195,8 +195,8 @@ def _sync(registry: Registry, moved_to: int | None) -> None:
                         "copy (sha256 mismatch); the next push, `make promote` or `make models` repairs it") from exc
 
 
-def run(model_dir: str | Path, schema_path: str | Path, evaluation_path: str | Path, model_name: str, bucket: str,
-        store, run_id: str, now: dt.datetime | None = None, guard: Guard | None = None) -> PushResult:
+def run(*, model_dir: str | Path, schema_path: str | Path, evaluation_path: str | Path, model_name: str,
+        bucket: str, store, run_id: str, now: dt.datetime | None = None, guard: Guard | None = None) -> PushResult:
     """The push step: validate everything locally, write v<N>, decide again, then move the pointer."""
     check_location(bucket, model_name)
     model_dir = Path(model_dir)

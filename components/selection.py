@@ -103,7 +103,7 @@ def _folds(result: dict, task: str, schema: dict, x: np.ndarray, y: np.ndarray, 
             "predict_us_per_row": statistics.median(predict_us)}
 
 
-def run(train_path: str | Path, schema_path: str | Path, candidate: dict[str, Any], seed: int,
+def run(*, train_path: str | Path, schema_path: str | Path, candidate: dict[str, Any], seed: int,
         k: int = DEFAULT_FOLDS) -> dict[str, Any]:
     """The cross-validate step: read the training split (and only it) and score one candidate."""
     schema = read_json(schema_path, "schema")
@@ -168,7 +168,8 @@ def refit(train_path: str | Path, schema_path: str | Path, model_dir: str | Path
     parsed = [json.loads(r) if isinstance(r, str) else r for r in results]
     selection = select(parsed)
     winner = selection["winner"]
-    info = train.run(train_path, schema_path, model_dir, winner["estimator"], winner["hyperparameters"], seed)
+    info = train.run(train_path=train_path, schema_path=schema_path, model_dir=model_dir,
+                     estimator=winner["estimator"], hyperparameters=winner["hyperparameters"], seed=seed)
     write_json(selection_path, selection)
     log.info("selected %s: %s", winner["label"], selection["reason"])
     return {**selection, "training": info}

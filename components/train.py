@@ -164,7 +164,7 @@ def fit(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, estimator: str) -> flo
     return time.perf_counter() - started
 
 
-def run(train_path: str | Path, schema_path: str | Path, model_dir: str | Path, estimator: str,
+def run(*, train_path: str | Path, schema_path: str | Path, model_dir: str | Path, estimator: str,
         hyperparameters: str | dict, seed: int) -> dict:
     """The train step: fit on the train split and write model_dir/model.joblib + training.json."""
     schema = read_json(schema_path, "schema")

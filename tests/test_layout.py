@@ -9,6 +9,8 @@ Every import is read with ast, also those inside functions.
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,14 @@ def test_the_rule_sees_imports_inside_functions(tmp_path):
         "from . import sibling\nimport json\n\ndef late():\n    from components.push import run\n    import pipelines.local\n")
     assert forbidden_imports("serving", tmp_path) == ["serving/bad.py:5 imports components.push",
                                             "serving/bad.py:6 imports pipelines.local"]
+
+
+STEPS = ("components.evaluate", "components.ingest", "components.push", "components.selection", "components.train")
+
+
+@pytest.mark.parametrize("module", STEPS)
+def test_step_run_takes_keyword_arguments_only(module):
+    # evaluate.run had 12 positional parameters: a swapped pair (seed, test_fraction) passed silently.
+    parameters = inspect.signature(importlib.import_module(module).run).parameters.values()
+    assert parameters, f"{module}.run takes no parameters"
+    assert [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY] == []

@@ -28,14 +28,16 @@ def breast_cancer(tmp_path_factory) -> Ingested:
 def diabetes_rf(diabetes, tmp_path_factory) -> Path:
     """The default model (100-tree random forest, seed 42) trained on the diabetes train split."""
     folder = tmp_path_factory.mktemp("diabetes_rf")
-    train.run(diabetes.train, diabetes.schema, folder, "random_forest", "{}", 42)
+    train.run(train_path=diabetes.train, schema_path=diabetes.schema, model_dir=folder, estimator="random_forest",
+              hyperparameters="{}", seed=42)
     return folder
 
 
 @pytest.fixture(scope="session")
 def breast_cancer_rf(breast_cancer, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("breast_cancer_rf")
-    train.run(breast_cancer.train, breast_cancer.schema, folder, "random_forest", "{}", 42)
+    train.run(train_path=breast_cancer.train, schema_path=breast_cancer.schema, model_dir=folder,
+              estimator="random_forest", hyperparameters="{}", seed=42)
     return folder
 
 
@@ -45,7 +47,8 @@ def ridge_models(diabetes, tmp_path_factory) -> list[Path]:
     folders = []
     for alpha in (1.0, 0.5, 0.1):
         folder = tmp_path_factory.mktemp(f"ridge-{alpha}")
-        train.run(diabetes.train, diabetes.schema, folder, "ridge", json.dumps({"alpha": alpha}), 42)
+        train.run(train_path=diabetes.train, schema_path=diabetes.schema, model_dir=folder, estimator="ridge",
+                  hyperparameters=json.dumps({"alpha": alpha}), seed=42)
         folders.append(folder)
     return folders
 
@@ -58,8 +61,9 @@ def evaluated(diabetes, diabetes_rf, tmp_path_factory) -> Path:
     same score, so each one is "not worse" and moves production unless a test changes the score.
     """
     folder = tmp_path_factory.mktemp("evaluation")
-    evaluate.run(diabetes.test, diabetes.schema, diabetes_rf, 0.2, "m", "models", None, diabetes.source, 42, 0.2,
-                 folder / "evaluation.json", folder / "report.md")
+    evaluate.run(test_path=diabetes.test, schema_path=diabetes.schema, model_dir=diabetes_rf, threshold=0.2,
+                 model_name="m", bucket="models", store=None, data_source=diabetes.source, seed=42, test_fraction=0.2,
+                 evaluation_path=folder / "evaluation.json", report_path=folder / "report.md")
     return folder / "evaluation.json"
 
 

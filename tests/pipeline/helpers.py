@@ -26,7 +26,7 @@ class Ingested:
 def run_ingest(folder: Path, source: str, **config) -> Ingested:
     cfg = ingest.IngestConfig(**config)
     paths = folder / "train.csv", folder / "test.csv", folder / "schema.json"
-    ingest.run(source, cfg, *paths)
+    ingest.run(source=source, config=cfg, train_path=paths[0], test_path=paths[1], schema_path=paths[2])
     return Ingested(*paths, cfg, source)
 
 

@@ -94,8 +94,9 @@ def race(make_store, models, diabetes, evaluated, bucket: str, guard=None, error
         try:
             store = make_store()
             start.wait(timeout=20)
-            results[index] = push.run(models[index], diabetes.schema, evaluated, "m", bucket, store,
-                                      f"run-{index}", NOW, guard=guard)
+            results[index] = push.run(model_dir=models[index], schema_path=diabetes.schema, evaluation_path=evaluated,
+                                      model_name="m", bucket=bucket, store=store, run_id=f"run-{index}", now=NOW,
+                                      guard=guard)
         except Exception as exc:  # reported below, with the trial
             errors.append(exc)
 

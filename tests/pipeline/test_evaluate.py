@@ -20,9 +20,11 @@ def production(value: float, task: str = "regression", metric: str = "r2", versi
 
 
 def run_evaluate(ingested, model_dir, tmp_path, store=None, threshold=0.2, model_name="m", bucket="models"):
-    return evaluate.run(ingested.test, ingested.schema, model_dir, threshold, model_name, bucket, store,
-                        ingested.source, ingested.config.seed, ingested.config.test_fraction,
-                        tmp_path / "evaluation.json", tmp_path / "report.md")
+    return evaluate.run(test_path=ingested.test, schema_path=ingested.schema, model_dir=model_dir,
+                        threshold=threshold, model_name=model_name, bucket=bucket, store=store,
+                        data_source=ingested.source, seed=ingested.config.seed,
+                        test_fraction=ingested.config.test_fraction, evaluation_path=tmp_path / "evaluation.json",
+                        report_path=tmp_path / "report.md")
 
 
 def test_regression_metrics_match_sklearn(diabetes, diabetes_rf, tmp_path):

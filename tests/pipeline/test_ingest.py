@@ -194,8 +194,8 @@ def test_unreachable_http_source_is_named():
 def test_s3_source(store, bucket, tmp_path):
     store.ensure_bucket(bucket)
     store.put_bytes(bucket, "data/diabetes.csv", load_diabetes(as_frame=True).frame.to_csv(index=False).encode())
-    summary = ingest.run(f"s3://{bucket}/data/diabetes.csv", IngestConfig(), tmp_path / "a", tmp_path / "b",
-                         tmp_path / "c")
+    summary = ingest.run(source=f"s3://{bucket}/data/diabetes.csv", config=IngestConfig(), train_path=tmp_path / "a",
+                         test_path=tmp_path / "b", schema_path=tmp_path / "c")
     assert (summary["rows"], summary["task"]) == (442, "regression")
     with pytest.raises(DataError, match=rf"s3://{bucket}/data/other.csv does not exist"):
         read_source(f"s3://{bucket}/data/other.csv")

@@ -56,8 +56,10 @@ def test_one_row_and_batch_predictions_agree(diabetes_model, diabetes_data):
 
 def test_training_is_deterministic_for_a_seed(diabetes, diabetes_model, diabetes_data, tmp_path):
     _, (x_test, _), _ = diabetes_data
-    train.run(diabetes.train, diabetes.schema, tmp_path / "same", "random_forest", "{}", 42)
-    train.run(diabetes.train, diabetes.schema, tmp_path / "other", "random_forest", "{}", 7)
+    train.run(train_path=diabetes.train, schema_path=diabetes.schema, model_dir=tmp_path / "same",
+              estimator="random_forest", hyperparameters="{}", seed=42)
+    train.run(train_path=diabetes.train, schema_path=diabetes.schema, model_dir=tmp_path / "other",
+              estimator="random_forest", hyperparameters="{}", seed=7)
     same = joblib.load(tmp_path / "same" / "model.joblib").predict(x_test)
     other = joblib.load(tmp_path / "other" / "model.joblib").predict(x_test)
     np.testing.assert_array_equal(same, diabetes_model.predict(x_test))

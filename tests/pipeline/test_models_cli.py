@@ -19,7 +19,8 @@ NOW = dt.datetime(2026, 12, 2, 11, 0, tzinfo=dt.timezone.utc)
 def three_versions(s3_env, bucket, diabetes, ridge_models, evaluated):
     store = models.ObjectStore.from_env()
     for index, folder in enumerate(ridge_models):
-        push.run(folder, diabetes.schema, evaluated, "m", bucket, store, f"run-{index + 1}", NOW)
+        push.run(model_dir=folder, schema_path=diabetes.schema, evaluation_path=evaluated, model_name="m",
+                 bucket=bucket, store=store, run_id=f"run-{index + 1}", now=NOW)
     return Registry(store, bucket, "m")
 
 

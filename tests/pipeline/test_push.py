@@ -37,7 +37,8 @@ LINEAGE_KEYS = {"data_sha256", "fingerprint", "git_commit", "run_id", "params", 
 
 
 def do_push(store, bucket, diabetes, model_dir, evaluation, model_name="m"):
-    return push.run(model_dir, diabetes.schema, evaluation, model_name, bucket, store, "run-1", NOW)
+    return push.run(model_dir=model_dir, schema_path=diabetes.schema, evaluation_path=evaluation,
+                    model_name=model_name, bucket=bucket, store=store, run_id="run-1", now=NOW)
 
 
 def everything(s3_server, bucket: str) -> dict[str, bytes]:
@@ -138,8 +139,9 @@ def test_pushed_model_predicts_exactly_as_the_trained_one(store, bucket, diabete
 
 @pytest.mark.integration
 def test_refuses_when_evaluation_said_no(store, bucket, diabetes, diabetes_rf, tmp_path):
-    evaluate.run(diabetes.test, diabetes.schema, diabetes_rf, 0.99, "m", "models", None, diabetes.source, 42, 0.2,
-                 tmp_path / "evaluation.json", tmp_path / "report.md")
+    evaluate.run(test_path=diabetes.test, schema_path=diabetes.schema, model_dir=diabetes_rf, threshold=0.99,
+                 model_name="m", bucket="models", store=None, data_source=diabetes.source, seed=42, test_fraction=0.2,
+                 evaluation_path=tmp_path / "evaluation.json", report_path=tmp_path / "report.md")
     with pytest.raises(PushError, match="evaluation says not to deploy .*below the threshold"):
         do_push(store, bucket, diabetes, diabetes_rf, tmp_path / "evaluation.json")
     assert not store.bucket_exists(bucket)
@@ -363,8 +365,9 @@ def test_concurrent_pushes_on_the_local_store_lose_and_mix_nothing(s3_env, diabe
         def one(index: int) -> None:
             try:
                 barrier.wait()
-                results[index] = push.run(ridge_models[index], diabetes.schema, evaluated, "m", bucket,
-                                          ObjectStore.from_env(), f"run-{index}", NOW)
+                results[index] = push.run(model_dir=ridge_models[index], schema_path=diabetes.schema,
+                                          evaluation_path=evaluated, model_name="m", bucket=bucket,
+                                          store=ObjectStore.from_env(), run_id=f"run-{index}", now=NOW)
             except Exception as exc:  # reported below
                 errors.append(exc)
         threads = [threading.Thread(target=one, args=(i,)) for i in range(CONCURRENT_RUNS)]

@@ -34,7 +34,8 @@ def mode(request, tmp_path):
 
 
 def do_push(store, guard, diabetes, model_dir, evaluation, run_id="run"):
-    return push.run(model_dir, diabetes.schema, evaluation, "m", BUCKET, store, run_id, NOW, guard=guard)
+    return push.run(model_dir=model_dir, schema_path=diabetes.schema, evaluation_path=evaluation, model_name="m",
+                    bucket=BUCKET, store=store, run_id=run_id, now=NOW, guard=guard)
 
 
 def model_bytes(folder) -> bytes:

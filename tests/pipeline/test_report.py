@@ -44,11 +44,14 @@ class Checker(HTMLParser):
 
 def evaluated(ingested, task: str, tmp_path, estimators: int = 2):
     plan = [json.loads(c) for c in candidates.plan(task, "", "", "{}")][:estimators]
-    results = [selection.run(ingested.train, ingested.schema, c, 42, 3) for c in plan]
+    results = [selection.run(train_path=ingested.train, schema_path=ingested.schema, candidate=c, seed=42, k=3)
+               for c in plan]
     selection.refit(ingested.train, ingested.schema, tmp_path / "model", results, 42, tmp_path / "selection.json")
-    evaluate.run(ingested.test, ingested.schema, tmp_path / "model", 0.1, "m", "models", None, ingested.source, 42, 0.2,
-                 tmp_path / "evaluation.json", tmp_path / "report.md", selection_path=tmp_path / "selection.json",
-                 html_path=tmp_path / "report.html", plots_dir=tmp_path / "plots")
+    evaluate.run(test_path=ingested.test, schema_path=ingested.schema, model_dir=tmp_path / "model", threshold=0.1,
+                 model_name="m", bucket="models", store=None, data_source=ingested.source, seed=42, test_fraction=0.2,
+                 evaluation_path=tmp_path / "evaluation.json", report_path=tmp_path / "report.md",
+                 selection_path=tmp_path / "selection.json", html_path=tmp_path / "report.html",
+                 plots_dir=tmp_path / "plots")
     return tmp_path / "report.html", tmp_path / "plots", tmp_path / "report.md"
 
 

@@ -51,7 +51,7 @@ def test_cross_validation_reads_only_the_training_split(tmp_path):
     train_csv = tmp_path / "train.csv"
     header = "x0,x1,x2,y\n"
     train_csv.write_text(header + "".join(",".join(map(str, [*r, t])) + "\n" for r, t in zip(x_train, y_train)))
-    results = [selection.run(train_csv, schema, c, seed=1, k=4) for c in PAIR]
+    results = [selection.run(train_path=train_csv, schema_path=schema, candidate=c, seed=1, k=4) for c in PAIR]
     assert selection.select(results)["winner"]["estimator"] == "random_forest"
     on_test = [selection.cross_validate(REGRESSION_SCHEMA, x_test, y_test, c, seed=1, k=4) for c in PAIR]
     assert selection.select(on_test)["winner"]["estimator"] == "ridge"  # what peeking at the test rows would pick

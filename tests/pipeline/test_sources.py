@@ -83,10 +83,13 @@ def test_credentials_in_the_url_are_used_to_fetch_and_never_recorded(protected_c
 
     ingested = run_ingest(tmp_path / "again", shown)
     model_dir = tmp_path / "model"
-    train.run(ingested.train, ingested.schema, model_dir, "ridge", "{}", 42)
+    train.run(train_path=ingested.train, schema_path=ingested.schema, model_dir=model_dir, estimator="ridge",
+              hyperparameters="{}", seed=42)
     with caplog.at_level(logging.DEBUG):
-        evaluation = evaluate.run(ingested.test, ingested.schema, model_dir, -1.0, "m", "models", None, source, 42,
-                                  0.2, tmp_path / "evaluation.json", tmp_path / "report.md")
+        evaluation = evaluate.run(test_path=ingested.test, schema_path=ingested.schema, model_dir=model_dir,
+                                  threshold=-1.0, model_name="m", bucket="models", store=None, data_source=source,
+                                  seed=42, test_fraction=0.2, evaluation_path=tmp_path / "evaluation.json",
+                                  report_path=tmp_path / "report.md")
     metadata = push.build_metadata("m", 1, (model_dir / "model.joblib").read_bytes(),
                                    json.loads((model_dir / "training.json").read_text()),
                                    json.loads(ingested.schema.read_text()), evaluation, "run-1",
@@ -119,8 +122,8 @@ def test_unreachable_source_error_is_redacted():
 def test_validation_errors_name_the_redacted_source(protected_csv, tmp_path, monkeypatch):
     monkeypatch.setenv(SOURCE_URL_ENV, secret_source(protected_csv))
     with pytest.raises(DataError) as caught:
-        ingest.run(redact_source(secret_source(protected_csv)), ingest.IngestConfig(target="y"), tmp_path / "a", tmp_path / "b",
-                   tmp_path / "c")
+        ingest.run(source=redact_source(secret_source(protected_csv)), config=ingest.IngestConfig(target="y"),
+                   train_path=tmp_path / "a", test_path=tmp_path / "b", schema_path=tmp_path / "c")
     assert str(caught.value).startswith(f"target column 'y' not found in http://{protected_csv}/diabetes.csv; ")
 
 

@@ -96,7 +96,8 @@ class KillingRelay:
 
 
 def do_push(store, diabetes, model_dir, evaluated, run_id):
-    return push.run(model_dir, diabetes.schema, evaluated, "m", BUCKET, store, run_id, NOW)
+    return push.run(model_dir=model_dir, schema_path=diabetes.schema, evaluation_path=evaluated, model_name="m",
+                    bucket=BUCKET, store=store, run_id=run_id, now=NOW)
 
 
 def store_at(server: LocalS3Server, port: int | None = None) -> ObjectStore:

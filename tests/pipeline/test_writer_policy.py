@@ -39,14 +39,18 @@ def calls(diabetes, diabetes_rf, tmp_path_factory):
     from components import train
 
     folder = tmp_path_factory.mktemp("policy")
-    evaluate.run(diabetes.test, diabetes.schema, diabetes_rf, 0.2, "m", BUCKET, None, diabetes.source, 42, 0.2,
-                 folder / "evaluation.json", folder / "report.md")
+    evaluate.run(test_path=diabetes.test, schema_path=diabetes.schema, model_dir=diabetes_rf, threshold=0.2,
+                 model_name="m", bucket=BUCKET, store=None, data_source=diabetes.source, seed=42, test_fraction=0.2,
+                 evaluation_path=folder / "evaluation.json", report_path=folder / "report.md")
     other = folder / "other"
-    train.run(diabetes.train, diabetes.schema, other, "ridge", "{}", 42)
+    train.run(train_path=diabetes.train, schema_path=diabetes.schema, model_dir=other, estimator="ridge",
+              hyperparameters="{}", seed=42)
     store = MemStore(objects={BUCKET: {}})  # the bucket exists: in the cluster the setup job makes it
-    push.run(diabetes_rf, diabetes.schema, folder / "evaluation.json", "m", BUCKET, store, "r1")
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema, evaluation_path=folder / "evaluation.json",
+             model_name="m", bucket=BUCKET, store=store, run_id="r1")
     store.put_bytes(BUCKET, "m/v9/model.joblib", b"partial")  # so the next push removes something
-    push.run(other, diabetes.schema, folder / "evaluation.json", "m", BUCKET, store, "r2")
+    push.run(model_dir=other, schema_path=diabetes.schema, evaluation_path=folder / "evaluation.json", model_name="m",
+             bucket=BUCKET, store=store, run_id="r2")
     registry = Registry.for_writing(store, BUCKET, "m", Guard())
     registry.promote(1, "t", "r")
     registry.rollback("t", "r")
