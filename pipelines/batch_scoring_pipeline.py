@@ -9,14 +9,14 @@ like the training one: `make upload UPLOAD_ARGS="--pipeline batch-scoring"`.
 """
 
 # No "from __future__ import annotations": KFP reads the real annotation objects.
-import argparse
 import sys
 from pathlib import Path
 
-from kfp import compiler, dsl
+from kfp import dsl
 
 from components.kfp_components import batch_predict
-from pipelines.training_pipeline import MINIO_SECRET, sized, with_bucket_access
+from pipelines import compiling
+from pipelines.tasks import MINIO_SECRET, sized, with_bucket_access
 
 PIPELINE_NAME = "batch-scoring"
 PIPELINE_DESCRIPTION = (
@@ -64,17 +64,12 @@ def batch_scoring_pipeline(
 
 
 def compile_pipeline(output: str | Path = PACKAGE_PATH) -> Path:
-    compiler.Compiler().compile(batch_scoring_pipeline, str(output))
-    return Path(output)
+    """Write the batch-scoring pipeline's YAML (default: the committed one); returns its path."""
+    return compiling.compile_pipeline(batch_scoring_pipeline, output)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compile the batch-scoring pipeline to KFP IR YAML.")
-    parser.add_argument("--output", default=str(PACKAGE_PATH), help="where to write the YAML (default: %(default)s)")
-    args = parser.parse_args(argv)
-    path = compile_pipeline(args.output)
-    print(f"compiled {PIPELINE_NAME} -> {path}")
-    return 0
+    return compiling.main(batch_scoring_pipeline, PIPELINE_NAME, PACKAGE_PATH, argv)
 
 
 if __name__ == "__main__":

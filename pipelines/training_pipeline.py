@@ -7,11 +7,10 @@ a fresh compile. It uploads to the Kubeflow UI as it is, or through `make upload
 """
 
 # No "from __future__ import annotations": KFP reads the real annotation objects.
-import argparse
 import sys
 from pathlib import Path
 
-from kfp import compiler, dsl, kubernetes
+from kfp import dsl, kubernetes
 
 from components.kfp_components import (
     cross_validate,
@@ -24,6 +23,9 @@ from components.kfp_components import (
     train,
 )
 from components.sources import SOURCE_URL_ENV
+from pipelines import compiling
+# MINIO_SECRET is re-exported: the minio_secret parameter's default, which tests and docs name from here.
+from pipelines.tasks import MINIO_SECRET, sized, with_bucket_access
 
 PIPELINE_NAME = "sklearn-training"
 PIPELINE_DESCRIPTION = (
@@ -32,39 +34,17 @@ PIPELINE_DESCRIPTION = (
 )
 PACKAGE_PATH = Path(__file__).with_name("training_pipeline.yaml")
 
-# Kubeflow's own object-store credentials: the default of the minio_secret parameter. In a
-# multi-user install a profile namespace may hold a copy with read-only keys, or none: point
-# minio_secret at a Secret with the same two keys that may write the bucket.
-MINIO_SECRET = "mlpipeline-minio-artifact"
-MINIO_SECRET_KEYS = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
 # The full URL of an http(s) source with credentials (user-info, signed query): the parameter
 # holds only the redacted URL, which KFP shows in its UI, logs and the pod's command line.
 SOURCE_SECRET = "training-source"
 SOURCE_SECRET_KEYS = {"url": SOURCE_URL_ENV}
 
-CPU_REQUEST = "500m"
-MEMORY_REQUEST = "512Mi"
-MEMORY_LIMIT = "2Gi"
-# The deploy step only talks to the Kubernetes API.
 # Candidates cross-validated at once: on kfp.local these are processes on this machine.
 CV_PARALLELISM = 4
+# The deploy step only talks to the Kubernetes API.
 DEPLOY_CPU_REQUEST = "100m"
 DEPLOY_MEMORY_REQUEST = "256Mi"
 DEPLOY_MEMORY_LIMIT = "512Mi"
-
-
-def with_bucket_access(task: dsl.PipelineTask, secret: str, optional: bool = False) -> dsl.PipelineTask:
-    """MINIO_ACCESS_KEY/MINIO_SECRET_KEY from the Secret named by the minio_secret parameter.
-
-    optional=True: the pod starts without the Secret (ingest reads sklearn: and http(s) sources
-    without keys; an s3:// source without keys fails with a message saying which to set).
-    """
-    return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=MINIO_SECRET_KEYS,
-                                        optional=optional)
-
-
-def sized(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    return task.set_cpu_request(CPU_REQUEST).set_memory_request(MEMORY_REQUEST).set_memory_limit(MEMORY_LIMIT)
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
@@ -166,17 +146,12 @@ def training_pipeline(
 
 
 def compile_pipeline(output: str | Path = PACKAGE_PATH) -> Path:
-    compiler.Compiler().compile(training_pipeline, str(output))
-    return Path(output)
+    """Write the training pipeline's YAML (default: the committed one); returns its path."""
+    return compiling.compile_pipeline(training_pipeline, output)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compile the training pipeline to KFP IR YAML.")
-    parser.add_argument("--output", default=str(PACKAGE_PATH), help="where to write the YAML (default: %(default)s)")
-    args = parser.parse_args(argv)
-    path = compile_pipeline(args.output)
-    print(f"compiled {PIPELINE_NAME} -> {path}")
-    return 0
+    return compiling.main(training_pipeline, PIPELINE_NAME, PACKAGE_PATH, argv)
 
 
 if __name__ == "__main__":
