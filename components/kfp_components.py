@@ -38,7 +38,23 @@ def ingest(
     test_data: Output[Dataset],
     schema: Output[Artifact],
 ):
-    """Read and validate the source; write train/test CSVs and the schema JSON."""
+    """Read and validate the source; write train/test CSVs and the schema JSON.
+
+    Args:
+        source: Where the CSV table is: sklearn:diabetes, s3://bucket/key.csv, http(s)://... or a local
+            path (redacted: credentials come from the source_secret Secret as SOURCE_URL, never from here).
+        target: The target column.
+        task: regression, classification, or auto (from the target's values).
+        test_fraction: Share of the rows held out for evaluate (stratified for classification).
+        seed: Seed of the split.
+        missing_values: error (name the column and rows), drop (those rows) or impute (keep the NaNs).
+        categorical_features: Comma-separated non-numeric columns, encoded as codes; "" for none.
+        minio_endpoint: host:port of MinIO/S3 (for s3:// sources).
+        minio_secure: Use TLS to reach the object store.
+        train_data: The training split as CSV (features, then the target).
+        test_data: The held-out split, same columns.
+        schema: JSON: the features (names, ranges, categories), the target and the task.
+    """
     from components import ingest as step
 
     config = step.IngestConfig.from_params(target, task, test_fraction, seed, missing_values, categorical_features)
@@ -59,6 +75,9 @@ def plan_candidates(schema: Input[Artifact], candidates: str, estimator: str, hy
         candidates: JSON list of {"estimator", "hyperparameters"}; empty: the task's defaults.
         estimator: One estimator instead of a list (a list of one); empty: use candidates.
         hyperparameters: That estimator's hyperparameters as a JSON object.
+
+    Returns:
+        The plan: one JSON string per candidate ({"index", "estimator", "hyperparameters"}).
     """
     from components import candidates as step
     from components.artifacts import read_json, schema_task
@@ -159,11 +178,30 @@ def evaluate(
     """Score on the test split, log Metrics (and a confusion matrix for classification), decide.
 
     Args:
+        test_data: The held-out split written by ingest.
+        schema: The ingested schema.
+        model: The model train wrote (model.joblib and training.json).
         selection: train's selection JSON: the candidates' CV scores, plotted in the reports.
-        html_report: One self-contained page with every plot (the Kubeflow UI renders it).
-        plots: A folder with the same plots as PNG files.
+        threshold: The least primary metric (r2, or f1 for classification) a model needs to be deployed.
+        model_name: Folder of the model in the bucket: its production model is the one to beat.
+        bucket: Bucket holding the models.
+        minio_endpoint: host:port of MinIO/S3.
+        minio_secure: Use TLS to reach the object store.
+        source: The (redacted) source the split came from, recorded with the evaluation.
+        seed: Seed of the split, recorded so a later run knows whether it scores the same rows.
+        test_fraction: Share held out, recorded for the same reason.
         allow_schema_change: Let a model whose input schema (feature names, order) differs from
             production's replace it; otherwise the gate refuses it.
+        metrics: The test-split metrics.
+        classification_metrics: The confusion matrix (classification only).
+        report: Markdown: the metrics, the comparison with production and the decision.
+        html_report: One self-contained page with every plot (the Kubeflow UI renders it).
+        plots: A folder with the same plots as PNG files.
+        evaluation: JSON: metrics, primary metric, the deploy decision and why (push reads it).
+
+    Returns:
+        deploy: Whether the model passed the gate (threshold, and better than production or tied).
+        reason: Why, in one line.
     """
     from collections import namedtuple
 
@@ -197,7 +235,25 @@ def push(
     run_id: str,
 ) -> NamedTuple("Pushed", [("version", int), ("model_uri", str), ("production_uri", str), ("promoted", bool),
                            ("reason", str)]):
-    """Upload s3://bucket/model_name/v<N>/, decide again on production as it is now, then move it."""
+    """Upload s3://bucket/model_name/v<N>/, decide again on production as it is now, then move it.
+
+    Args:
+        model: The model train wrote.
+        schema: The ingested schema (written into metadata.json for the server).
+        evaluation: evaluate's JSON; push refuses to run when it says not to deploy.
+        model_name: Folder of the model in the bucket.
+        bucket: Bucket to publish into.
+        minio_endpoint: host:port of MinIO/S3.
+        minio_secure: Use TLS to reach the object store.
+        run_id: This run's id, recorded in metadata.json.
+
+    Returns:
+        version: The N of the v<N>/ written.
+        model_uri: s3://bucket/model_name/v<N>/ (immutable).
+        production_uri: s3://bucket/model_name/production/.
+        promoted: Whether production now points at v<N> (False: written, but the gate said no at push time).
+        reason: The gate's reason, as decided right before moving production.
+    """
     from collections import namedtuple
 
     from components import push as step
@@ -227,6 +283,11 @@ def deploy(
         canary_traffic_percent: 0-100: share of traffic for the new revision (serverless mode only);
             negative: leave the InferenceService's canaryTrafficPercent as it is.
         timeout_s: Seconds to wait for Ready before the InferenceService is rolled back (the step then fails).
+
+    Returns:
+        storage_uri: The storageUri the InferenceService now serves.
+        previous_uri: The one it served before ("" when it had none).
+        revision: Serverless mode: the predictor's latest ready revision ("" in RawDeployment mode).
     """
     from collections import namedtuple
 
@@ -240,7 +301,13 @@ def deploy(
 
 @dsl.component(base_image=PIPELINE_IMAGE)
 def not_deployed(reason: str, model_name: str, bucket: str):
-    """The gate's "no" branch: a visible step that says why, since KFP skips a false branch silently."""
+    """The gate's "no" branch: a visible step that says why, since KFP skips a false branch silently.
+
+    Args:
+        reason: evaluate's reason for not deploying.
+        model_name: Folder of the model in the bucket.
+        bucket: Bucket holding the models (its production/ stays as it is).
+    """
     import logging
 
     logging.getLogger("components.gate").warning(
@@ -273,6 +340,12 @@ def batch_predict(
         chunk_rows: Rows read and scored at a time; memory grows with it, not with the file.
         minio_endpoint: host:port of MinIO/S3.
         minio_secure: Use TLS to reach the object store.
+
+    Returns:
+        rows: Rows read.
+        scored: Rows scored.
+        rejected: Rows refused (on_bad_row=reject).
+        outputs: The s3:// URIs written, comma-separated.
     """
     from collections import namedtuple
 
