@@ -41,14 +41,28 @@ def created_meanwhile(exc: MinioException) -> bool:
 
 
 def is_bare_403(exc: BaseException | None) -> bool:
-    """A 403 minio filled in itself because the answer had no body (HEAD requests): no code to go on."""
+    """A 403 minio filled in itself because the answer had no body (HEAD requests): no code to go on.
+
+    Args:
+        exc: the error, or None.
+
+    Returns:
+        True for such a 403 (bucket_exists then lists to learn the real code).
+    """
     if not isinstance(exc, S3Error) or exc.code != "AccessDenied":
         return False
     return not getattr(exc.response, "data", b"")
 
 
 def code_status_message(exc: MinioException) -> tuple[str, int, str]:
-    """(S3 error code or "", HTTP status or 0, message) of a minio error, also from a "non-XML" one."""
+    """(S3 error code or "", HTTP status or 0, message) of a minio error, also from a "non-XML" one.
+
+    Args:
+        exc: what minio raised.
+
+    Returns:
+        The triple; "" and 0 where the error does not say.
+    """
     if isinstance(exc, S3Error):
         return exc.code or "", int(getattr(exc.response, "status", 0) or 0), exc.message or ""
     if isinstance(exc, ServerError):

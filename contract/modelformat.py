@@ -26,13 +26,28 @@ class UntrustedModel(ValueError):
 
 
 def dumps(estimator: Any) -> bytes:
+    """The estimator as skops bytes.
+
+    Args:
+        estimator: a fitted scikit-learn estimator or Pipeline.
+
+    Returns:
+        The skops file's bytes (model.skops).
+    """
     import skops.io  # only steps that write or read a model pay for the import
 
     return skops.io.dumps(estimator)
 
 
 def named_types(data: bytes) -> set[str]:
-    """Every "module.name" (class, function or type) the skops file's schema names."""
+    """Every "module.name" (class, function or type) the skops file's schema names.
+
+    Args:
+        data: a skops file's bytes.
+
+    Returns:
+        The names; UntrustedModel when the bytes are not a skops file.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             schema = json.loads(archive.read("schema.json"))
@@ -55,7 +70,15 @@ def _names(node: Any) -> Iterator[str]:
 
 
 def loads(data: bytes, trusted: frozenset[str] = TRUSTED_TYPES) -> Any:
-    """The estimator in a skops file; UntrustedModel when it names a type outside `trusted` or does not load."""
+    """The estimator in a skops file; UntrustedModel when it names a type outside `trusted` or does not load.
+
+    Args:
+        data: a skops file's bytes.
+        trusted: the type names it may contain (default: TRUSTED_TYPES).
+
+    Returns:
+        The estimator, its trees checked (check_trees).
+    """
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 
@@ -83,6 +106,9 @@ def check_trees(estimator: Any) -> None:
     trust sklearn.tree._tree.Tree by default): a crafted file of trusted types could crash the
     process at its first prediction. A fitted tree's children always come after their parent, so
     "child index > own index" also rules out cycles.
+
+    Args:
+        estimator: a loaded estimator; every object reachable from it is checked.
     """
     import numpy as np
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor

@@ -56,6 +56,14 @@ def compile_predictor(model, method: str = "predict", *, fast: bool = True) -> P
     """Return a function computing ``getattr(model, method)(X)`` for a 2-D numeric array X.
 
     Called once at model load. The result is thread-safe and holds no per-call state.
+
+    Args:
+        model: a fitted estimator or Pipeline.
+        method: predict or predict_proba.
+        fast: False always answers with the model's own method (SERVING_FAST_PATH=0).
+
+    Returns:
+        A FastPredictor where the model has a fast path, else the model's bound method.
     """
     own = getattr(model, method)
     if not fast:
@@ -77,7 +85,14 @@ def compile_predictor(model, method: str = "predict", *, fast: bool = True) -> P
 
 
 def describe(predictor: PredictFn) -> str:
-    """One line naming the path a compiled predictor takes (for logs and the benchmark)."""
+    """One line naming the path a compiled predictor takes (for logs and the benchmark).
+
+    Args:
+        predictor: what compile_predictor returned.
+
+    Returns:
+        For example "flat tree walk for RandomForestRegressor.predict (100 trees, ...)" or "scikit-learn predict".
+    """
     return getattr(predictor, "description", f"scikit-learn {getattr(predictor, '__name__', predictor)}")
 
 

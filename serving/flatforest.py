@@ -43,7 +43,18 @@ class FlatForest:
     def from_trees(
         cls, trees: Sequence[tuple], input_dtype: np.dtype, n_features: int, start: np.ndarray | None = None
     ) -> FlatForest:
-        """Build from per-tree (feature, threshold, left, right, is_leaf, value, depth) arrays."""
+        """Build from per-tree (feature, threshold, left, right, is_leaf, value, depth) arrays.
+
+        Args:
+            trees: per tree, (feature, threshold, left, right, is_leaf, value, depth) arrays in scikit-learn's
+                layout.
+            input_dtype: the dtype the estimator casts X to; thresholds are rounded down to it.
+            n_features: columns of X.
+            start: (K,) what each row's sum starts from (default 0).
+
+        Returns:
+            The table of all trees.
+        """
         sizes = [len(tree[0]) for tree in trees]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
         n_nodes = int(sum(sizes))
@@ -71,7 +82,14 @@ class FlatForest:
         return len(self.feature) // 2
 
     def sum_leaves(self, X: np.ndarray) -> np.ndarray:
-        """(n, K): ``start`` plus each row's leaf values, added tree by tree in tree order."""
+        """(n, K): ``start`` plus each row's leaf values, added tree by tree in tree order.
+
+        Args:
+            X: (n, n_features) finite rows of input_dtype.
+
+        Returns:
+            (n, K) float64 sums.
+        """
         n_trees, width = len(self.roots), self.value.shape[1]
         out = np.empty((X.shape[0], width), np.float64)
         for first in range(0, X.shape[0], ROWS_PER_CHUNK):

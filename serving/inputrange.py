@@ -46,6 +46,13 @@ def input_range(model, n_features: int) -> InputRange:
     1/std first), or more; the range is carried back through each step. A step whose effect
     on magnitudes is not known here leaves only the float64 range: refusing values the model
     would take is worse than letting scikit-learn judge them.
+
+    Args:
+        model: the fitted model as served.
+        n_features: columns of its input.
+
+    Returns:
+        The per-feature [low, high] and why it is narrower than float64's ("" when it is not).
     """
     steps, final = split_pipeline(model)
     anything = InputRange(np.full(n_features, -_FLOAT64_MAX), np.full(n_features, _FLOAT64_MAX), "")

@@ -42,7 +42,15 @@ class SettingsError(ValueError):
 
 
 def switch(variable: str, raw: str) -> bool:
-    """On/off: the contract's spellings, in any case."""
+    """On/off: the contract's spellings, in any case.
+
+    Args:
+        variable: the variable's name, for the message.
+        raw: its value as set.
+
+    Returns:
+        The boolean; SettingsError for an empty or unknown spelling.
+    """
     spellings = f"one of {', '.join(TRUE_SPELLINGS)} (on) or {', '.join(FALSE_SPELLINGS)} (off)"
     if not raw.strip():
         raise SettingsError(f"{variable}={raw!r} is empty: expected {spellings}, or leave it unset")
@@ -53,7 +61,14 @@ def switch(variable: str, raw: str) -> bool:
 
 
 def integer(low: int) -> Parser:
-    """A whole number of at least ``low``."""
+    """A whole number of at least ``low``.
+
+    Args:
+        low: the least value accepted.
+
+    Returns:
+        A parser (variable, raw) -> int that raises SettingsError below low or for a non-integer.
+    """
     def parse(variable: str, raw: str) -> int:
         try:
             value = int(raw.strip())
@@ -66,7 +81,16 @@ def integer(low: int) -> Parser:
 
 
 def number(low: float, high: float, unit: str) -> Parser:
-    """A finite number in [low, high]."""
+    """A finite number in [low, high].
+
+    Args:
+        low: the least value accepted.
+        high: the largest.
+        unit: what the number counts, for the message.
+
+    Returns:
+        A parser (variable, raw) -> float that raises SettingsError outside [low, high] or for NaN.
+    """
     def parse(variable: str, raw: str) -> float:
         try:
             value = float(raw.strip())
@@ -79,7 +103,14 @@ def number(low: float, high: float, unit: str) -> Parser:
 
 
 def choice(options: tuple[str, ...]) -> Parser:
-    """One of ``options``, in any case; the value is the option as spelled there."""
+    """One of ``options``, in any case; the value is the option as spelled there.
+
+    Args:
+        options: the accepted values, upper case.
+
+    Returns:
+        A parser (variable, raw) -> str.
+    """
     def parse(variable: str, raw: str) -> str:
         value = raw.strip().upper()
         if value not in options:
@@ -89,7 +120,16 @@ def choice(options: tuple[str, ...]) -> Parser:
 
 
 def setting(variable: str, parse: Parser, default: Any) -> Any:
-    """A ServingSettings field read from ``variable`` with ``parse``; ``default`` when it is unset."""
+    """A ServingSettings field read from ``variable`` with ``parse``; ``default`` when it is unset.
+
+    Args:
+        variable: the SERVING_* name.
+        parse: the parser of its value.
+        default: the value when it is unset.
+
+    Returns:
+        A dataclass field carrying the variable and parser in its metadata.
+    """
     return field(default=default, metadata={"variable": variable, "parse": parse})
 
 
@@ -157,7 +197,11 @@ def _read(setting_field: Any, environ: Mapping[str, str]) -> Any:
 
 
 def known_variables() -> tuple[str, ...]:
-    """Every SERVING_* variable the server reads or sets, sorted."""
+    """Every SERVING_* variable the server reads or sets, sorted.
+
+    Returns:
+        The names: ServingSettings' own, the limits', and the ones the server sets for itself.
+    """
     own = [f.metadata["variable"] for f in fields(ServingSettings) if f.metadata]
     return tuple(sorted({*own, *(limit.env for limit in LIMITS.values()), *INTERNAL_VARIABLES}))
 
@@ -182,6 +226,11 @@ def unknown_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
 
 
 def warn_unknown(log: logging.Logger, environ: Mapping[str, str] = os.environ) -> None:
-    """Log a warning for each SERVING_* variable the server does not know (see the module docstring: why not an error)."""
+    """Log a warning for each SERVING_* variable the server does not know (see the module docstring: why not an error).
+
+    Args:
+        log: where the warnings go.
+        environ: the environment to look at.
+    """
     for line in unknown_variables(environ):
         log.warning(line)

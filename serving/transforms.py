@@ -19,7 +19,14 @@ FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16)
 
 
 def split_pipeline(model) -> tuple[list, object]:
-    """(the steps before the final estimator, skipping None and "passthrough"; the final estimator)."""
+    """(the steps before the final estimator, skipping None and "passthrough"; the final estimator).
+
+    Args:
+        model: a fitted estimator, a Pipeline or not.
+
+    Returns:
+        (steps, final); ([], model) for a bare estimator.
+    """
     if isinstance(model, Pipeline):
         steps = [step for _, step in model.steps[:-1] if step is not None and step != "passthrough"]
         return steps, model.steps[-1][1]
@@ -32,6 +39,12 @@ def compile_transform(step) -> Transform:
     Only reached with finite input (FastPredictor sends anything else to the whole model).
     Each version repeats scikit-learn's dtype rule and in-place arithmetic, which is why the
     outputs are bit-identical; any other step keeps its own ``transform``.
+
+    Args:
+        step: a fitted preprocessing step.
+
+    Returns:
+        A function X -> transformed X: the twin, or the step's own transform.
     """
     kind = type(step)
     if kind is StandardScaler:
@@ -69,7 +82,14 @@ def _min_max(X: np.ndarray, scale: np.ndarray, minimum: np.ndarray) -> np.ndarra
 
 
 def imputer_is_identity_on_finite(imputer: SimpleImputer) -> bool:
-    """Whether the fitted imputer returns finite input unchanged (apart from its dtype rule)."""
+    """Whether the fitted imputer returns finite input unchanged (apart from its dtype rule).
+
+    Args:
+        imputer: a fitted SimpleImputer.
+
+    Returns:
+        True when NaN is its missing value, it adds no indicator, and drops no column.
+    """
     missing = imputer.missing_values
     return (
         isinstance(missing, float)
