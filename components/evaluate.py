@@ -163,14 +163,33 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
         allow_schema_change: bool = False, selection_path: str | Path | None = None,
         html_path: str | Path | None = None, plots_dir: str | Path | None = None) -> dict:
-    """The evaluate step. store=None skips the production comparison (no object store configured).
+    """The evaluate step: score the model on the held-out split, compare it with production, decide.
 
     The production model is the version production.json names (components.registry), never the
     production/ copy, which may lag; whether that copy matches is reported too.
 
-    data_source, seed and test_fraction identify the held-out split; they go into the
-    evaluation (and from there into metadata.json) so a later run can tell whether it
-    is compared on the same rows.
+    Args:
+        test_path: the held-out split (CSV) ingest wrote.
+        schema_path: the ingested schema.
+        model_dir: the folder train wrote (model.joblib, training.json).
+        threshold: the least primary metric (R², or macro F1) a model needs.
+        model_name: the model's folder in the bucket.
+        bucket: the bucket holding the models.
+        store: the object store; None skips the production comparison (no object store configured).
+        data_source: the source the split came from (redacted again here: it ends up in metadata.json).
+        seed: the split's seed.
+        test_fraction: the held-out share. These three identify the held-out split; they go into the
+            evaluation (and from there into metadata.json) so a later run can tell whether it is
+            compared on the same rows.
+        evaluation_path: where the evaluation JSON goes (push reads it).
+        report_path: where the Markdown report goes.
+        allow_schema_change: let a model whose features differ from production's replace it.
+        selection_path: train's selection JSON, for the reports' CV plot; None: no such plot.
+        html_path: where the HTML report goes; None: none is written.
+        plots_dir: the folder for the plots as PNG files (with html_path).
+
+    Returns:
+        The evaluation as written: metrics, primary metric, the decision (deploy, reason) and lineage.
     """
     if not isinstance(threshold, (int, float)) or math.isnan(threshold):
         raise EvaluateError(f"threshold={threshold!r} is invalid: expected a number")

@@ -27,14 +27,29 @@ class Decision:
 
 
 def feature_list(schema: Any) -> list[str] | None:
-    """The input schema as clients see it: feature names in order; None when the schema names none."""
+    """The input schema as clients see it: feature names in order; None when the schema names none.
+
+    Args:
+        schema: a schema object, or anything (production metadata may be damaged).
+
+    Returns:
+        The names in order, or None.
+    """
     if not isinstance(schema, dict) or not isinstance(schema.get("features"), list):
         return None
     return [f.get("name") if isinstance(f, dict) else f for f in schema["features"]]
 
 
 def schema_difference(production_schema: Any, candidate_schema: Any) -> str:
-    """'' when both take the same features in the same order, else what differs (for the message)."""
+    """'' when both take the same features in the same order, else what differs (for the message).
+
+    Args:
+        production_schema: production's schema.
+        candidate_schema: the new model's.
+
+    Returns:
+        '' or the difference, in a few words.
+    """
     theirs, ours = feature_list(production_schema), feature_list(candidate_schema)
     if theirs is None or ours is None or theirs == ours:
         return ""
@@ -51,14 +66,33 @@ def schema_difference(production_schema: Any, candidate_schema: Any) -> str:
 
 
 def fingerprint(data_sha256: str, schema: Any, estimator: str, hyperparameters: Any, split: Any) -> str:
-    """What determines the trained model: same fingerprint, same model (training is seeded)."""
+    """What determines the trained model: same fingerprint, same model (training is seeded).
+
+    Args:
+        data_sha256: sha256 of the training data.
+        schema: the ingested schema.
+        estimator: the estimator's name.
+        hyperparameters: its parameters.
+        split: what identifies the split (source, seed, test fraction).
+
+    Returns:
+        A sha256 hex digest.
+    """
     canonical = json.dumps({"data_sha256": data_sha256, "schema": schema, "estimator": estimator,
                             "hyperparameters": hyperparameters, "split": split}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def check_production(production: Any, production_uri: str) -> dict | None:
-    """The production metadata as read from the bucket, refused when the gate cannot read it."""
+    """The production metadata as read from the bucket, refused when the gate cannot read it.
+
+    Args:
+        production: production's metadata.json as parsed, or None.
+        production_uri: its s3:// folder, for the message.
+
+    Returns:
+        The metadata, or None when there is no production model; EvaluateError when unreadable.
+    """
     if production is None:
         return None
     where = f"{production_uri}metadata.json"
@@ -78,9 +112,21 @@ def decide(metric: str, value: float | None, threshold: float, task: str, produc
            allow_schema_change: bool = False) -> Decision:
     """Deploy when value reaches threshold and is not worse than production's primary metric, if any.
 
-    schema: the candidate's input schema; one that differs from production's (feature names or order)
-    is refused unless allow_schema_change. training_fingerprint: equal to production's means the same
-    data and parameters, so there is nothing new to learn (and nothing to push).
+    Args:
+        metric: the primary metric's name (r2, f1_macro).
+        value: the candidate's value; None (not computable) never deploys.
+        threshold: the least value that deploys.
+        task: regression or classification; a production model of another task is not compared.
+        production: production's metadata.json as parsed, or None when there is none.
+        production_uri: its s3:// folder, for the messages.
+        schema: the candidate's input schema; one that differs from production's (feature names or
+            order) is refused unless allow_schema_change.
+        training_fingerprint: equal to production's means the same data and parameters, so there is
+            nothing new to learn (and nothing to push).
+        allow_schema_change: let a different input schema replace production's.
+
+    Returns:
+        The Decision: deploy or not, and why in one line.
     """
     production = check_production(production, production_uri)
     if value is None:

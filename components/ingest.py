@@ -248,6 +248,19 @@ def run(*, source: str, config: IngestConfig, train_path: str | Path, test_path:
     """The ingest step: read, validate, split, write both datasets and the schema. Returns a summary.
 
     Messages, logs and the summary name the source redacted (no credentials, no signed query).
+
+    Args:
+        source: the table: sklearn:<name>, s3://bucket/key.csv, http(s)://... or a local path; credentials come from
+            SOURCE_URL (a Secret) when the parameter is the redacted URL.
+        config: target, task, split and missing-value settings (IngestConfig).
+        train_path: where the training split (CSV) goes.
+        test_path: where the held-out split goes.
+        schema_path: where the schema JSON goes.
+        minio_endpoint: the object store for s3:// sources (None: MINIO_ENDPOINT).
+        minio_secure: TLS to it (None: MINIO_SECURE).
+
+    Returns:
+        A summary: source (redacted), task, rows, dropped_rows, train_rows, test_rows, features.
     """
     # The parameter is the redacted URL; the credentials come from SOURCE_URL (a Secret), never logged.
     frame = read_source(resolve_source(source), minio_endpoint, minio_secure)

@@ -197,7 +197,22 @@ def _sync(registry: Registry, moved_to: int | None) -> None:
 
 def run(*, model_dir: str | Path, schema_path: str | Path, evaluation_path: str | Path, model_name: str,
         bucket: str, store, run_id: str, now: dt.datetime | None = None, guard: Guard | None = None) -> PushResult:
-    """The push step: validate everything locally, write v<N>, decide again, then move the pointer."""
+    """The push step: validate everything locally, write v<N>, decide again, then move the pointer.
+
+    Args:
+        model_dir: the folder train wrote.
+        schema_path: the ingested schema (into metadata.json).
+        evaluation_path: evaluate's JSON; a 'do not deploy' there refuses the push.
+        model_name: the model's folder in the bucket.
+        bucket: the bucket to publish into.
+        store: the object store (ObjectStore).
+        run_id: this run's id, recorded in metadata.json.
+        now: the creation time to record (default: now, UTC).
+        guard: the registry's concurrency guard (default: the registry's own).
+
+    Returns:
+        What was written and whether production moved (PushResult).
+    """
     check_location(bucket, model_name)
     model_dir = Path(model_dir)
     model = _model_bytes(model_dir)

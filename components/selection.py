@@ -60,7 +60,19 @@ def folds_of(task: str, y: np.ndarray, k: int, seed: int):
 
 def cross_validate(schema: dict, x: np.ndarray, y: np.ndarray, candidate: dict[str, Any], seed: int,
                    k: int = DEFAULT_FOLDS) -> dict[str, Any]:
-    """One candidate's k-fold scores on (x, y); failures are returned, not raised."""
+    """One candidate's k-fold scores on (x, y); failures are returned, not raised.
+
+    Args:
+        schema: the ingested schema.
+        x: the training features.
+        y: the target.
+        candidate: one plan item.
+        seed: seed of the folds and the estimator.
+        k: the number of folds (stratified for classification).
+
+    Returns:
+        The same result as run().
+    """
     task = schema_task(schema)
     result: dict[str, Any] = {
         "index": candidate.get("index"), "estimator": candidate["estimator"],
@@ -105,7 +117,18 @@ def _folds(result: dict, task: str, schema: dict, x: np.ndarray, y: np.ndarray, 
 
 def run(*, train_path: str | Path, schema_path: str | Path, candidate: dict[str, Any], seed: int,
         k: int = DEFAULT_FOLDS) -> dict[str, Any]:
-    """The cross-validate step: read the training split (and only it) and score one candidate."""
+    """The cross-validate step: read the training split (and only it) and score one candidate.
+
+    Args:
+        train_path: the training split (CSV).
+        schema_path: the ingested schema.
+        candidate: {"index", "estimator", "hyperparameters"}: one plan item.
+        seed: seed of the folds and the estimator.
+        k: the number of folds.
+
+    Returns:
+        The result: status "ok" with the fold scores, mean, std and timings, or "failed" with the error.
+    """
     schema = read_json(schema_path, "schema")
     x, y = read_dataset(train_path, schema)
     return cross_validate(schema, x, y, candidate, seed, k)

@@ -166,7 +166,19 @@ def fit(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, estimator: str) -> flo
 
 def run(*, train_path: str | Path, schema_path: str | Path, model_dir: str | Path, estimator: str,
         hyperparameters: str | dict, seed: int) -> dict:
-    """The train step: fit on the train split and write model_dir/model.joblib + training.json."""
+    """The train step: fit on the train split and write model_dir/model.joblib + training.json.
+
+    Args:
+        train_path: the training split (CSV).
+        schema_path: the ingested schema.
+        model_dir: where model.joblib and training.json go.
+        estimator: a name of ESTIMATORS for the task.
+        hyperparameters: its parameters, a JSON object or a dict.
+        seed: the estimator's random_state.
+
+    Returns:
+        The training record written to training.json (estimator, hyperparameters, features, data_sha256, seconds).
+    """
     schema = read_json(schema_path, "schema")
     params = parse_hyperparameters(hyperparameters)
     pipeline = build_pipeline(schema, estimator, params, seed)
