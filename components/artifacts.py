@@ -32,11 +32,26 @@ __all__ = ["METADATA_FILE", "MODEL_FILE", "MODEL_SUFFIX", "MODEL_SUFFIXES", "SKO
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write obj as indented JSON (no NaN), creating the parent folders.
+
+    Args:
+        path: the file.
+        obj: what to write.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file a previous step wrote.
+
+    Args:
+        path: the file.
+        what: what it is, for the message.
+
+    Returns:
+        The parsed value; PipelineError when it is missing or not JSON.
+    """
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
@@ -46,10 +61,25 @@ def read_json(path: str | Path, what: str) -> Any:
 
 
 def finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: metrics that cannot be computed are stored as null."""
+    """JSON has no NaN: metrics that cannot be computed are stored as null.
+
+    Args:
+        value: a metric.
+
+    Returns:
+        The value as a float, or None for NaN and infinities.
+    """
     value = float(value)
     return value if math.isfinite(value) else None
 
 
 def schema_task(schema: dict) -> str:
+    """The task a schema's target implies.
+
+    Args:
+        schema: the ingested schema.
+
+    Returns:
+        regression for a continuous target, else classification.
+    """
     return "regression" if schema["target"]["type"] == "continuous" else "classification"

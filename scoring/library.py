@@ -97,17 +97,41 @@ class Predictor:
     # -- predicting -------------------------------------------------------------------------
 
     def predict(self, data: pd.DataFrame | np.ndarray | Sequence) -> np.ndarray:
-        """Predictions for every row; raises BadRow / SchemaMismatch naming the first problem."""
+        """Predictions for every row; raises BadRow / SchemaMismatch naming the first problem.
+
+        Args:
+            data: a DataFrame with the feature columns (any order, extra columns ignored), or an array / list of
+                rows in schema order (one row may be given flat).
+
+        Returns:
+            One prediction per row (class labels for a classifier).
+        """
         return self._call(PREDICT, self.features(data))
 
     def predict_proba(self, data: pd.DataFrame | np.ndarray | Sequence) -> np.ndarray:
-        """Class probabilities (rows, classes), columns in ``classes`` order; classifiers only."""
+        """Class probabilities (rows, classes), columns in ``classes`` order; classifiers only.
+
+        Args:
+            data: a DataFrame with the feature columns (any order, extra columns ignored), or an array / list of
+                rows in schema order (one row may be given flat).
+
+        Returns:
+            (rows, classes) float64; ScoringError for a regression model.
+        """
         if PREDICT_PROBA not in self._methods:
             raise ScoringError(f"{self.name} is a {self.task} model: it has no predict_proba (outputs: predict)")
         return self._call(PREDICT_PROBA, self.features(data))
 
     def features(self, data: pd.DataFrame | np.ndarray | Sequence) -> np.ndarray:
-        """The validated float64 matrix in schema order, as the server builds it from a request."""
+        """The validated float64 matrix in schema order, as the server builds it from a request.
+
+        Args:
+            data: a DataFrame with the feature columns (any order, extra columns ignored), or an array / list of
+                rows in schema order (one row may be given flat).
+
+        Returns:
+            (rows, features) float64, every cell in the range the model takes.
+        """
         if isinstance(data, pd.DataFrame):
             self.check_columns(data.columns, dict(data.dtypes.items()), "the DataFrame")
             checked = self.check_frame(data, "the DataFrame")
@@ -145,13 +169,26 @@ class Predictor:
         return np.asarray(self._methods[method](x))
 
     def predict_checked(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output for rows already checked (``check_frame``): what batch scoring writes."""
+        """Every output for rows already checked (``check_frame``): what batch scoring writes.
+
+        Args:
+            x: (rows, features) float64 that passed check_frame.
+
+        Returns:
+            Output name (predict, predict_proba) -> its values.
+        """
         return {method: self._call(method, x) for method in self._methods}
 
     # -- checks shared with batch scoring ---------------------------------------------------
 
     def check_columns(self, columns: Sequence[str], dtypes: dict[str, Any], where: str) -> None:
-        """Every feature present with a numeric (or text, in CSV) type; SchemaMismatch otherwise."""
+        """Every feature present with a numeric (or text, in CSV) type; SchemaMismatch otherwise.
+
+        Args:
+            columns: the input's column names.
+            dtypes: column -> dtype.
+            where: what the input is, for the message.
+        """
         missing = [name for name in self.feature_names if name not in columns]
         if missing:
             raise SchemaMismatch(
@@ -167,7 +204,13 @@ class Predictor:
     def check_frame(self, frame: pd.DataFrame, where: str, first_row: int = 0) -> CheckedRows:
         """The server's checks on every row of a chunk: the matrix, which rows pass, why the others fail.
 
-        first_row: the chunk's offset in its file, so that a type error names the file's row.
+        Args:
+            frame: one chunk of the input.
+            where: what the input is, for the messages.
+            first_row: the chunk's offset in its file, so that a type error names the file's row.
+
+        Returns:
+            CheckedRows: the matrix, the rows that pass (ok) and the reason for each that does not.
         """
         n = len(frame)
         x = np.empty((n, self.spec.n_features), np.float64)
@@ -214,7 +257,16 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 def from_artifact(artifact: ModelArtifact, source: str, fast: bool | None = None) -> Predictor:
-    """A Predictor over a verified artifact: the server's spec and compiled methods."""
+    """A Predictor over a verified artifact: the server's spec and compiled methods.
+
+    Args:
+        artifact: a model folder load_artifact verified.
+        source: where it came from, for messages.
+        fast: the engine's fast path (None: SERVING_FAST_PATH, on).
+
+    Returns:
+        The Predictor.
+    """
     methods = [PREDICT, PREDICT_PROBA] if artifact.task == "classification" else [PREDICT]
     if fast is None:
         fast = ServingSettings.value_from_env("fast_path")
@@ -223,7 +275,14 @@ def from_artifact(artifact: ModelArtifact, source: str, fast: bool | None = None
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    """"s3://bucket/a/b" -> ("bucket", "a/b"); InputError-style ScoringError when it is not that."""
+    """"s3://bucket/a/b" -> ("bucket", "a/b"); InputError-style ScoringError when it is not that.
+
+    Args:
+        uri: an s3:// URI.
+
+    Returns:
+        (bucket, key).
+    """
     if not uri.startswith(S3_SCHEME):
         raise ScoringError(f"{uri!r} is not an s3:// URI")
     bucket, _, key = uri[len(S3_SCHEME):].partition("/")
@@ -233,7 +292,16 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def fetch_model_folder(uri: str, target: Path, store: ObjectStore | None = None) -> Path:
-    """Download the files of an s3:// model folder (not its subfolders) into target."""
+    """Download the files of an s3:// model folder (not its subfolders) into target.
+
+    Args:
+        uri: s3://bucket/prefix of a model folder.
+        target: the local folder to fill.
+        store: the object store (default: from MINIO_* settings).
+
+    Returns:
+        target; ModelLoadError when there is no model there or the store fails.
+    """
     bucket, prefix = split_s3(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
     try:
@@ -252,8 +320,13 @@ def fetch_model_folder(uri: str, target: Path, store: ObjectStore | None = None)
 def load_model(uri_or_folder: str | Path, store: ObjectStore | None = None, fast: bool | None = None) -> Predictor:
     """Fetch (s3://bucket/name/production/ or /v<N>/) or open (a local folder) a model, verify it, compile it.
 
-    store: the object store for s3:// URIs (default: from MINIO_* settings). fast: the engine's
-    fast path (default: SERVING_FAST_PATH, on). Raises ModelLoadError saying what is wrong.
+    Args:
+        uri_or_folder: an s3:// model folder or a local one.
+        store: the object store for s3:// URIs (default: from MINIO_* settings).
+        fast: the engine's fast path (default: SERVING_FAST_PATH, on).
+
+    Returns:
+        The Predictor; ModelLoadError says what is wrong.
     """
     source = str(uri_or_folder)
     try:

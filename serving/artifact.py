@@ -64,6 +64,14 @@ class ModelArtifact:
 
 
 def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in chunks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        Its hex digest.
+    """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
@@ -72,6 +80,14 @@ def sha256_of(path: Path) -> str:
 
 
 def read_metadata(folder: Path) -> dict[str, Any]:
+    """metadata.json of a model folder, checked against the contract.
+
+    Args:
+        folder: the model folder.
+
+    Returns:
+        The metadata; ArtifactError names the missing or wrong field.
+    """
     path = folder / METADATA_FILE
     if not path.is_file():
         raise ArtifactError(f"{path} is missing; the push step writes it next to the model file")
@@ -107,6 +123,14 @@ def _check_metadata(metadata: dict[str, Any], path: Path) -> None:
 
 
 def find_model_file(folder: Path) -> Path:
+    """The one model.joblib of a folder, by the same rule as push and KServe's stock runtime.
+
+    Args:
+        folder: the model folder.
+
+    Returns:
+        Its path; ArtifactError when there is none or more than one model file.
+    """
     if not folder.is_dir():
         raise ArtifactError(f"model folder {folder} does not exist")
     # The same rule as push and KServe's stock runtime: any pickle-like file counts, and there is one.
@@ -120,7 +144,14 @@ def find_model_file(folder: Path) -> Path:
 
 
 def load_artifact(folder: Path | str) -> ModelArtifact:
-    """Verify a model folder, then load its skops file; raises ArtifactError saying what is wrong."""
+    """Verify a model folder, then load its skops file; raises ArtifactError saying what is wrong.
+
+    Args:
+        folder: the model folder (model.joblib, model.skops, metadata.json).
+
+    Returns:
+        The verified ModelArtifact (estimator, metadata, path).
+    """
     folder = Path(folder)
     model_path = find_model_file(folder)
     metadata = read_metadata(folder)
@@ -201,6 +232,12 @@ def storage_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """AWS_* settings for kserve_storage (which reads only those) from the project's MINIO_* ones.
 
     Empty when MINIO_ENDPOINT is unset or AWS_ENDPOINT_URL is already given.
+
+    Args:
+        environ: the environment to read (default: os.environ).
+
+    Returns:
+        AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or {}.
     """
     env = os.environ if environ is None else environ
     if not env.get(ENDPOINT_ENV) or env.get("AWS_ENDPOINT_URL"):
@@ -215,7 +252,15 @@ def storage_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def download(uri: str, out_dir: Path | str | None = None) -> Path:
-    """Fetch a storage URI (s3://, gs://, a local path...) into a folder through kserve_storage."""
+    """Fetch a storage URI (s3://, gs://, a local path...) into a folder through kserve_storage.
+
+    Args:
+        uri: the storage URI.
+        out_dir: the folder to fill (default: a new temporary one).
+
+    Returns:
+        The folder holding the model; ArtifactError when the download fails.
+    """
     from kserve_storage import Storage  # imports boto3 and friends: only when a URI is used
 
     try:
