@@ -61,9 +61,27 @@ class ObjectStore:
 
     @classmethod
     def from_env(cls, endpoint: str | None = None, secure: bool | str | None = None) -> "ObjectStore":
+        """A client for the store the settings name (contract.store.StoreSettings.from_env).
+
+        Args:
+            endpoint: host:port or URL; None reads MINIO_ENDPOINT.
+            secure: TLS on/off; None reads MINIO_SECURE.
+
+        Returns:
+            The client; ObjectStoreConfigError for bad or missing settings.
+        """
         return cls(StoreSettings.from_env(endpoint, secure))
 
     def uri(self, bucket: str, key: str = "") -> str:
+        """The s3:// URI of a bucket or key, for messages.
+
+        Args:
+            bucket: the bucket.
+            key: a key or prefix (default: the bucket itself).
+
+        Returns:
+            s3://bucket/key.
+        """
         return f"s3://{bucket}/{key}"
 
     @contextlib.contextmanager
@@ -76,6 +94,14 @@ class ObjectStore:
             raise translate(exc, action, self.uri(bucket, key), self.settings.url) from exc
 
     def bucket_exists(self, bucket: str) -> bool:
+        """Whether the bucket exists.
+
+        Args:
+            bucket: the bucket.
+
+        Returns:
+            True or False; ObjectStoreAccessDenied says whether the keys were rejected or lack the permission.
+        """
         try:
             with self._errors("check bucket", bucket):
                 return self._client.bucket_exists(bucket)
@@ -89,7 +115,14 @@ class ObjectStore:
             raise
 
     def ensure_bucket(self, bucket: str) -> bool:
-        """Create the bucket when missing; True when it was created."""
+        """Create the bucket when missing; True when it was created.
+
+        Args:
+            bucket: the bucket.
+
+        Returns:
+            True when this call created it; False when it existed (or a concurrent run created it).
+        """
         if self.bucket_exists(bucket):
             return False
         with self._errors("create bucket", bucket):
@@ -103,13 +136,30 @@ class ObjectStore:
         return True
 
     def list_children(self, bucket: str, prefix: str) -> list[str]:
-        """Names directly under prefix ("a/b/" -> ["v1/", "production/", "x.txt"]); [] without the bucket."""
+        """Names directly under prefix ("a/b/" -> ["v1/", "production/", "x.txt"]); [] without the bucket.
+
+        Args:
+            bucket: the bucket.
+            prefix: the folder, ending in /.
+
+        Returns:
+            The names, folders with a trailing /.
+        """
         if not self.bucket_exists(bucket):
             return []
         with self._errors("list", bucket, prefix):
             return [obj.object_name[len(prefix):] for obj in self._client.list_objects(bucket, prefix=prefix)]
 
     def exists(self, bucket: str, key: str) -> bool:
+        """Whether the object exists.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            True or False.
+        """
         try:
             with self._errors("stat", bucket, key):
                 self._client.stat_object(bucket, key)
@@ -118,6 +168,15 @@ class ObjectStore:
         return True
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
+        """The object's content, read whole.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            The bytes; ObjectNotFound when absent.
+        """
         with self._errors("read", bucket, key):
             response = self._client.get_object(bucket, key)
             try:
@@ -127,7 +186,15 @@ class ObjectStore:
                 response.release_conn()
 
     def get_json(self, bucket: str, key: str) -> Any | None:
-        """The parsed JSON object at key, or None when the bucket or object does not exist."""
+        """The parsed JSON object at key, or None when the bucket or object does not exist.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            The parsed JSON, or None; ObjectStoreError when it is not JSON.
+        """
         try:
             data = self.get_bytes(bucket, key)
         except ObjectNotFound:
@@ -138,7 +205,15 @@ class ObjectStore:
             raise ObjectStoreError(f"{self.uri(bucket, key)} is not valid JSON: {exc}") from exc
 
     def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
-        """(bytes, ETag) read in one GET, so the ETag is the one of these bytes; None when absent."""
+        """(bytes, ETag) read in one GET, so the ETag is the one of these bytes; None when absent.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            (bytes, ETag without quotes), or None.
+        """
         try:
             with self._errors("read", bucket, key):
                 response = self._client.get_object(bucket, key)
@@ -158,6 +233,17 @@ class ObjectStore:
         if_match: only when the object's ETag is still this one (If-Match), else PreconditionFailed.
         MinIO, AWS S3 and moto enforce both; rclone ignores them, which ObjectStore cannot see:
         components.registry probes the store (conditional_writes) before relying on them.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+            data: the content.
+            content_type: its Content-Type.
+            if_absent: write only when no object is there.
+            if_match: write only when the object's ETag is still this one.
+
+        Returns:
+            The new object's ETag, without quotes.
         """
         if if_absent and if_match:
             raise ValueError("if_absent and if_match exclude each other")
@@ -197,12 +283,26 @@ class ObjectStore:
         return _etag(getattr(result, "etag", "") or "")
 
     def copy(self, bucket: str, source_key: str, target_key: str) -> None:
-        """Server-side copy within the bucket: the bytes never pass through this process."""
+        """Server-side copy within the bucket: the bytes never pass through this process.
+
+        Args:
+            bucket: the bucket.
+            source_key: the object to copy.
+            target_key: where the copy goes.
+        """
         with self._errors("copy into", bucket, target_key):
             self._client.copy_object(bucket, target_key, CopySource(bucket, source_key))
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
-        """Every object key under prefix, at any depth, sorted; [] without the bucket."""
+        """Every object key under prefix, at any depth, sorted; [] without the bucket.
+
+        Args:
+            bucket: the bucket.
+            prefix: the prefix ("" for all).
+
+        Returns:
+            The keys, sorted, without folder markers.
+        """
         if not self.bucket_exists(bucket):
             return []
         with self._errors("list", bucket, prefix):
@@ -210,18 +310,36 @@ class ObjectStore:
                           if not obj.is_dir)
 
     def download_file(self, bucket: str, key: str, path: str | os.PathLike) -> None:
-        """Stream an object into a local file (never whole in memory)."""
+        """Stream an object into a local file (never whole in memory).
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+            path: the local file to write.
+        """
         with self._errors("read", bucket, key):
             self._client.fget_object(bucket, key, os.fspath(path))
 
     def upload_file(self, bucket: str, key: str, path: str | os.PathLike,
                     content_type: str = "application/octet-stream") -> None:
-        """Stream a local file into an object (multipart when large); the object appears whole or not at all."""
+        """Stream a local file into an object (multipart when large); the object appears whole or not at all.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+            path: the local file to read.
+            content_type: its Content-Type.
+        """
         with self._errors("write", bucket, key):
             self._client.fput_object(bucket, key, os.fspath(path), content_type=content_type)
 
     def remove(self, bucket: str, key: str) -> None:
-        """Delete an object; deleting one that is not there is not an error (S3 semantics)."""
+        """Delete an object; deleting one that is not there is not an error (S3 semantics).
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+        """
         with self._errors("delete", bucket, key):
             self._client.remove_object(bucket, key)
 
