@@ -36,7 +36,14 @@ DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
 
 
 def parse_candidates(text: str) -> list[dict[str, Any]]:
-    """'[{"estimator": "ridge", "hyperparameters": {"alpha": 2}}, ...]' -> the list, shape checked."""
+    """'[{"estimator": "ridge", "hyperparameters": {"alpha": 2}}, ...]' -> the list, shape checked.
+
+    Args:
+        text: the candidates parameter.
+
+    Returns:
+        The list; TrainError for bad JSON or a bad item.
+    """
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -61,7 +68,17 @@ def parse_candidates(text: str) -> list[dict[str, Any]]:
 
 
 def resolve(task: str, candidates: str, estimator: str, hyperparameters: str) -> list[dict[str, Any]]:
-    """The candidates a run tries: estimator (a list of one), else candidates, else the task's defaults."""
+    """The candidates a run tries: estimator (a list of one), else candidates, else the task's defaults.
+
+    Args:
+        task: regression or classification.
+        candidates: the candidates parameter (JSON list or "").
+        estimator: the estimator parameter ("" for none).
+        hyperparameters: its hyperparameters (JSON object).
+
+    Returns:
+        The candidates, each {"estimator", "hyperparameters"}.
+    """
     if task not in DEFAULT_CANDIDATES:
         raise TrainError(f"task {task!r} is invalid: expected one of {', '.join(DEFAULT_CANDIDATES)}")
     if estimator:
@@ -85,12 +102,29 @@ def resolve(task: str, candidates: str, estimator: str, hyperparameters: str) ->
 
 
 def plan(task: str, candidates: str, estimator: str, hyperparameters: str) -> list[str]:
-    """The ParallelFor items: one JSON string per candidate, with its index."""
+    """The ParallelFor items: one JSON string per candidate, with its index.
+
+    Args:
+        task: regression or classification.
+        candidates: as for resolve.
+        estimator: as for resolve.
+        hyperparameters: as for resolve.
+
+    Returns:
+        The JSON strings, each with "index".
+    """
     return [json.dumps({"index": i, **c}, sort_keys=True)
             for i, c in enumerate(resolve(task, candidates, estimator, hyperparameters))]
 
 
 def label(candidate: dict[str, Any]) -> str:
-    """'random_forest n_estimators=100 min_samples_leaf=5': how tables and plots name a candidate."""
+    """'random_forest n_estimators=100 min_samples_leaf=5': how tables and plots name a candidate.
+
+    Args:
+        candidate: a candidate.
+
+    Returns:
+        Its label.
+    """
     params = " ".join(f"{k}={v}" for k, v in candidate.get("hyperparameters", {}).items())
     return f"{candidate['estimator']} {params}".strip()

@@ -16,6 +16,13 @@ from components.errors import PipelineError
 
 
 def write_dataset(path: str | Path, features: pd.DataFrame, target: pd.Series) -> None:
+    """Write one split as CSV: the features in schema order, then the target.
+
+    Args:
+        path: the file.
+        features: the feature columns.
+        target: the target column.
+    """
     frame = features.copy()
     frame[target.name] = target.to_numpy()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -23,7 +30,15 @@ def write_dataset(path: str | Path, features: pd.DataFrame, target: pd.Series) -
 
 
 def read_dataset(path: str | Path, schema: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) with X a float64 array in schema order: models are fitted on arrays, not DataFrames."""
+    """(X, y) with X a float64 array in schema order: models are fitted on arrays, not DataFrames.
+
+    Args:
+        path: the CSV file.
+        schema: the ingested schema.
+
+    Returns:
+        (X, y).
+    """
     target = schema["target"]
     classes = target.get("classes") or []
     # String class labels such as "1" must stay strings, or they would no longer match the schema's classes.

@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def load_model(model_dir: str | Path):
+    """The train step's model.joblib (this run's own output, not a file from the bucket).
+
+    Args:
+        model_dir: the model folder.
+
+    Returns:
+        The fitted Pipeline; EvaluateError when it is missing or does not load.
+    """
     path = Path(model_dir) / MODEL_FILE
     try:
         return joblib.load(path)
@@ -40,6 +48,15 @@ def load_model(model_dir: str | Path):
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    """R² (None for a single row), RMSE and MAE.
+
+    Args:
+        y: the true values.
+        predicted: the model's.
+
+    Returns:
+        Name -> value (None where not finite).
+    """
     return {
         "r2": finite_or_none(skm.r2_score(y, predicted)) if len(y) > 1 else None,
         "rmse": finite_or_none(math.sqrt(skm.mean_squared_error(y, predicted))),
@@ -48,6 +65,17 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float 
 
 
 def classification_metrics(model, x: np.ndarray, y: np.ndarray, classes: list) -> tuple[dict, list[list[int]]]:
+    """Accuracy, macro F1, ROC AUC and the confusion matrix.
+
+    Args:
+        model: the fitted classifier.
+        x: the test features.
+        y: the true labels.
+        classes: every class, in the schema's order.
+
+    Returns:
+        (name -> value or None, the confusion matrix rows in classes order).
+    """
     predicted = model.predict(x)
     scores = {
         "accuracy": finite_or_none(skm.accuracy_score(y, predicted)),
@@ -109,6 +137,15 @@ def _selection_markdown(selection: dict) -> list[str]:
 
 
 def report_markdown(evaluation: dict, selection: dict | None = None) -> str:
+    """The evaluation as a Markdown report.
+
+    Args:
+        evaluation: what run() writes.
+        selection: the selection JSON, for the candidates' table (None: no table).
+
+    Returns:
+        The Markdown text.
+    """
     primary = evaluation["primary_metric"]
     lines = [
         f"# Evaluation: {evaluation['model_name']}",

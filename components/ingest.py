@@ -63,7 +63,19 @@ class IngestConfig:
     @classmethod
     def from_params(cls, target: str, task: str, test_fraction: float, seed: int, missing_values: str,
                     categorical_features: str) -> "IngestConfig":
-        """From pipeline parameters: categorical_features is a comma-separated list of column names."""
+        """From pipeline parameters: categorical_features is a comma-separated list of column names.
+
+        Args:
+            target: the target column.
+            task: regression, classification or auto.
+            test_fraction: the held-out share.
+            seed: the split's seed.
+            missing_values: error, drop or impute.
+            categorical_features: comma-separated column names.
+
+        Returns:
+            The IngestConfig.
+        """
         names = tuple(name.strip() for name in categorical_features.split(",") if name.strip())
         return cls(target, task, float(test_fraction), int(seed), missing_values, names)
 
@@ -114,6 +126,15 @@ def _whole_numbers(values: pd.Series) -> bool:
 
 
 def resolve_task(target: pd.Series, task: str) -> str:
+    """The task: as given, or for auto, classification for a non-numeric target or one of few whole numbers.
+
+    Args:
+        target: the target column.
+        task: regression, classification or auto.
+
+    Returns:
+        regression or classification.
+    """
     if task != "auto":
         return task
     values = target.dropna()
@@ -170,7 +191,16 @@ def _feature_schema(name: str, column: pd.Series, categories: list[str] | None) 
 
 
 def prepare(frame: pd.DataFrame, config: IngestConfig, source: str) -> Prepared:
-    """Validate a raw table and turn it into float features, a target and the schema."""
+    """Validate a raw table and turn it into float features, a target and the schema.
+
+    Args:
+        frame: the table as read.
+        config: the ingest settings.
+        source: the (redacted) source, for messages.
+
+    Returns:
+        Prepared: float features in schema order, the target, the schema, how many rows were dropped.
+    """
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise DataError(f"source {source} has no data rows")
     frame = frame.reset_index(drop=True)
@@ -224,7 +254,15 @@ def prepare(frame: pd.DataFrame, config: IngestConfig, source: str) -> Prepared:
 
 
 def split(prepared: Prepared, config: IngestConfig):
-    """Train/test split; stratified for classification so every class is in both parts."""
+    """Train/test split; stratified for classification so every class is in both parts.
+
+    Args:
+        prepared: what prepare returned.
+        config: test_fraction and seed.
+
+    Returns:
+        (train_x, test_x, train_y, test_y); DataError when too few rows are left to train on.
+    """
     rows = len(prepared.target)
     test_rows = math.ceil(rows * config.test_fraction)
     if test_rows < 1 or rows - test_rows < MIN_TRAIN_ROWS:

@@ -49,7 +49,17 @@ def _score(task: str, y: np.ndarray, predicted: np.ndarray, classes: list | None
 
 
 def folds_of(task: str, y: np.ndarray, k: int, seed: int):
-    """Stratified for classification (every fold sees every class), shuffled with the run's seed."""
+    """Stratified for classification (every fold sees every class), shuffled with the run's seed.
+
+    Args:
+        task: regression or classification.
+        y: the target.
+        k: the number of folds (>= 2, <= rows).
+        seed: the shuffle's seed.
+
+    Returns:
+        The splitter (StratifiedKFold or KFold, shuffled); TrainError for an unusable k.
+    """
     if not isinstance(k, int) or isinstance(k, bool) or k < 2:
         raise TrainError(f"cv_folds={k!r} is invalid: expected an integer of at least 2")
     if k > len(y):
@@ -135,7 +145,14 @@ def run(*, train_path: str | Path, schema_path: str | Path, candidate: dict[str,
 
 
 def select(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """{"winner": result, "reason": why, "results": all, by index}. Raises SelectionError if none succeeded."""
+    """{"winner": result, "reason": why, "results": all, by index}. Raises SelectionError if none succeeded.
+
+    Args:
+        results: every candidate's cross_validate result.
+
+    Returns:
+        The selection; ties (means within the tolerance) go to the cheaper to predict.
+    """
     results = sorted(results, key=lambda r: (r.get("index") is None, r.get("index") or 0))
     ok = [r for r in results if r["status"] == "ok"]
     if not ok:
@@ -157,7 +174,14 @@ def select(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(selection: dict[str, Any]) -> str:
-    """The candidates as a fixed-width text table, the winner marked with '*'."""
+    """The candidates as a fixed-width text table, the winner marked with '*'.
+
+    Args:
+        selection: what select returned (with its metric).
+
+    Returns:
+        The table, one line per candidate.
+    """
     metric = selection["metric"]
     rows = [("", "candidate", f"CV {metric} mean ± std", "fit s", "predict µs/row")]
     for r in selection["results"]:
@@ -184,6 +208,17 @@ def refit(train_path: str | Path, schema_path: str | Path, model_dir: str | Path
 
     Writes the model folder (components.train) and selection_path: every candidate's CV result,
     the winner and why. Returns that selection, with the training record under "training".
+
+    Args:
+        train_path: the training split (CSV).
+        schema_path: the ingested schema.
+        model_dir: where the model goes.
+        results: the gathered CV results (JSON strings or dicts).
+        seed: the estimator's random_state.
+        selection_path: where the selection JSON goes.
+
+    Returns:
+        {"winner", "reason", "training"}: the winning result, why, and the training record.
     """
     from components import train
     from components.artifacts import write_json

@@ -73,6 +73,14 @@ ESTIMATORS: dict[str, dict[str, EstimatorSpec]] = {
 
 
 def parse_hyperparameters(text: str | dict) -> dict[str, Any]:
+    """The hyperparameters parameter as a dict.
+
+    Args:
+        text: a JSON object ("" for none) or a dict.
+
+    Returns:
+        The dict; TrainError when it is not a JSON object.
+    """
     if isinstance(text, dict):
         return dict(text)
     try:
@@ -94,7 +102,17 @@ def _spec(task: str, estimator: str) -> EstimatorSpec:
 
 
 def build_estimator(task: str, estimator: str, hyperparameters: dict[str, Any], seed: int) -> BaseEstimator:
-    """The bare estimator with defaults, seed and the user's hyperparameters, validated without fitting."""
+    """The bare estimator with defaults, seed and the user's hyperparameters, validated without fitting.
+
+    Args:
+        task: regression or classification.
+        estimator: a name of ESTIMATORS[task].
+        hyperparameters: the user's values.
+        seed: random_state, where the estimator has one.
+
+    Returns:
+        The unfitted estimator; TrainError names an unknown estimator or parameter.
+    """
     spec = _spec(task, estimator)
     model = spec.factory()
     valid = model.get_params()
@@ -125,13 +143,34 @@ def build_estimator(task: str, estimator: str, hyperparameters: dict[str, Any], 
 
 
 def configured_hyperparameters(model: BaseEstimator, task: str, estimator: str, hyperparameters: dict) -> dict:
-    """What the metadata records: the defaults this project sets, the seed, and the user's values."""
+    """What the metadata records: the defaults this project sets, the seed, and the user's values.
+
+    Args:
+        model: the built estimator.
+        task: its task.
+        estimator: its name.
+        hyperparameters: the user's values.
+
+    Returns:
+        Parameter -> value, sorted by name.
+    """
     params = model.get_params()
     keys = set(ESTIMATORS[task][estimator].defaults) | set(hyperparameters) | ({"random_state"} & set(params))
     return {key: params[key] for key in sorted(keys)}
 
 
 def build_pipeline(schema: dict, estimator: str, hyperparameters: dict[str, Any], seed: int) -> Pipeline:
+    """The estimator with the preprocessing it needs (imputation, scaling, encoding), as one Pipeline.
+
+    Args:
+        schema: the ingested schema (categories, missing values).
+        estimator: a name of ESTIMATORS for the schema's task.
+        hyperparameters: the user's values.
+        seed: random_state.
+
+    Returns:
+        The unfitted Pipeline, its final step named model.
+    """
     task = schema_task(schema)
     model = build_estimator(task, estimator, hyperparameters, seed)
     categorical = [i for i, f in enumerate(schema["features"]) if "categories" in f]
@@ -155,7 +194,17 @@ def build_pipeline(schema: dict, estimator: str, hyperparameters: dict[str, Any]
 
 
 def fit(pipeline: Pipeline, x: np.ndarray, y: np.ndarray, estimator: str) -> float:
-    """Fit in place; returns the seconds it took."""
+    """Fit in place; returns the seconds it took.
+
+    Args:
+        pipeline: the Pipeline to fit.
+        x: the features.
+        y: the target.
+        estimator: its name, for the error message.
+
+    Returns:
+        The seconds fitting took; TrainError when the fit fails.
+    """
     started = time.perf_counter()
     try:
         pipeline.fit(x, y)
