@@ -60,7 +60,11 @@ class PushResult:
 
 
 def git_commit() -> str:
-    """The code's commit: CODE_GIT_COMMIT, else `git rev-parse HEAD` of this checkout, else "unknown"."""
+    """The code's commit: CODE_GIT_COMMIT, else `git rev-parse HEAD` of this checkout, else "unknown".
+
+    Returns:
+        The commit id, or "unknown".
+    """
     if os.environ.get(GIT_COMMIT_ENV):
         return os.environ[GIT_COMMIT_ENV]
     try:
@@ -86,6 +90,12 @@ def skops_bytes(model_dir: Path) -> bytes:
 
     The pickle unpickled here is the train step's output of this very run, not a file from the
     model bucket; the server and batch scoring never unpickle, they load this skops file.
+
+    Args:
+        model_dir: the folder train wrote.
+
+    Returns:
+        The model.skops bytes; PushError when the server's loader would refuse them.
     """
     import joblib
 
@@ -100,7 +110,19 @@ def skops_bytes(model_dir: Path) -> bytes:
 
 
 def lineage(model_name: str, bucket: str, training: dict, schema: dict, evaluation: dict, run_id: str) -> dict:
-    """Where the model comes from: data hash as read, code commit, run, every parameter, what it was compared with."""
+    """Where the model comes from: data hash as read, code commit, run, every parameter, what it was compared with.
+
+    Args:
+        model_name: the model's folder in the bucket.
+        bucket: the bucket.
+        training: training.json.
+        schema: the ingested schema.
+        evaluation: evaluate's JSON.
+        run_id: this run's id.
+
+    Returns:
+        The lineage object of metadata.json (with its fingerprint).
+    """
     split = evaluation.get("split") or {}
     data_sha256 = training.get("data_sha256")
     return {
@@ -132,7 +154,23 @@ def lineage(model_name: str, bucket: str, training: dict, schema: dict, evaluati
 
 def build_metadata(model_name: str, version: int, model: bytes, training: dict, schema: dict, evaluation: dict,
                    run_id: str, created_at: dt.datetime, bucket: str = "", skops: bytes | None = None) -> dict:
-    """metadata.json as the artifact contract defines it (README: model artifact contract)."""
+    """metadata.json as the artifact contract defines it (README: model artifact contract).
+
+    Args:
+        model_name: the model's folder in the bucket.
+        version: the N of v<N>.
+        model: model.joblib's bytes (hashed).
+        training: training.json.
+        schema: the ingested schema.
+        evaluation: evaluate's JSON.
+        run_id: this run's id.
+        created_at: the creation time (UTC).
+        bucket: the bucket, for the lineage.
+        skops: model.skops's bytes (hashed), None when there is none.
+
+    Returns:
+        The metadata; PushError names the keys missing from training or evaluation.
+    """
     missing = [key for key in ("sklearn_version", "estimator", "hyperparameters", "training_seconds", "task")
                if key not in training]
     missing += [key for key in ("metrics", "primary_metric", "data_source", "threshold", "task")
