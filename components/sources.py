@@ -43,7 +43,14 @@ MAX_DOWNLOAD_BYTES = 1 << 30
 
 
 def redact_source(source: str) -> str:
-    """source without user-info, query string and fragment: what may be recorded or logged."""
+    """source without user-info, query string and fragment: what may be recorded or logged.
+
+    Args:
+        source: a source parameter or URL.
+
+    Returns:
+        The redacted source (unchanged when it is not a URL).
+    """
     source = source.strip()
     parts = urllib.parse.urlsplit(source)
     if not parts.scheme or not parts.netloc:  # sklearn:diabetes, a local path
@@ -53,11 +60,26 @@ def redact_source(source: str) -> str:
 
 
 def has_secrets(source: str) -> bool:
+    """Whether the source carries credentials (user-info, query or fragment).
+
+    Args:
+        source: a source parameter or URL.
+
+    Returns:
+        True when redacting it changes it.
+    """
     return redact_source(source) != source.strip()
 
 
 def secret_parts(source: str) -> list[str]:
-    """The pieces of source that must never be shown (longest first), for scrubbing a log."""
+    """The pieces of source that must never be shown (longest first), for scrubbing a log.
+
+    Args:
+        source: the full source URL.
+
+    Returns:
+        The pieces, longest first; [] when it has no secrets.
+    """
     parts = urllib.parse.urlsplit(source.strip())
     if not has_secrets(source):
         return []
@@ -70,7 +92,15 @@ def secret_parts(source: str) -> list[str]:
 
 
 def resolve_source(source: str, environ: dict[str, str] | os._Environ | None = None) -> str:
-    """The source to fetch: the (redacted) parameter, completed from SOURCE_URL when that names the same URL."""
+    """The source to fetch: the (redacted) parameter, completed from SOURCE_URL when that names the same URL.
+
+    Args:
+        source: the source parameter (redacted).
+        environ: where SOURCE_URL is read (default: os.environ).
+
+    Returns:
+        The URL to fetch; DataError when the parameter itself carries credentials.
+    """
     env = os.environ if environ is None else environ
     source = source.strip()
     if has_secrets(source):
@@ -88,6 +118,16 @@ def resolve_source(source: str, environ: dict[str, str] | os._Environ | None = N
 
 
 def read_source(source: str, minio_endpoint: str | None = None, minio_secure: bool | None = None) -> pd.DataFrame:
+    """Read the table a source names.
+
+    Args:
+        source: sklearn:<name>, s3://bucket/key.csv, http(s)://... or a local path.
+        minio_endpoint: the object store for s3:// (None: MINIO_ENDPOINT).
+        minio_secure: TLS to it (None: MINIO_SECURE).
+
+    Returns:
+        The table as read; DataError saying what failed.
+    """
     source = source.strip()
     if not source:
         raise DataError("source is empty: expected sklearn:diabetes, s3://bucket/key.csv, http(s)://... or a path")
@@ -157,6 +197,15 @@ def _read_file(path: Path) -> bytes:
 
 
 def parse_csv(data: bytes, source: str) -> pd.DataFrame:
+    """Parse CSV bytes (gzip when the source ends in .gz).
+
+    Args:
+        data: the bytes.
+        source: the (redacted) source, for messages.
+
+    Returns:
+        The table; DataError when it is empty or not CSV.
+    """
     if not data.strip():
         raise DataError(f"source {source} is empty")
     try:

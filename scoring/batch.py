@@ -84,7 +84,16 @@ class BatchOptions:
 
     @classmethod
     def from_params(cls, key_columns: str, on_bad_row: str, chunk_rows: int) -> "BatchOptions":
-        """From pipeline parameters: key_columns is a comma-separated list ("" = row numbers)."""
+        """From pipeline parameters: key_columns is a comma-separated list ("" = row numbers).
+
+        Args:
+            key_columns: comma-separated input columns copied to the output ("": row numbers).
+            on_bad_row: fail or reject.
+            chunk_rows: rows read and scored at a time.
+
+        Returns:
+            The BatchOptions.
+        """
         return cls(tuple(k.strip() for k in key_columns.split(",") if k.strip()), on_bad_row.strip(), chunk_rows)
 
 
@@ -107,6 +116,14 @@ class Counts:
 
 
 def input_format(name: str) -> str:
+    """The reader a file name calls for, by its suffix.
+
+    Args:
+        name: a file name or key.
+
+    Returns:
+        The format (csv or parquet); InputError for another suffix.
+    """
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in FORMATS:
         raise InputError(f"{name}: unknown file type {suffix or '(none)'!r}; expected {', '.join(FORMATS)}")
@@ -114,7 +131,14 @@ def input_format(name: str) -> str:
 
 
 def is_scorable(name: str) -> bool:
-    """A CSV/Parquet file that is not this module's own output or temporary."""
+    """A CSV/Parquet file that is not this module's own output or temporary.
+
+    Args:
+        name: a file name or key.
+
+    Returns:
+        True for an input this module would score.
+    """
     base = PurePosixPath(name).name
     return (PurePosixPath(name).suffix.lower() in FORMATS and not base.startswith(".")
             and OUTPUT_MARK not in base and REJECTS_MARK not in base)
@@ -127,7 +151,14 @@ def _split_name(location: str) -> tuple[str, str]:
 
 
 def output_names(input_name: str) -> tuple[str, str]:
-    """'dir/users.csv' -> ('dir/users.predictions.csv', 'dir/users.rejects.csv')."""
+    """'dir/users.csv' -> ('dir/users.predictions.csv', 'dir/users.rejects.csv').
+
+    Args:
+        input_name: the input's name or key.
+
+    Returns:
+        (predictions name, rejects name), beside the input.
+    """
     folder, base = _split_name(input_name)
     path = PurePosixPath(base)
     return folder + path.stem + OUTPUT_MARK + path.suffix, folder + path.stem + REJECTS_MARK + REJECTS_SUFFIX
@@ -248,6 +279,18 @@ def score_file(predictor: Predictor, input_path: Path, output_path: Path, reject
 
     where: how messages name the input (its URI). The caller owns both paths: on an exception
     they hold part of the output and must be deleted.
+
+    Args:
+        predictor: the loaded model.
+        input_path: the local input file.
+        output_path: where the predictions go.
+        rejects_path: where refused rows go (on_bad_row=reject), else None.
+        options: key columns, bad-row policy, chunk size.
+        where: how messages name the input (its URI).
+        progress: where progress is reported, or None.
+
+    Returns:
+        The row counts (read, scored, rejected).
     """
     fmt = input_format(input_path.name)
     features = list(predictor.feature_names)
@@ -323,6 +366,17 @@ def plan(input_location: str, output_location: str | None, options: BatchOptions
     input_location: a file, or a prefix / folder (every CSV and Parquet file under it, this module's
     outputs excepted). output_location: None for "beside the input"; a file name for a single
     input; a folder (ending in '/' or without a file suffix) to collect the outputs.
+
+    Args:
+        input_location: a file, or a prefix / folder (every CSV and Parquet file under it, this module's outputs
+            excepted).
+        output_location: None for "beside the input"; a file name for a single input; a folder (ending in '/' or
+            without a file suffix) to collect the outputs.
+        options: the batch options.
+        store: the object store for s3:// locations.
+
+    Returns:
+        One job per input file.
     """
     is_s3 = input_location.startswith(S3_SCHEME)
     if output_location and output_location.startswith(S3_SCHEME) != is_s3:
@@ -422,7 +476,19 @@ def _move(store: ObjectStore | None, temporary: str, final: str) -> None:
 def score(predictor: Predictor, input_location: str, output_location: str | None = None,
           options: BatchOptions = BatchOptions(), store: ObjectStore | None = None,
           progress: ProgressFactory | None = None) -> list[FileResult]:
-    """Score every file of input_location with predictor; outputs appear only when all are complete."""
+    """Score every file of input_location with predictor; outputs appear only when all are complete.
+
+    Args:
+        predictor: the loaded model.
+        input_location: as for plan.
+        output_location: as for plan.
+        options: the batch options.
+        store: the object store (default: from MINIO_* settings for s3://).
+        progress: makes a progress reporter per file, or None.
+
+    Returns:
+        One FileResult per input file.
+    """
     if input_location.startswith(S3_SCHEME) and store is None:
         store = ObjectStore.from_env()
     jobs = plan(input_location, output_location, options, store)
@@ -479,7 +545,16 @@ def _stage(predictor: Predictor, job: _Job, work: Path, options: BatchOptions, s
 
 
 def model_uri(bucket: str, model_name: str, version: str = "production") -> str:
-    """s3://bucket/name/production/ or s3://bucket/name/v<N>/ ("3" and "v3" both name v3)."""
+    """s3://bucket/name/production/ or s3://bucket/name/v<N>/ ("3" and "v3" both name v3).
+
+    Args:
+        bucket: the bucket.
+        model_name: the model's folder.
+        version: production, or N / vN.
+
+    Returns:
+        The model folder's s3:// URI.
+    """
     from components.registry import PRODUCTION, check_location
 
     check_location(bucket, model_name)

@@ -61,18 +61,43 @@ class InputSpec:
 
 
 def input_spec(estimator: Any, feature_names: Sequence[str]) -> InputSpec:
-    """The spec of a loaded model: its schema's features and the range its estimator computes on."""
+    """The spec of a loaded model: its schema's features and the range its estimator computes on.
+
+    Args:
+        estimator: the loaded model.
+        feature_names: its schema's features, in order.
+
+    Returns:
+        The InputSpec.
+    """
     accepted = input_range(estimator, len(feature_names))
     return InputSpec(tuple(feature_names), low=accepted.low, high=accepted.high, range_reason=accepted.reason)
 
 
 def datatype_of_dtype(dtype: np.dtype) -> str | None:
-    """The V2 numeric datatype of a numpy dtype (any byte order), None when it is not a number type."""
+    """The V2 numeric datatype of a numpy dtype (any byte order), None when it is not a number type.
+
+    Args:
+        dtype: a numpy dtype.
+
+    Returns:
+        The datatype (INT64, FP32, ...), or None.
+    """
     return _DATATYPE_OF.get(np.dtype(dtype).newbyteorder("="))
 
 
 def as_float(array: np.ndarray, datatype: str, count: int, where: str) -> np.ndarray:
-    """Numeric values in the declared datatype -> float64, refusing a count or range that does not fit."""
+    """Numeric values in the declared datatype -> float64, refusing a count or range that does not fit.
+
+    Args:
+        array: the values as decoded.
+        datatype: the tensor's declared datatype.
+        count: the number of values the shape needs.
+        where: the tensor's path in the request, for messages.
+
+    Returns:
+        The values as float64; RowCheckError for a wrong count or a value outside the datatype.
+    """
     if array.size != count:
         raise RowCheckError(f"{where}.shape needs {count} values; data holds {array.size}")
     dtype = NUMERIC_DATATYPES[datatype]
@@ -92,12 +117,30 @@ def as_float(array: np.ndarray, datatype: str, count: int, where: str) -> np.nda
 
 
 def accepted_cells(x: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """(rows, features) bool: finite and within what the model computes on. NaN compares false: refused."""
+    """(rows, features) bool: finite and within what the model computes on. NaN compares false: refused.
+
+    Args:
+        x: (rows, features) float64.
+        spec: the model's input spec.
+
+    Returns:
+        The mask.
+    """
     return (x >= spec.low) & (x <= spec.high)
 
 
 def value_problem(value: float, column: int, spec: InputSpec, datatype: str) -> str:
-    """What is wrong with one refused value, after "holds <value> ...": the NaN policy, or the range."""
+    """What is wrong with one refused value, after "holds <value> ...": the NaN policy, or the range.
+
+    Args:
+        value: the refused value.
+        column: its feature's index.
+        spec: the model's input spec.
+        datatype: the tensor's datatype.
+
+    Returns:
+        The text, starting with "(" or ";".
+    """
     if not np.isfinite(value):
         return f"(NaN, Inf, or out of {datatype} range); expected finite numbers"
     feature = spec.feature_names[column]
@@ -106,7 +149,14 @@ def value_problem(value: float, column: int, spec: InputSpec, datatype: str) -> 
 
 
 def check_range(x: np.ndarray, spec: InputSpec, wheres: Sequence[str], datatypes: Sequence[str]) -> None:
-    """Raise RowCheckError naming the first refused value (row, feature), if any."""
+    """Raise RowCheckError naming the first refused value (row, feature), if any.
+
+    Args:
+        x: (rows, features) float64.
+        spec: the model's input spec.
+        wheres: per feature, its tensor's path in the request.
+        datatypes: per feature, its tensor's datatype.
+    """
     # One pass for NaN (compares false), Inf and values beyond what the model computes on.
     accepted = accepted_cells(x, spec)
     if accepted.all():
