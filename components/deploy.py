@@ -99,12 +99,28 @@ class RolloutResult:
 
 
 def version_uri(bucket: str, model_name: str, version: int) -> str:
-    """s3://bucket/model_name/v<N>/, as push reports it in model_uri."""
+    """s3://bucket/model_name/v<N>/, as push reports it in model_uri.
+
+    Args:
+        bucket: the bucket.
+        model_name: the model's folder.
+        version: the N.
+
+    Returns:
+        The URI, slash-terminated.
+    """
     return f"s3://{bucket}/{version_prefix(model_name, version)}"
 
 
 def check_target(isvc: str, namespace: str, canary_percent: int | None, timeout_s: float) -> None:
-    """Validate what names the rollout (also run early by pipelines.params.check)."""
+    """Validate what names the rollout (also run early by pipelines.params.check).
+
+    Args:
+        isvc: the InferenceService's name.
+        namespace: its namespace.
+        canary_percent: 0-100, or None.
+        timeout_s: seconds to wait for Ready (> 0).
+    """
     for field, value in (("isvc", isvc), ("namespace", namespace)):
         if not isinstance(value, str) or not _DNS_LABEL.match(value):
             raise DeployConfigError(f"{field}={value!r} is invalid: expected a Kubernetes name (DNS-1123 label: "
@@ -118,6 +134,14 @@ def check_target(isvc: str, namespace: str, canary_percent: int | None, timeout_
 
 
 def check_storage_uri(storage_uri: str) -> re.Match:
+    """Refuse a storageUri that is not an immutable version folder.
+
+    Args:
+        storage_uri: the URI to roll out.
+
+    Returns:
+        The match (bucket, model, version); DeployConfigError otherwise.
+    """
     match = _VERSION_URI.match(storage_uri or "")
     if not match:
         raise DeployConfigError(
@@ -133,11 +157,27 @@ def _predictor(obj: dict) -> dict:
 
 
 def served(obj: dict) -> Served:
+    """What the spec serves.
+
+    Args:
+        obj: the InferenceService as the API returns it.
+
+    Returns:
+        Served: the predictor's storageUri and canaryTrafficPercent.
+    """
     predictor = _predictor(obj)
     return Served((predictor.get("model") or {}).get("storageUri"), predictor.get("canaryTrafficPercent"))
 
 
 def marks(obj: dict) -> Marks:
+    """The status fields that move once KServe acts on a new spec.
+
+    Args:
+        obj: the InferenceService as the API returns it.
+
+    Returns:
+        Marks: observedGeneration and the predictor's latest created revision.
+    """
     status = obj.get("status") or {}
     component = (status.get("components") or {}).get("predictor") or {}
     return Marks(status.get("observedGeneration"), component.get("latestCreatedRevision"))
@@ -148,6 +188,14 @@ def _condition(status: dict, kind: str) -> dict | None:
 
 
 def is_ready(obj: dict) -> bool:
+    """Whether the Ready condition is True.
+
+    Args:
+        obj: the InferenceService as the API returns it.
+
+    Returns:
+        True or False.
+    """
     ready = _condition(obj.get("status") or {}, "Ready")
     return ready is not None and ready.get("status") == "True"
 
@@ -162,6 +210,14 @@ def rolled_out(obj: dict, before: Marks, generation: int) -> bool:
     so "equal to our generation" is accepted (the fixed behaviour) and so is "moved since
     before the patch" (the copied counter); PredictorReady is Unknown while the new
     ReplicaSet rolls out, so Ready=True after the move means the new pods are available.
+
+    Args:
+        obj: the InferenceService as the API returns it. (after the patch)
+        before: its Marks before the patch.
+        generation: the generation the patch produced.
+
+    Returns:
+        True once rolled out and Ready.
     """
     if not is_ready(obj):
         return False
@@ -174,7 +230,14 @@ def rolled_out(obj: dict, before: Marks, generation: int) -> bool:
 
 
 def describe_status(obj: dict) -> str:
-    """One line for logs and errors: the Ready condition and the predictor's revisions."""
+    """One line for logs and errors: the Ready condition and the predictor's revisions.
+
+    Args:
+        obj: the InferenceService as the API returns it.
+
+    Returns:
+        The line.
+    """
     status = obj.get("status") or {}
     ready = _condition(status, "Ready")
     parts = ["Ready=" + (ready.get("status", "?") if ready else "(not reported)")]
@@ -196,6 +259,13 @@ def patch_body(target: Served, resource_version: str | None) -> dict:
     """The merge patch that makes the spec serve target, only if the object is still at resource_version.
 
     A None canary is JSON null: RFC 7386 removes the field, so all traffic goes to the new revision.
+
+    Args:
+        target: what the spec should serve.
+        resource_version: the object's resourceVersion as read; None patches unconditionally.
+
+    Returns:
+        The patch body.
     """
     body: dict[str, Any] = {"spec": {"predictor": {"model": {"storageUri": target.storage_uri},
                                                    "canaryTrafficPercent": target.canary_percent}}}
@@ -362,8 +432,19 @@ def rollout(name: str, namespace: str, storage_uri: str, canary_percent: int | N
             allow_other_model: bool = False) -> RolloutResult:
     """Point InferenceService namespace/name at storage_uri (and canary_percent), wait until Ready.
 
-    api: a kubernetes CustomObjectsApi (default: kubernetes_api()). canary_percent None leaves
-    canaryTrafficPercent as it is. Raises RolloutFailed after rolling back when not Ready in time.
+    Args:
+        name: the InferenceService.
+        namespace: its namespace.
+        storage_uri: an immutable s3://bucket/model/vN/ folder.
+        canary_percent: the new revision's share of traffic; None leaves canaryTrafficPercent as it is.
+        timeout_s: seconds to wait for Ready.
+        api: a kubernetes CustomObjectsApi (default: kubernetes_api()).
+        poll_s: seconds between status reads.
+        allow_other_model: roll out even when the InferenceService serves another model's folder.
+
+    Returns:
+        What it serves now and before, and the revision. Raises RolloutFailed after rolling back when
+        not Ready in time.
     """
     check_target(name, namespace, canary_percent, timeout_s)
     check_storage_uri(storage_uri)

@@ -106,15 +106,37 @@ class Limits:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Limits:
         # Set means set: an empty value is refused like any other that is not a number.
+        """The limits the environment sets; the defaults for the others.
+
+        Args:
+            environ: the environment to read.
+
+        Returns:
+            The Limits; LimitsConfigError names a bad (or empty) variable.
+        """
         values = {name: _parse(limit.env, environ[limit.env], limit) for name, limit in LIMITS.items() if limit.env in environ}
         return cls(**values)
 
     def drain_delay_for(self, sig: int) -> float:
-        """Ctrl-C (SIGINT) is someone at a terminal, with no endpoints to update: no delay."""
+        """Ctrl-C (SIGINT) is someone at a terminal, with no endpoints to update: no delay.
+
+        Args:
+            sig: the stop signal received.
+
+        Returns:
+            Seconds to keep serving with readiness 503.
+        """
         return 0.0 if sig == signal.SIGINT else self.drain_delay_s
 
     def with_args(self, args: argparse.Namespace) -> Limits:
-        """These limits with every flag given on the command line in place of its value."""
+        """These limits with every flag given on the command line in place of its value.
+
+        Args:
+            args: the parsed command line (add_arguments' flags).
+
+        Returns:
+            The new Limits.
+        """
         given = {f.name: getattr(args, f.name) for f in fields(self) if getattr(args, f.name, None) is not None}
         return Limits(**{**vars(self), **given})
 
@@ -135,7 +157,11 @@ def _parse(source: str, raw: str, limit: Limit) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per limit; unset flags keep the environment's value (or the default)."""
+    """One flag per limit; unset flags keep the environment's value (or the default).
+
+    Args:
+        parser: the server's argument parser.
+    """
     defaults = Limits()
     for name, limit in LIMITS.items():
         def parse(text: str, limit: Limit = limit) -> float:
@@ -231,7 +257,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 def protocol_for(limits: Limits, drain: DrainState) -> Callable[..., GuardedHttpProtocol]:
-    """uvicorn's ``http`` setting: it makes one protocol per connection; a partial pickles into --workers."""
+    """uvicorn's ``http`` setting: it makes one protocol per connection; a partial pickles into --workers.
+
+    Args:
+        limits: the limits.
+        drain: the process's drain state.
+
+    Returns:
+        The protocol factory.
+    """
     return functools.partial(GuardedHttpProtocol, limits=limits, drain=drain)
 
 
