@@ -34,6 +34,16 @@ def _figure(width: float = 6.0, height: float = 4.2) -> tuple[Figure, Any]:
 
 
 def predicted_vs_actual(y, predicted, target: str) -> Figure:
+    """Scatter of predictions against true values, with the diagonal.
+
+    Args:
+        y: the test split's true values.
+        predicted: the model's predictions.
+        target: the target's name, for the axes.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     fig, ax = _figure()
     ax.scatter(y, predicted, s=12, alpha=0.6)
     low, high = float(min(y.min(), predicted.min())), float(max(y.max(), predicted.max()))
@@ -44,6 +54,16 @@ def predicted_vs_actual(y, predicted, target: str) -> Figure:
 
 
 def residuals(y, predicted, target: str) -> Figure:
+    """Residuals (true - predicted) against the predictions.
+
+    Args:
+        y: the test split's true values.
+        predicted: the model's predictions.
+        target: the target's name, for the axes.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     fig, ax = _figure()
     ax.scatter(predicted, y - predicted, s=12, alpha=0.6)
     ax.axhline(0, color="k", linestyle="--", linewidth=1)
@@ -53,7 +73,18 @@ def residuals(y, predicted, target: str) -> Figure:
 
 
 def error_by_decile(x, y, predicted, names: list[str], order: list[int]) -> Figure:
-    """Mean absolute error per decile of each of the most important features."""
+    """Mean absolute error per decile of each of the most important features.
+
+    Args:
+        x: the test features.
+        y: the test split's true values.
+        predicted: the model's predictions.
+        names: the feature names.
+        order: feature indices, most important first.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     shown = order[:MAX_DECILE_FEATURES]
     fig, ax = _figure(7.0, 4.5)
     errors = np.abs(y - predicted)
@@ -70,6 +101,16 @@ def error_by_decile(x, y, predicted, names: list[str], order: list[int]) -> Figu
 
 
 def confusion(y, predicted, classes: list) -> Figure:
+    """The confusion matrix on the test split.
+
+    Args:
+        y: the true labels.
+        predicted: the model's predictions.
+        classes: every class, in the schema's order.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     fig, ax = _figure(5.0, 4.5)
     skm.ConfusionMatrixDisplay.from_predictions(y, predicted, labels=classes, ax=ax, colorbar=False)
     ax.set_title("Confusion matrix (test split)")
@@ -83,6 +124,16 @@ def _binary_scores(model, x, y) -> tuple[np.ndarray, np.ndarray, Any]:
 
 
 def roc(model, x, y) -> Figure:
+    """The ROC curve of the positive class.
+
+    Args:
+        model: the fitted binary classifier.
+        x: the test features.
+        y: the true labels.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     truth, score, positive = _binary_scores(model, x, y)
     fig, ax = _figure()
     skm.RocCurveDisplay.from_predictions(truth, score, ax=ax, name=f"class {positive}")
@@ -92,6 +143,16 @@ def roc(model, x, y) -> Figure:
 
 
 def precision_recall(model, x, y) -> Figure:
+    """The precision-recall curve of the positive class.
+
+    Args:
+        model: the fitted binary classifier.
+        x: the test features.
+        y: the true labels.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     truth, score, positive = _binary_scores(model, x, y)
     fig, ax = _figure()
     skm.PrecisionRecallDisplay.from_predictions(truth, score, ax=ax, name=f"class {positive}")
@@ -100,6 +161,16 @@ def precision_recall(model, x, y) -> Figure:
 
 
 def calibration(model, x, y) -> Figure:
+    """Observed against predicted probability of the positive class (quantile bins).
+
+    Args:
+        model: the fitted binary classifier.
+        x: the test features.
+        y: the true labels.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     truth, score, positive = _binary_scores(model, x, y)
     observed, predicted = calibration_curve(truth, score, n_bins=10, strategy="quantile")
     fig, ax = _figure()
@@ -111,6 +182,14 @@ def calibration(model, x, y) -> Figure:
 
 
 def cv_scores(selection: dict) -> Figure:
+    """Every successful candidate's CV mean and std, the winner marked.
+
+    Args:
+        selection: the selection JSON.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     ok = [r for r in selection["results"] if r["status"] == "ok"]
     fig, ax = _figure(7.0, 0.6 * len(ok) + 1.8)
     winner = selection["winner"].get("index")
@@ -126,7 +205,19 @@ def cv_scores(selection: dict) -> Figure:
 
 
 def importances(model, x, y, names: list[str], scoring: str, seed: int) -> tuple[np.ndarray, str]:
-    """The model's own importances (trees: impurity, linear: |coefficient| of scaled inputs), else permutation."""
+    """The model's own importances (trees: impurity, linear: |coefficient| of scaled inputs), else permutation.
+
+    Args:
+        model: the fitted model (a Pipeline or not).
+        x: the test features.
+        y: the test split's true values.
+        names: the feature names.
+        scoring: the scorer for permutation importance.
+        seed: its seed.
+
+    Returns:
+        (importance per feature, what kind they are, for the plot's title).
+    """
     estimator = model.steps[-1][1] if hasattr(model, "steps") else model
     own = getattr(estimator, "feature_importances_", None)
     if own is None and hasattr(estimator, "coef_") and np.ndim(estimator.coef_) <= 2:
@@ -140,6 +231,16 @@ def importances(model, x, y, names: list[str], scoring: str, seed: int) -> tuple
 
 
 def importance_plot(values: np.ndarray, kind: str, names: list[str]) -> Figure:
+    """The importances as horizontal bars, largest on top.
+
+    Args:
+        values: one importance per feature.
+        kind: what kind they are (for the title).
+        names: the feature names.
+
+    Returns:
+        The figure (the caller saves and closes it).
+    """
     order = np.argsort(values)[::-1]
     fig, ax = _figure(6.5, 0.35 * len(names) + 1.6)
     ax.barh(range(len(names)), values[order])
@@ -151,7 +252,20 @@ def importance_plot(values: np.ndarray, kind: str, names: list[str]) -> Figure:
 
 
 def plots(task: str, model, x, y, schema: dict, selection: dict | None, seed: int) -> list[tuple[str, str, Figure]]:
-    """[(file stem, caption, figure)] for the task; the caller saves and closes them."""
+    """[(file stem, caption, figure)] for the task; the caller saves and closes them.
+
+    Args:
+        task: regression or classification.
+        model: the fitted model.
+        x: the test features.
+        y: the test split's true values.
+        schema: the ingested schema.
+        selection: the selection JSON, or None (no CV plot).
+        seed: seed of the permutation importance.
+
+    Returns:
+        The list, in page order.
+    """
     names = [f["name"] for f in schema["features"]]
     target = schema["target"]["name"]
     figures: list[tuple[str, str, Callable[[], Figure]]] = []
@@ -181,7 +295,18 @@ def plots(task: str, model, x, y, schema: dict, selection: dict | None, seed: in
 
 def write(figures: list[tuple[str, str, Figure]], plots_dir: str | Path, html_path: str | Path, title: str,
           summary_html: str) -> list[Path]:
-    """Save each figure as plots_dir/<stem>.png and write the page; returns the PNG paths."""
+    """Save each figure as plots_dir/<stem>.png and write the page; returns the PNG paths.
+
+    Args:
+        figures: (stem, caption, figure) triples; each is closed once saved.
+        plots_dir: the PNG folder.
+        html_path: the page.
+        title: its title.
+        summary_html: an HTML fragment shown above the plots.
+
+    Returns:
+        The PNG paths.
+    """
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     sections, pngs = [], []
@@ -206,5 +331,13 @@ def write(figures: list[tuple[str, str, Figure]], plots_dir: str | Path, html_pa
 
 
 def summary_table(rows: list[tuple[str, str]]) -> str:
+    """Key/value rows as an HTML table, escaped.
+
+    Args:
+        rows: (key, value) pairs.
+
+    Returns:
+        The table's HTML.
+    """
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
