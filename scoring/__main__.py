@@ -51,7 +51,7 @@ def _store_environment(data_dir: str | None, needed: bool):
     if not needed:
         yield
         return
-    from pipelines.local.run import object_store
+    from pipelines.local.store import object_store
     from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT
 
     port = os.environ.get(LOCAL_PORT_ENV, str(DEFAULT_PORT))

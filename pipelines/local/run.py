@@ -24,13 +24,13 @@ from typing import Iterator, TextIO
 
 from components.artifacts import read_json
 from components.errors import PipelineError
-from components.objectstore import StoreSettings
 from components.sources import SOURCE_URL_ENV, has_secrets, redact_source, secret_parts
 from components.selection import table as selection_table
 from pipelines import params
 from pipelines.local import preflight
 from pipelines.local.runner import DEFAULT_PIPELINE_ROOT, Event, LocalRun, run_compiled
-from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error, LocalS3Server
+from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error
+from pipelines.local.store import object_store
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_NAME
 
 STORE_PARAMS = ("minio_endpoint", "minio_secure")
@@ -82,27 +82,6 @@ def _shown(path: Path | str | None) -> str:
     with contextlib.suppress(ValueError):
         return str(Path(path).resolve().relative_to(Path.cwd()))
     return str(path)
-
-
-@contextlib.contextmanager
-def object_store(data_dir: Path, port: int) -> Iterator[tuple[str, bool, str]]:
-    """(endpoint, secure, description): the user's MinIO when MINIO_ENDPOINT is set, else a local server."""
-    if os.environ.get("MINIO_ENDPOINT"):
-        settings = StoreSettings.from_env()
-        yield settings.endpoint, settings.secure, f"{settings.url} (MINIO_ENDPOINT)"
-        return
-    with LocalS3Server(data_dir, port) as server:
-        # The steps are subprocesses: they inherit these, as a pod inherits the Secret's variables.
-        previous = {key: os.environ.get(key) for key in server.env()}
-        os.environ.update(server.env())
-        try:
-            yield server.endpoint, False, f"{server.url}, local rclone, data in {data_dir}"
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 def _production_state(uri: str, production: dict | None) -> str:

@@ -27,8 +27,8 @@ from typing import Any
 from components.errors import ObjectStoreError
 from components.objectstore import ObjectStore
 from contract.files import METADATA_FILE
-from pipelines.local.run import object_store
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error
+from pipelines.local.store import object_store
 from serving.model import DEFAULT_MODEL_NAME
 from serving.server import LOCAL_HOST
 
