@@ -13,6 +13,11 @@ BASE="${PYTHON_IMAGE:-$OFFICIAL}"
 STANDIN="${STANDIN_IMAGE:-local/python-standin:3.11-bookworm}"
 
 docker info >/dev/null 2>&1 || { echo "no Docker engine answers (as root: images/dockerd.sh starts one)" >&2; exit 1; }
+# One build at a time on this machine: a second build (CI's early warm-up and the image tests,
+# or two checkouts) waits here and then finds every layer in the cache, instead of building
+# the same stages, and the Debian stand-in, twice in parallel.
+exec 9>"${TMPDIR:-/tmp}/sklearn-kserve-mlops-images.lock"
+flock 9
 if ! docker image inspect "$BASE" >/dev/null 2>&1 && ! timeout "${PULL_TIMEOUT:-60}" docker pull -q "$BASE" >/dev/null 2>&1; then
   echo "==> $BASE cannot be pulled: building on $STANDIN, a local stand-in made from Debian packages (not the official image)"
   docker image inspect "$STANDIN" >/dev/null 2>&1 || images/standin.sh "$STANDIN"

@@ -6,6 +6,13 @@ import pytest
 
 from pipelines.local.s3server import LocalS3Server
 
+IMAGE_TESTS = "tests/images/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The image tests go last: in CI the images are being built in the background meanwhile (.ci/run)."""
+    items.sort(key=lambda item: item.nodeid.startswith(IMAGE_TESTS))  # stable: the others keep their order
+
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> LocalS3Server:

@@ -214,6 +214,25 @@ def test_large_batches_are_walked_in_chunks(fitted, monkeypatch):
     assert_identical(compile_predictor(model, fast=True)(x), model.predict(x))
 
 
+
+@pytest.mark.parametrize("name,method,flat_above_limit", [
+    ("rf-regressor", "predict", False),
+    ("rf-classifier-binary", "predict_proba", False),
+    ("hist-gb-regressor", "predict", True),  # boosters keep the flat walk at every size
+])
+def test_forest_batches_past_the_limit_go_to_sklearn(fitted, monkeypatch, name, method, flat_above_limit):
+    monkeypatch.setattr(engine, "FOREST_MAX_FLAT_ROWS", 8)  # read when the kernel is built
+    walked: list[int] = []
+    sum_leaves = engine.FlatForest.sum_leaves
+    monkeypatch.setattr(engine.FlatForest, "sum_leaves", lambda self, X: walked.append(len(X)) or sum_leaves(self, X))
+    model = fitted[name]
+    predict = compile_predictor(model, method, fast=True)
+    for n_rows in (8, 9):
+        x = _queries(MODELS[name][0], n_rows, seed=n_rows)
+        assert_identical(predict(x), getattr(model, method)(x))
+    assert walked == ([8, 9] if flat_above_limit else [8])
+
+
 # name -> (task, model factory): the raw-input range must be exactly what scikit-learn takes.
 FLOAT32_MODELS = {
     "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=5, random_state=0)),
