@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from serving import flatforest, inputrange
+from serving import engine, flatforest, inputrange
 from serving.engine import compile_predictor, describe
 
 FAST = "flat tree walk"
@@ -223,8 +223,8 @@ def test_large_batches_are_walked_in_chunks(fitted, monkeypatch):
 def test_forest_batches_past_the_limit_go_to_sklearn(fitted, monkeypatch, name, method, flat_above_limit):
     monkeypatch.setattr(engine, "FOREST_MAX_FLAT_ROWS", 8)  # read when the kernel is built
     walked: list[int] = []
-    sum_leaves = engine.FlatForest.sum_leaves
-    monkeypatch.setattr(engine.FlatForest, "sum_leaves", lambda self, X: walked.append(len(X)) or sum_leaves(self, X))
+    sum_leaves = flatforest.FlatForest.sum_leaves
+    monkeypatch.setattr(flatforest.FlatForest, "sum_leaves", lambda self, X: walked.append(len(X)) or sum_leaves(self, X))
     model = fitted[name]
     predict = compile_predictor(model, method, fast=True)
     for n_rows in (8, 9):
