@@ -16,6 +16,9 @@ from typing import Any
 
 from components.errors import PipelineError
 
+# The model a run trains and serves when no name is given: the one place this name is written
+# (pipeline defaults, the CLIs, batch scoring, the server; a test checks no other module spells it).
+DEFAULT_MODEL_NAME = "diabetes-rf"
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.json"
 METADATA_FILE = "metadata.json"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.kfp_components import (
     cross_validate,
     deploy,
@@ -23,6 +24,7 @@ from components.kfp_components import (
     push,
     train,
 )
+from components.deploy import DEFAULT_ISVC
 from components.sources import SOURCE_URL_ENV
 
 PIPELINE_NAME = "sklearn-training"
@@ -81,14 +83,14 @@ def training_pipeline(
     hyperparameters: str = "{}",
     cv_folds: int = 5,
     threshold: float = 0.2,
-    model_name: str = "diabetes-rf",
+    model_name: str = DEFAULT_MODEL_NAME,
     bucket: str = "models",
     minio_endpoint: str = "minio-service.kubeflow:9000",
     minio_secure: bool = False,
     minio_secret: str = MINIO_SECRET,
     source_secret: str = SOURCE_SECRET,
     allow_schema_change: bool = False,
-    deploy_isvc: str = "diabetes-rf",
+    deploy_isvc: str = DEFAULT_ISVC,
     deploy_namespace: str = "sklearn-kserve-mlops",
     deploy_canary_percent: int = -1,
     deploy_timeout_s: int = 300,

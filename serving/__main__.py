@@ -20,12 +20,13 @@ import tempfile
 
 from kserve import model_server  # parses sys.argv for kserve's flags on import
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from serving import limits, logs, offload
 from serving.artifact import ArtifactError, download
 from serving.batching import BatchingConfig, BatchingConfigError
 from serving.engine import EngineConfigError, fast_path_enabled
 from serving.limits import Limits, LimitsConfigError
-from serving.model import DEFAULT_MODEL_NAME, SklearnModel
+from serving.model import SklearnModel
 from serving.offload import OffloadConfigError
 from serving.routes import RouteConfigError, fast_route_enabled
 from serving.server import CLUSTER_HOST, ModelServer

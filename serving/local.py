@@ -24,12 +24,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.errors import ObjectStoreError
 from components.objectstore import ObjectStore
 from pipelines.local.run import object_store
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error
 from serving.artifact import METADATA_FILE
-from serving.model import DEFAULT_MODEL_NAME
 from serving.server import LOCAL_HOST
 
 DEFAULT_MODEL_URI = f"s3://models/{DEFAULT_MODEL_NAME}/production/"
