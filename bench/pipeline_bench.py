@@ -9,7 +9,12 @@ side calls the same logic functions the KFP components call, with the libraries 
 imported, so the ratio is what kfp.local adds: a fresh interpreter, imports and executor
 bookkeeping per step. Figures are medians over --repeat runs. cross-validate is the whole fan-out
 (first start to last end): kfp.local runs the candidates side by side, the in-process side one
-after another. Target: a local run under 20 s.
+after another.
+
+Each step is timed twice: wall seconds, and CPU seconds (user + sys of the step's own processes,
+from os.wait4). The machine this runs on is often shared, so wall time mostly says how loaded it
+was (the load average is printed); the budget of issue 13, a default local run under 20 s on 2
+cores, is checked on CPU seconds: steps plus kfp.local's own work in this process.
 """
 
 from __future__ import annotations
@@ -128,10 +133,14 @@ def load_average() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per side (default: %(default)s)")
+    parser.add_argument("--package", type=Path, default=PACKAGE_PATH,
+                        help="compiled pipeline to run on kfp.local (default: %(default)s); the YAML carries the "
+                             "component bodies, so an older commit's YAML times that commit's steps, e.g. "
+                             "git show main:pipelines/training_pipeline.yaml > /tmp/main.yaml")
     args = parser.parse_args(argv)
     # threshold=-inf-like: every run must reach push so that all the steps are timed.
     base = params.effective({"threshold": -1e9}, PACKAGE_PATH)
-    print(f"before: {load_average()}")
+    print(f"{args.package}; before: {load_average()}")
 
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp, LocalS3Server(Path(tmp) / "s3") as server:
         os.environ.update(server.env())  # the KFP steps are subprocesses and inherit these
@@ -142,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         orchestration: list[float] = []
         for i in range(args.repeat):
             print(f"kfp.local run {i + 1}/{args.repeat} ...", flush=True)
-            values = dict(base, model_name="bench-kfp", minio_endpoint=server.endpoint, minio_secure=False)
+            # A model name per run: a second run of the same data into the same name has nothing new to
+            # learn, and its gate would skip push.
+            values = dict(base, model_name=f"bench-kfp-{i}", minio_endpoint=server.endpoint, minio_secure=False)
             own_before = own_cpu_seconds()
             with step_cpu_seconds() as cpu:
-                run = run_compiled(PACKAGE_PATH, values, Path(tmp) / "kfp")
+                run = run_compiled(args.package, values, Path(tmp) / "kfp")
             orchestration.append(own_cpu_seconds() - own_before)
             if not run.ok:
                 print(f"kfp.local run failed in {run.failed_step}: {run.error} (log: {run.log_path})")
@@ -156,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         direct_wall: list[dict[str, float]] = []
         direct_cpu: list[dict[str, float]] = []
         for i in range(args.repeat):
-            wall, cpu = in_process(dict(base, model_name="bench-direct"), Path(tmp) / f"direct-{i}", store)
+            wall, cpu = in_process(dict(base, model_name=f"bench-direct-{i}"), Path(tmp) / f"direct-{i}", store)
             direct_wall.append(wall)
             direct_cpu.append(cpu)
     print(f"after:  {load_average()}")
