@@ -40,13 +40,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.artifacts import DEFAULT_MODEL_NAME
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".data" / "bench"  # git-ignored: model folder, bodies, MLServer venv and configs
 RESULTS = REPO / "bench" / "results" / "serving.md"
 SERVERS_DIR = REPO / "bench" / "servers"
 PYTHON = sys.executable
 
-MODEL_NAME = "diabetes-rf"
+MODEL_NAME = DEFAULT_MODEL_NAME
 DATA_SOURCE = "sklearn:diabetes"
 N_TREES = 100
 SERVER_CORE, LOAD_CORE = "0", "1"

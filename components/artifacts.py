@@ -17,6 +17,7 @@ from typing import Any
 from components.errors import PipelineError
 # A model folder's file names and readers are the contract the server shares; re-exported for the steps.
 from contract.files import (
+    DEFAULT_MODEL_NAME,
     METADATA_FILE,
     MODEL_FILE,
     MODEL_SUFFIX,
@@ -27,8 +28,8 @@ from contract.files import (
     model_files,
 )
 
-__all__ = ["METADATA_FILE", "MODEL_FILE", "MODEL_SUFFIX", "MODEL_SUFFIXES", "SKOPS_FILE", "TRAINING_FILE",
-           "feature_names", "model_files", "write_json", "read_json", "finite_or_none", "schema_task"]
+__all__ = ["DEFAULT_MODEL_NAME", "METADATA_FILE", "MODEL_FILE", "MODEL_SUFFIX", "MODEL_SUFFIXES", "SKOPS_FILE",
+           "TRAINING_FILE", "feature_names", "model_files", "write_json", "read_json", "finite_or_none", "schema_task"]
 
 
 def write_json(path: str | Path, obj: Any) -> None:

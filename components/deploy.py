@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from components import cli
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.errors import (
     DeployConfigError,
     DeployConflict,
@@ -45,7 +46,7 @@ from components.registry import version_prefix
 log = logging.getLogger(__name__)
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-DEFAULT_ISVC = "diabetes-rf"
+DEFAULT_ISVC = DEFAULT_MODEL_NAME  # the InferenceService is named after the model it serves
 DEFAULT_NAMESPACE = "sklearn-kserve-mlops"
 DEFAULT_BUCKET = "models"
 # The Role that manifests/components/deployer and the chart ship; named in every 403.

@@ -29,7 +29,6 @@ import pandas as pd
 from sklearn import datasets
 
 from components.errors import DataError, ObjectNotFound
-from components.objectstore import ObjectStore
 
 BUNDLED: dict[str, Callable[..., object]] = {
     "diabetes": datasets.load_diabetes,
@@ -155,6 +154,9 @@ def _read_s3(source: str, endpoint: str | None, secure: bool | None) -> bytes:
     bucket, _, key = source.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise DataError(f"source {source!r} is not s3://bucket/key")
+    # Imported here: the minio client costs ingest 0.3 CPU s, and most sources are not in a bucket.
+    from components.objectstore import ObjectStore
+
     try:
         return ObjectStore.from_env(endpoint, secure).get_bytes(bucket, key)
     except ObjectNotFound as exc:

@@ -13,6 +13,11 @@ from pathlib import Path
 # metadata.json's "format_version": push writes it, the server refuses any other.
 FORMAT_VERSION = 1
 
+# The model a run trains and serves when no name is given: the one place this name is written
+# (pipeline defaults, the CLIs, batch scoring, the server; tests/test_default_model_name.py checks
+# that no other module spells it).
+DEFAULT_MODEL_NAME = "diabetes-rf"
+
 MODEL_FILE = "model.joblib"
 TRAINING_FILE = "training.json"
 METADATA_FILE = "metadata.json"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kfp import dsl
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.kfp_components import batch_predict
 from pipelines import compiling
 from pipelines.tasks import MINIO_SECRET, sized, with_bucket_access
@@ -30,7 +31,7 @@ PACKAGE_PATH = Path(__file__).with_name("batch_scoring_pipeline.yaml")
 def batch_scoring_pipeline(
     input_uri: str = "s3://data/diabetes.csv",
     output_uri: str = "",
-    model_name: str = "diabetes-rf",
+    model_name: str = DEFAULT_MODEL_NAME,
     bucket: str = "models",
     model_version: str = "production",
     key_columns: str = "",

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from components import cli
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.errors import (
     ObjectStoreAccessDenied,
     ObjectStoreConfigError,
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["list", "promote", "rollback"])
     parser.add_argument("version", nargs="?", type=_version, help="promote: the N of v<N>")
-    parser.add_argument("--model-name", default="diabetes-rf")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--bucket", default="models")
     parser.add_argument("--reason", default="", help="recorded in the history entry")
     parser.add_argument("--allow-schema-change", action="store_true")

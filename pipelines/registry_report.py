@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from components import cli
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.errors import PipelineError
 from components.objectstore import ObjectStore
 from components.registry import Registry
@@ -112,7 +113,7 @@ def write(registry: Registry, model_name: str, bucket: str, output: str | Path) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-name", default="diabetes-rf")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--bucket", default="models")
     parser.add_argument("--output", help="where to write the page (default: local_outputs/report-<model>.html)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local S3 data folder")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kfp import dsl, kubernetes
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.kfp_components import (
     cross_validate,
     deploy,
@@ -22,6 +23,7 @@ from components.kfp_components import (
     push,
     train,
 )
+from components.deploy import DEFAULT_ISVC
 from components.sources import SOURCE_URL_ENV
 from pipelines import compiling
 # MINIO_SECRET is re-exported: the minio_secret parameter's default, which tests and docs name from here.
@@ -61,14 +63,14 @@ def training_pipeline(
     hyperparameters: str = "{}",
     cv_folds: int = 5,
     threshold: float = 0.2,
-    model_name: str = "diabetes-rf",
+    model_name: str = DEFAULT_MODEL_NAME,
     bucket: str = "models",
     minio_endpoint: str = "minio-service.kubeflow:9000",
     minio_secure: bool = False,
     minio_secret: str = MINIO_SECRET,
     source_secret: str = SOURCE_SECRET,
     allow_schema_change: bool = False,
-    deploy_isvc: str = "diabetes-rf",
+    deploy_isvc: str = DEFAULT_ISVC,
     deploy_namespace: str = "sklearn-kserve-mlops",
     deploy_canary_percent: int = -1,
     deploy_timeout_s: int = 300,

@@ -19,10 +19,10 @@ import os
 import sys
 from pathlib import Path
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.errors import PipelineError
 
 DEFAULT_BUCKET = "models"
-DEFAULT_MODEL_NAME = "diabetes-rf"  # the artifact contract's default (serving.model.DEFAULT_MODEL_NAME)
 LOCAL_PORT_ENV = "LOCAL_S3_PORT"  # as `make run` reads it
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("input", help="s3://bucket/key.csv|.parquet, an s3:// prefix, or a local file/folder")
     parser.add_argument("--output", help="output file or folder (default: beside the input, *.predictions.*)")
     parser.add_argument("--model-uri", help="model folder: s3://... or a local path "
-                                            "(default: s3://models/diabetes-rf/<version>/)")
+                                            f"(default: s3://{DEFAULT_BUCKET}/{DEFAULT_MODEL_NAME}/<version>/)")
     parser.add_argument("--model-version", default="production", help="production or v<N> (default: %(default)s)")
     parser.add_argument("--keys", default="", help="comma-separated key columns copied to the output "
                                                    "(default: the row number)")

@@ -21,10 +21,11 @@ import tempfile
 
 from kserve import model_server  # parses sys.argv for kserve's flags on import
 
+from contract.files import DEFAULT_MODEL_NAME
 from serving import limits, logs, settings as serving_settings
 from serving.artifact import ArtifactError, download
 from serving.limits import LimitsConfigError
-from serving.model import DEFAULT_MODEL_NAME, SklearnModel
+from serving.model import SklearnModel
 from serving.server import CLUSTER_HOST, ModelServer
 from serving.settings import ServingSettings, SettingsError
 

@@ -32,7 +32,6 @@ PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 DEFAULT_OUTPUTS = (PREDICT,)
 PLATFORM = "sklearn"
-DEFAULT_MODEL_NAME = "diabetes-rf"  # the artifact contract's default
 TRITON_TYPE = {datatype: f"TYPE_{'STRING' if datatype == 'BYTES' else datatype}" for datatype in (
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")}
 

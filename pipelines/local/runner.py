@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -187,13 +188,19 @@ def kfp_print_restored():
     kfp.local indents each task's output by swapping builtins.print and restoring the copy it
     saved; tasks of a ParallelFor run in threads, so an unlucky order of restores leaves print
     indented for the rest of the process (seen: later output of the same process shifted by
-    four spaces).
+    four spaces). The root logger's handlers race the same way: a thread can restore another
+    task's handler, which writes to the run's stdout tap, closed once the run is over (seen:
+    "ValueError: I/O operation on closed file" on every later log line of bench/pipeline_bench.py).
     """
     original = builtins.print
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
         yield
     finally:
         builtins.print = original
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def run_compiled(

@@ -24,12 +24,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from components.artifacts import DEFAULT_MODEL_NAME
 from components.errors import ObjectStoreError
 from components.objectstore import ObjectStore
 from contract.files import METADATA_FILE
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error
 from pipelines.local.store import object_store
-from serving.model import DEFAULT_MODEL_NAME
 from serving.server import LOCAL_HOST
 
 DEFAULT_MODEL_URI = f"s3://models/{DEFAULT_MODEL_NAME}/production/"

@@ -82,6 +82,15 @@ def test_compiled_yaml_fans_out_with_parallelfor_and_gathers_the_results():
         "pipelinechannel--cross-validate-Output"]["parameterType"] == "LIST"
 
 
+def test_every_candidate_logs_its_cv_scores_as_a_metrics_artifact_the_ui_shows():
+    # The Kubeflow UI lists a task's system.Metrics outputs: one cross-validate task per candidate.
+    spec = yaml.safe_load_all(PACKAGE_PATH.read_text()).__next__()
+    outputs = spec["components"]["comp-cross-validate"]["outputDefinitions"]["artifacts"]
+    assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    loop = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert loop["cross-validate"]["componentRef"]["name"] == "comp-cross-validate"
+
+
 def test_a_failing_candidate_is_reported_and_the_others_still_run():
     x, y = made_data("linear")
     plan = [*PAIR, {"index": 2, "estimator": "ridge", "hyperparameters": {"alpha": -1}},
