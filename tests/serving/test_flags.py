@@ -105,3 +105,16 @@ def test_python_m_serving_with_hyphens_serves_under_the_metadata_name(regressor_
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_busy_port_names_serve_args(capsys) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        assert local.main(["--port", str(busy), "--grpc-port", str(free_port())]) == 1
+    err = capsys.readouterr().err
+    assert f"error: port {busy} on 127.0.0.1 is in use (another `make serve`?)" in err
+    assert 'make serve SERVE_ARGS="--port 9090 --grpc-port 9091"' in err
