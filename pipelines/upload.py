@@ -59,11 +59,19 @@ class NoPipelinesAPI(PipelineError):
     """What answers at the host is not Kubeflow Pipelines' API (or nothing answers)."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer to report (a login page), not one to follow."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 def probe_host(host: str, options: Mapping[str, Any] | None = None, timeout: float = PROBE_TIMEOUT_S) -> None:
     """One GET of the KFP healthz with a short timeout; NoPipelinesAPI says what answered instead.
 
     kfp.Client's own check retries for about half a minute and prints a traceback per try. A 401 or
     403 passes: an auth proxy stands in front of the API, and the call that follows names the fix.
+    A redirect (Kubeflow's gateway sends one to its login page) is refused with the credentials to pass.
     """
     options = options or {}
     headers = {"Accept": "application/json"}
@@ -79,11 +87,16 @@ def probe_host(host: str, options: Mapping[str, Any] | None = None, timeout: flo
                               f"e.g. {PORT_FORWARD_HINT}")
 
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout) as response:
             status, kind, body = response.status, response.headers.get_content_type(), response.read(4096)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             return
+        if 300 <= exc.code < 400:
+            raise NoPipelinesAPI(
+                f"no Kubeflow Pipelines API at {host} (got: HTTP {exc.code} redirect to "
+                f"{exc.headers.get('Location', '?')}, a login page): pass a token (KF_PIPELINES_TOKEN) "
+                f"or the session cookie (KF_PIPELINES_COOKIES / --cookies)") from None
         status, kind, body = exc.code, exc.headers.get_content_type(), exc.read(4096)
     except urllib.error.URLError as exc:
         raise refuse(str(exc.reason)) from None

@@ -249,6 +249,23 @@ def test_probe_passes_the_kfp_healthz_and_an_auth_proxy():
             assert upload.probe_host(f"http://{address}") is None
 
 
+def test_a_redirect_to_a_login_page_asks_for_credentials():
+    class ToLogin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(302)
+            self.send_header("Location", "/dex/auth?client_id=kubeflow-oidc-authservice")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with loopback_http(ToLogin) as address:
+        with pytest.raises(upload.NoPipelinesAPI) as refused:
+            upload.probe_host(f"http://{address}")
+    assert str(refused.value) == (
+        f"no Kubeflow Pipelines API at http://{address} (got: HTTP 302 redirect to "
+        "/dex/auth?client_id=kubeflow-oidc-authservice, a login page): pass a token (KF_PIPELINES_TOKEN) "
+        "or the session cookie (KF_PIPELINES_COOKIES / --cookies)")
+
+
 def test_probe_gives_up_on_a_silent_host_after_its_timeout():
     import socket
 
