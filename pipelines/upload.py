@@ -1,6 +1,6 @@
 """Upload the compiled pipeline to Kubeflow Pipelines, as a new pipeline or a new version of it.
 
-    python -m pipelines.upload --host http://localhost:8080 [--pipeline sklearn-training|batch-scoring]
+    python -m pipelines.upload --host http://localhost:3000 [--pipeline sklearn-training|batch-scoring]
                                [--namespace NS] [--run] [--param name=value ...]
 
 Every version, the first included, is named `<project version>-<sha256 of the YAML>`: uploading
@@ -12,6 +12,10 @@ e.g. from `kubectl create token`); kfp's own KF_PIPELINES_SA_TOKEN_PATH (a proje
 service-account token file, inside a cluster); --cookies or KF_PIPELINES_COOKIES (the
 `authservice_session=...` cookie of a browser login through Dex/oauth2-proxy). Prefer the
 environment variables: a command-line token is visible to other users of the machine.
+
+Before any call, the host is probed once (GET /apis/v2beta1/healthz, a few seconds at most): what
+answers there is not Kubeflow Pipelines' API is one line and exit 2, not kfp's retries. The KFP
+API is usually port-forwarded: kubectl -n kubeflow port-forward svc/ml-pipeline-ui 3000:80.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import hashlib
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
@@ -42,6 +48,68 @@ TOKEN_ENV = "KF_PIPELINES_TOKEN"
 COOKIES_ENV = "KF_PIPELINES_COOKIES"
 # kfp's own variable, read by kfp.client.ServiceAccountTokenVolumeCredentials.
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+HEALTHZ_PATH = "/apis/v2beta1/healthz"
+PROBE_TIMEOUT_S = 5.0
+# Fields of the KFP API server's healthz answer; any one of them tells it from another service.
+HEALTHZ_FIELDS = ("commit_sha", "tag_name", "multi_user")
+PORT_FORWARD_HINT = "kubectl -n kubeflow port-forward svc/ml-pipeline-ui 3000:80, then --host http://localhost:3000"
+
+
+class NoPipelinesAPI(PipelineError):
+    """What answers at the host is not Kubeflow Pipelines' API (or nothing answers)."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer to report (a login page), not one to follow."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def probe_host(host: str, options: Mapping[str, Any] | None = None, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One GET of the KFP healthz with a short timeout; NoPipelinesAPI says what answered instead.
+
+    kfp.Client's own check retries for about half a minute and prints a traceback per try. A 401 or
+    403 passes: an auth proxy stands in front of the API, and the call that follows names the fix.
+    A redirect (Kubeflow's gateway sends one to its login page) is refused with the credentials to pass.
+    """
+    options = options or {}
+    headers = {"Accept": "application/json"}
+    if options.get("existing_token"):
+        headers["Authorization"] = f"Bearer {options['existing_token']}"
+    if options.get("cookies"):
+        headers["Cookie"] = options["cookies"]
+    url = host.rstrip("/") + HEALTHZ_PATH
+    request = urllib.request.Request(url, headers=headers)
+
+    def refuse(got: str) -> NoPipelinesAPI:
+        return NoPipelinesAPI(f"no Kubeflow Pipelines API at {host} (got: {got}); check --host / KFP_HOST, "
+                              f"e.g. {PORT_FORWARD_HINT}")
+
+    try:
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout) as response:
+            status, kind, body = response.status, response.headers.get_content_type(), response.read(4096)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return
+        if 300 <= exc.code < 400:
+            raise NoPipelinesAPI(
+                f"no Kubeflow Pipelines API at {host} (got: HTTP {exc.code} redirect to "
+                f"{exc.headers.get('Location', '?')}, a login page): pass a token (KF_PIPELINES_TOKEN) "
+                f"or the session cookie (KF_PIPELINES_COOKIES / --cookies)") from None
+        status, kind, body = exc.code, exc.headers.get_content_type(), exc.read(4096)
+    except urllib.error.URLError as exc:
+        raise refuse(str(exc.reason)) from None
+    except (OSError, ValueError) as exc:  # a timeout mid-read, a malformed URL
+        raise refuse(str(exc) or type(exc).__name__) from None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if status == 200 and isinstance(answer, dict) and any(field in answer for field in HEALTHZ_FIELDS):
+        return
+    excerpt = " ".join(body.decode("utf-8", "replace").split())[:80]
+    raise refuse(f"HTTP {status} {kind} for {HEALTHZ_PATH}: {excerpt!r}")
 
 
 @dataclass(frozen=True)
@@ -183,7 +251,8 @@ def start_run(client: PipelinesClient, published: Published, arguments: dict[str
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:3000 "
+                                                      "(kubectl -n kubeflow port-forward svc/ml-pipeline-ui 3000:80)")
     parser.add_argument("--namespace", help="profile namespace on a multi-user Kubeflow (pipeline and runs go there)")
     parser.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV}; else kfp's ${SA_TOKEN_PATH_ENV})")
     parser.add_argument("--cookies", help=f"cookie header of a browser login, e.g. 'authservice_session=...' "
@@ -222,11 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     import urllib3
     from kfp_server_api.exceptions import ApiException
 
+    options = client_options(args.host, args.namespace, args.token, args.cookies)
+    try:
+        probe_host(args.host, options)
+    except NoPipelinesAPI as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings():
             # "only works with KFP v2.0.0-beta.2 and later": true of every Kubeflow this targets.
             warnings.simplefilter("ignore", FutureWarning)
-            client = kfp.Client(**client_options(args.host, args.namespace, args.token, args.cookies))
+            client = kfp.Client(**options)
         published = publish(client, package, args.name, args.namespace, kind.description)
         print(f"{published.action}: {args.name} version {published.version_name}{_in(args.namespace)} "
               f"(pipeline {published.pipeline_id}, version {published.version_id})")

@@ -6,6 +6,9 @@
 gRPC listens on --grpc_port (8081). kserve's own flags (--workers, --enable_grpc,
 --enable_docs_url true, ...) work as in any kserve server; kserve reads them from the
 command line when it is imported, which is why this module takes no other argv.
+Every flag may be spelt with hyphens or underscores (--model-uri or --model_uri).
+The model's name defaults to the model_name in its metadata.json; a --model_name that differs
+wins (a KServe ServingRuntime passes the InferenceService's name) and a warning says so.
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ import os
 import socket
 import sys
 import tempfile
+from pathlib import Path
 
-from kserve import model_server  # parses sys.argv for kserve's flags on import
+from serving.flags import canonical
+
+if __name__ == "__main__":
+    # kserve parses sys.argv on import: give it every flag in its own spelling first (not when a
+    # test imports this module: its argv is pytest's).
+    sys.argv[1:] = canonical(sys.argv[1:])
+
+from kserve import model_server  # noqa: E402 (parses sys.argv for kserve's flags on import)
 
 from contract.files import DEFAULT_MODEL_NAME
 from serving import limits, logs, settings as serving_settings
-from serving.artifact import ArtifactError, download
+from serving.artifact import ArtifactError, download, read_metadata
 from serving.limits import LimitsConfigError
 from serving.model import SklearnModel
 from serving.server import CLUSTER_HOST, ModelServer
@@ -47,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address for HTTP and gRPC (default: %(default)s; 127.0.0.1 for loopback only)")
     limits.add_arguments(parser)
     # One line per request would cost more than the request; SERVING_ACCESS_LOG=1 turns it on.
-    parser.set_defaults(model_name=DEFAULT_MODEL_NAME, enable_latency_logging=False)
+    # model_name None: the metadata's model_name (served_name).
+    parser.set_defaults(model_name=None, enable_latency_logging=False)
     return parser
 
 
@@ -73,8 +85,28 @@ def check_port_free(host: str, port: int, what: str) -> None:
                                      f"or pick another with --{what.lower()}_port") from None
 
 
+def served_name(requested: str | None, model_dir: str) -> str:
+    """The name to serve under: ``requested`` (--model_name) when given, else the metadata's model_name.
+
+    A requested name that differs from the metadata's is served, with a warning naming both: a
+    KServe ServingRuntime passes the InferenceService's name, which clients call.
+    """
+    try:
+        recorded = read_metadata(Path(model_dir)).get("model_name")
+    except ArtifactError:
+        recorded = None  # load() refuses the folder and says why; the name does not matter then
+    if requested is None:
+        return str(recorded or DEFAULT_MODEL_NAME)
+    if recorded and recorded != requested:
+        log.warning("--model_name %s differs from the metadata's model_name %s: serving it as %s "
+                    "(omit --model_name to serve it as %s)", requested, recorded, requested, recorded,
+                    extra={"model_name": requested, "metadata_model_name": recorded})
+    return requested
+
+
 def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: ServingSettings) -> None:
-    model = SklearnModel(args.model_name, model_dir, settings.batching_config, settings.fast_path)
+    name = served_name(args.model_name, model_dir)
+    model = SklearnModel(name, model_dir, settings.batching_config, settings.fast_path)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
         host=args.host, limits=settings.limits, fast_route=settings.fast_route, offload=settings.offload,

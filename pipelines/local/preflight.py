@@ -57,7 +57,8 @@ def _check_source(source: str, target: str, task: str, store: ObjectStore) -> st
         name = source.removeprefix("sklearn:")
         if name not in BUNDLED:
             raise PreflightError(f"unknown bundled dataset {source!r}: expected one of "
-                                 f"{', '.join(f'sklearn:{key}' for key in BUNDLED)} (or {SOURCE_FORMS})")
+                                 f"{', '.join(f'sklearn:{key}' for key in BUNDLED)} (or a CSV path, "
+                                 "s3://bucket/key.csv, http(s)://host/file.csv)")
         frame = BUNDLED[name](as_frame=True).frame
         if target not in frame.columns:
             raise PreflightError(f"target column {target!r} is not in {source} (its target is 'target'): "

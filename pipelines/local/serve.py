@@ -1,10 +1,12 @@
 """Serve the production model on this machine: ``make serve`` (and, with --demo, the end of ``make run``).
 
-    python -m pipelines.local.serve [--demo] [--port 8080] [--grpc-port 8081] [--model-uri s3://...]
+    python -m pipelines.local.serve [--demo] [--port 8080] [--grpc-port 8081] [--model-uri s3://...] [--model-name NAME]
 
 Unless MINIO_ENDPOINT is set, the embedded S3 server starts on .data/s3 (port 9000), the
 store ``make run`` pushes into. The server listens on 127.0.0.1 only. With --demo, one sample
 request built from the model's schema is sent and its answer shown. Ctrl-C stops everything.
+The model is served under the model_name of its metadata.json unless --model-name says otherwise
+(then a warning names both). Flags may be spelt with hyphens or underscores, as for python -m serving.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from components.objectstore import ObjectStore
 from contract.files import METADATA_FILE
 from pipelines.local.s3server import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalS3Error
 from pipelines.local.store import object_store
+from serving.flags import both_spellings
 from serving.server import LOCAL_HOST
 
 DEFAULT_MODEL_URI = f"s3://models/{DEFAULT_MODEL_NAME}/production/"
@@ -133,6 +136,17 @@ def demo(base: str, model: str) -> None:
     print(f"  hey -n 2000 -c 16 -m POST -T application/json -D {SAMPLE_FILE} {infer}")
 
 
+def served_name(requested: str | None, metadata: dict[str, Any]) -> str:
+    """--model-name when given (a warning names both when the metadata says otherwise), else the metadata's."""
+    recorded = metadata.get("model_name")
+    if requested is None:
+        return str(recorded or DEFAULT_MODEL_NAME)
+    if recorded and recorded != requested:
+        print(f"warning: --model-name {requested} differs from the metadata's model_name {recorded}: "
+              f"serving it as {requested} (omit --model-name to serve it as {recorded})", file=sys.stderr)
+    return requested
+
+
 def server_command(args: argparse.Namespace) -> list[str]:
     return [
         sys.executable, "-m", "serving", "--model_uri", args.model_uri, "--model_name", args.model_name,
@@ -155,10 +169,13 @@ def run(args: argparse.Namespace) -> int:
     for port in (args.port, args.grpc_port):
         if not _port_free(args.host, port):
             raise LocalServeError(
-                f"port {port} on {args.host} is in use (another `make serve`?): pass --port/--grpc-port"
+                f"port {port} on {args.host} is in use (another `make serve`?): pick free ones, e.g. "
+                f"make serve SERVE_ARGS=\"--port 9090 --grpc-port 9091\" "
+                f"(python -m pipelines.local.serve --port 9090 --grpc-port 9091)"
             )
     with object_store(args.data_dir, args.s3_port) as (_, _, where):
         metadata = check_model_exists(args.model_uri)
+        args.model_name = served_name(args.model_name, metadata)
         print(f"Serving {args.model_uri} (version {metadata.get('version')}, {metadata.get('estimator')}, "
               f"sha256 {str(metadata.get('sha256'))[:12]}) from {where}")
         env = {**os.environ, "SERVING_LOG_LEVEL": os.environ.get("SERVING_LOG_LEVEL", "WARNING")}
@@ -183,13 +200,19 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="send one sample request and print curl/hey commands")
-    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT)
-    parser.add_argument("--grpc-port", dest="grpc_port", type=int, default=DEFAULT_GRPC_PORT)
-    parser.add_argument("--host", default=LOCAL_HOST)
-    parser.add_argument("--model-uri", dest="model_uri", default=DEFAULT_MODEL_URI)
-    parser.add_argument("--model-name", dest="model_name", default=DEFAULT_MODEL_NAME)
-    parser.add_argument("--data-dir", dest="data_dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--s3-port", dest="s3_port", type=int,
+    # Both spellings of each flag: python -m serving (kserve's argparse) spells them with underscores.
+    parser.add_argument(*both_spellings("--port"), "--http_port", "--http-port", dest="port", type=int,
+                        default=DEFAULT_HTTP_PORT, help="REST port (default: %(default)s)")
+    parser.add_argument(*both_spellings("--grpc-port"), dest="grpc_port", type=int, default=DEFAULT_GRPC_PORT,
+                        help="gRPC port (default: %(default)s)")
+    parser.add_argument("--host", default=LOCAL_HOST, help="bind address (default: %(default)s)")
+    parser.add_argument(*both_spellings("--model-uri"), dest="model_uri", default=DEFAULT_MODEL_URI,
+                        help="s3://bucket/prefix/ of the model folder, slash-terminated (default: %(default)s)")
+    parser.add_argument(*both_spellings("--model-name"), dest="model_name", default=None,
+                        help="the name to serve under (default: the model_name in the model's metadata.json)")
+    parser.add_argument(*both_spellings("--data-dir"), dest="data_dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="the embedded S3 server's data folder (default: %(default)s)")
+    parser.add_argument(*both_spellings("--s3-port"), dest="s3_port", type=int,
                         default=int(os.environ.get("LOCAL_S3_PORT", DEFAULT_PORT)),
                         help="port of the embedded S3 server when MINIO_ENDPOINT is unset (default: %(default)s)")
     args = parser.parse_args(argv)

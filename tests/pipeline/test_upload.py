@@ -201,8 +201,77 @@ def test_cli_says_how_to_authenticate_when_refused(unauthorized_kfp, capsys, mon
     assert "pass --namespace and a token (KF_PIPELINES_TOKEN) or --cookies" in err
 
 
-def test_cli_names_an_unreachable_host(capsys):
+def test_cli_names_an_unreachable_host_once_with_exit_2(capsys):
     host = f"http://127.0.0.1:{free_port()}"
-    assert upload.main(["--host", host]) == 1
+    assert upload.main(["--host", host]) == 2
     err = capsys.readouterr().err
-    assert f"error: Kubeflow Pipelines at {host}" in err and "Connection refused" in err
+    assert err.startswith(f"error: no Kubeflow Pipelines API at {host} (got: [Errno 111] Connection refused)")
+    assert "port-forward svc/ml-pipeline-ui 3000:80" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "healthz info" not in err
+
+
+def _answering(status: int, content_type: str, body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+    return Answer
+
+
+# What answers on a port that is not the KFP API: the local model server (make serve on 8080 answers
+# unknown paths with FastAPI's 404) and a web page.
+@pytest.mark.parametrize("status, content_type, body, got", [
+    (404, "application/json", b'{"detail":"Not Found"}',
+     "HTTP 404 application/json for /apis/v2beta1/healthz: '{\"detail\":\"Not Found\"}'"),
+    (200, "text/html", b"<html><body>Welcome</body></html>",
+     "HTTP 200 text/html for /apis/v2beta1/healthz: '<html><body>Welcome</body></html>'"),
+])
+def test_cli_says_no_kfp_api_when_another_service_answers(capsys, status, content_type, body, got):
+    with loopback_http(_answering(status, content_type, body)) as address:
+        host = f"http://{address}"
+        assert upload.main(["--host", host]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: no Kubeflow Pipelines API at {host} (got: {got}); check --host / KFP_HOST, "
+                   f"e.g. {upload.PORT_FORWARD_HINT}\n")
+
+
+def test_probe_passes_the_kfp_healthz_and_an_auth_proxy():
+    healthz = json.dumps({"commit_sha": "abc", "tag_name": "2.5.0", "multi_user": True}).encode()
+    for handler in (_answering(200, "application/json", healthz),
+                    _answering(401, "application/json", b'{"error": "unauthenticated"}')):
+        with loopback_http(handler) as address:
+            assert upload.probe_host(f"http://{address}") is None
+
+
+def test_a_redirect_to_a_login_page_asks_for_credentials():
+    class ToLogin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(302)
+            self.send_header("Location", "/dex/auth?client_id=kubeflow-oidc-authservice")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with loopback_http(ToLogin) as address:
+        with pytest.raises(upload.NoPipelinesAPI) as refused:
+            upload.probe_host(f"http://{address}")
+    assert str(refused.value) == (
+        f"no Kubeflow Pipelines API at http://{address} (got: HTTP 302 redirect to "
+        "/dex/auth?client_id=kubeflow-oidc-authservice, a login page): pass a token (KF_PIPELINES_TOKEN) "
+        "or the session cookie (KF_PIPELINES_COOKIES / --cookies)")
+
+
+def test_probe_gives_up_on_a_silent_host_after_its_timeout():
+    import socket
+
+    with socket.socket() as silent:  # accepts (the backlog does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(upload.NoPipelinesAPI, match=r"no Kubeflow Pipelines API at .* \(got: .*timed out"):
+            upload.probe_host(host, timeout=0.3)
