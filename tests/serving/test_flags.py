@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from pipelines.local.s3server import free_port
-from serving import local
+from pipelines.local import serve as local
 from serving.__main__ import build_parser, served_name
 from serving.flags import HYPHENATED, canonical
 
