@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from pipelines.local.s3server import free_port
+from tests.processes import kill_tagged, tagged
 
 MODEL = "diabetes-rf"
 MARKER_ENV = "SERVING_TEST_PROCESS"
@@ -74,22 +75,9 @@ class ServingProcess:
 
     def alive(self) -> set[int]:
         """Live (not zombie) processes carrying this server's marker."""
-        needle = f"{MARKER_ENV}={self.marker}".encode()
-        found = set()
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if needle in (proc / "environ").read_bytes().split(b"\0") and \
-                        (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    found.add(int(proc.name))
-            except (OSError, IndexError):
-                continue  # gone meanwhile, or not ours to read
-        return found
+        return tagged(self.marker, MARKER_ENV)
 
     def kill(self) -> None:
         """SIGKILL to every process of the server, then reap the main one."""
-        for pid in self.alive():
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        kill_tagged(self.marker, MARKER_ENV)
         self.proc.wait(timeout=30)
