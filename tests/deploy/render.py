@@ -78,9 +78,11 @@ def helm_template(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE
                                 *helm_args(values, namespace, allow_placeholders)]))
 
 
-def helm_lint(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE) -> str:
-    """helm lint's report; it logs a template's `fail` on stderr as [INFO] and still passes."""
-    return run([helm, "lint", "--strict", str(CHART), *helm_args(values, namespace, True)], with_stderr=True)
+def helm_lint(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE,
+              allow_placeholders: bool = True) -> str:
+    """helm lint --strict's report (stdout, then stderr); CommandFailed when it finds an error."""
+    return run([helm, "lint", "--strict", str(CHART), *helm_args(values, namespace, allow_placeholders)],
+               with_stderr=True)
 
 
 def find(docs: list[Doc], kind: str, name: str | None = None) -> list[Doc]:
