@@ -49,3 +49,23 @@ def kill_tagged(marker: str, env_name: str = MARKER_ENV) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def default_sigint() -> None:
+    """preexec_fn: give the child Ctrl-C's default back. A process that inherits an ignored SIGINT
+    (a background job of a non-interactive shell, nohup-style CI runners) keeps it ignored across
+    exec, and Python then never raises KeyboardInterrupt: a test's SIGINT would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def end_group(pid: int, marker: str, timeout: float = 10.0, env_name: str = MARKER_ENV) -> set[int]:
+    """Teardown: SIGTERM to the process group led by pid (a child started with
+    start_new_session=True), SIGKILL to whatever carries the marker after `timeout`.
+    Returns the pids that needed the SIGKILL (a test may assert there were none)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    left = wait_gone(marker, timeout, env_name)
+    kill_tagged(marker, env_name)
+    return left

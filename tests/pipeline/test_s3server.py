@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from pipelines.local.s3server import free_port
-from tests.processes import MARKER_ENV, kill_tagged, new_marker, tagged, wait_gone
+from tests.processes import MARKER_ENV, default_sigint, kill_tagged, new_marker, tagged, wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,12 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture
 def s3server_cli(tmp_path):
-    """The CLI on a free port, started like a service (own group); yields (proc, port, marker)."""
+    """The CLI on a free port in its own group, Ctrl-C live as at a terminal; yields (proc, port, marker)."""
     port, marker = free_port(), new_marker()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.local.s3server", "--port", str(port), "--data-dir", str(tmp_path / "s3")],
         env={**os.environ, MARKER_ENV: marker}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=default_sigint,
     )
     try:
         # The last line it prints once rclone listens (a bounded wait: the test's timeout).

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from pipelines.local.s3server import free_port
-from tests.processes import kill_tagged, tagged
+from tests.processes import default_sigint, kill_tagged, tagged
 
 MODEL = "diabetes-rf"
 MARKER_ENV = "SERVING_TEST_PROCESS"
@@ -38,6 +38,7 @@ class ServingProcess:
              "--host", "127.0.0.1", "--http_port", str(self.port), "--grpc_port", str(free_port()), *args],
             env={**os.environ, MARKER_ENV: self.marker, **(env or {})},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=default_sigint,  # Ctrl-C live, as at a terminal, even if this run inherited it ignored
         )
         threading.Thread(target=self._collect, daemon=True).start()
 
