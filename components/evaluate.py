@@ -21,7 +21,7 @@ from sklearn import metrics as skm
 from components.artifacts import MODEL_FILE, TRAINING_FILE, finite_or_none, read_json, schema_task, write_json
 from components.datasets import read_dataset
 from components.errors import EvaluateError
-from components.gate import PRIMARY_METRIC, decide, fingerprint, threshold_for
+from components.gate import PRIMARY_METRIC, decide, fingerprint
 from components.objectstore import ObjectStore
 from components.registry import Registry, check_location, production_prefix
 from components.sources import redact_source
@@ -158,7 +158,7 @@ def _write_html(evaluation: dict, selection: dict | None, model, x, y, schema: d
                  f"Evaluation: {evaluation['model_name']}", summary)
 
 
-def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float | None,
+def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, threshold: float,
         model_name: str, bucket: str, store: ObjectStore | None, data_source: str, seed: int,
         test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
         allow_schema_change: bool = False, selection_path: str | Path | None = None,
@@ -172,8 +172,8 @@ def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, t
     evaluation (and from there into metadata.json) so a later run can tell whether it
     is compared on the same rows.
     """
-    if threshold is not None and (not isinstance(threshold, (int, float)) or math.isnan(threshold)):
-        raise EvaluateError(f"threshold={threshold!r} is invalid: expected a number (or none: the task's default)")
+    if not isinstance(threshold, (int, float)) or math.isnan(threshold):
+        raise EvaluateError(f"threshold={threshold!r} is invalid: expected a number")
     check_location(bucket, model_name)
     data_source = redact_source(data_source)  # it ends up in metadata.json, which the server shows
     schema = read_json(schema_path, "schema")
@@ -191,7 +191,6 @@ def run(test_path: str | Path, schema_path: str | Path, model_dir: str | Path, t
         raise EvaluateError(f"scoring the model on {test_path} failed: {exc}") from exc
 
     metric = PRIMARY_METRIC[task]
-    threshold = threshold_for(task, threshold)
     production_uri = f"s3://{bucket}/{production_prefix(model_name)}"
     split = {"seed": int(seed), "test_fraction": float(test_fraction)}
     training = _training_record(model_dir)

@@ -14,19 +14,8 @@ from typing import Any
 from components.errors import EvaluateError
 
 PRIMARY_METRIC = {"regression": "r2", "classification": "f1_macro"}
-# The threshold when a run names none (README, "The gate"). Regression: R2 0.2, any model that
-# explains a fifth of the variance (the mean predictor scores 0). Classification: macro F1 0.7.
-# A model that ignores its inputs scores at most 2p/((1+p)k) (always the majority class, share p,
-# of k classes: 0.5 at most, 0.39 on breast cancer) and about 1/k guessing at the class shares,
-# while the default breast-cancer and iris runs score above 0.9: a wide margin both ways.
-DEFAULT_THRESHOLD = {"regression": 0.2, "classification": 0.7}
 # Equal scores (an identical retrain) count as "not worse"; this absorbs float noise only.
 TIE_TOLERANCE = 1e-9
-
-
-def threshold_for(task: str, threshold: float | None) -> float:
-    """The run's threshold, or the task's default when it names none (None)."""
-    return DEFAULT_THRESHOLD[task] if threshold is None else float(threshold)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ environment, where the project is installed editable. Serving never imports this
 
 # No "from __future__ import annotations": KFP reads the real annotation objects.
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
@@ -138,7 +138,7 @@ def evaluate(
     schema: Input[Artifact],
     model: Input[Model],
     selection: Input[Artifact],
-    threshold: Optional[float],
+    threshold: float,
     model_name: str,
     bucket: str,
     minio_endpoint: str,
@@ -158,7 +158,6 @@ def evaluate(
 
     Args:
         selection: train's selection JSON: the candidates' CV scores, plotted in the reports.
-        threshold: Minimum primary metric to deploy; None: the task's default (components.gate).
         html_report: One self-contained page with every plot (the Kubeflow UI renders it).
         plots: A folder with the same plots as PNG files.
         allow_schema_change: Let a model whose input schema (feature names, order) differs from

@@ -10,7 +10,6 @@ a fresh compile. It uploads to the Kubeflow UI as it is, or through `make upload
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
 from kfp import compiler, dsl, kubernetes
 
@@ -81,7 +80,7 @@ def training_pipeline(
     estimator: str = "",
     hyperparameters: str = "{}",
     cv_folds: int = 5,
-    threshold: Optional[float] = None,
+    threshold: float = 0.2,
     model_name: str = "diabetes-rf",
     bucket: str = "models",
     minio_endpoint: str = "minio-service.kubeflow:9000",
@@ -112,7 +111,6 @@ def training_pipeline(
         hyperparameters: That estimator's hyperparameters as a JSON object, e.g. {"n_estimators": 200}.
         cv_folds: Folds of the cross-validation on the training split (stratified for classification).
         threshold: Minimum primary metric to deploy (R2 for regression, macro F1 for classification).
-            Unset: the task's default, R2 0.2 or macro F1 0.7 (components/gate.py says why).
         model_name: Folder of the model in the bucket.
         bucket: Bucket the model is pushed to (created when missing).
         minio_endpoint: host:port of MinIO/S3 (seaweedfs.kubeflow:9000 on Kubeflow 2.16 and later).

@@ -41,7 +41,7 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
     assert values == {
         "source": "sklearn:diabetes", "target": "target", "task": "auto", "test_fraction": 0.2, "seed": 42,
         "missing_values": "error", "categorical_features": "", "candidates": "", "estimator": "",
-        "hyperparameters": "{}", "cv_folds": 5, "threshold": None, "model_name": "diabetes-rf", "bucket": "models",
+        "hyperparameters": "{}", "cv_folds": 5, "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
         "minio_secret": "mlpipeline-minio-artifact", "source_secret": "training-source", "allow_schema_change": False,
         "deploy_isvc": "diabetes-rf",
