@@ -41,6 +41,7 @@ BUCKET = "serving-tests"  # not the pipeline's bucket: other test folders push t
 MODEL = "diabetes-rf"
 MODEL_URI = f"s3://{BUCKET}/{MODEL}/production"
 START_TIMEOUT_S = 30.0
+DEMO_TIMEOUT_S = 90.0  # serving.local checks the store, starts the server, waits for ready, demos: load 15+ here
 PIPELINE_TIMEOUT_S = 240
 PIPELINE_YAML = Path(__file__).resolve().parents[2] / "pipelines" / "training_pipeline.yaml"
 RTOL = 1e-9
@@ -317,7 +318,7 @@ def test_make_serve_demo_answers_then_stops_on_ctrl_c(s3_server, pushed, tmp_pat
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_sigint,
     )
     try:
-        out = _read_until(proc.stdout, "Serving until Ctrl-C", START_TIMEOUT_S)
+        out = _read_until(proc.stdout, "Serving until Ctrl-C", DEMO_TIMEOUT_S)
         assert f"version {pushed['version']}" in out and "Answer (HTTP 200)" in out
         assert f"curl -s http://127.0.0.1:{port}/v2/models/{MODEL}" in out
         assert "hey -n 2000 -c 16 -m POST -T application/json -D .data/sample-request.json" in out
