@@ -10,9 +10,11 @@ this machine: when ``MINIO_ENDPOINT`` points at a real MinIO, nothing here runs.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +30,8 @@ LOCAL_REGION = "us-east-1"
 DEFAULT_PORT = 9000
 DEFAULT_DATA_DIR = Path(".data/s3")
 READY_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LocalS3Error(RuntimeError):
@@ -57,11 +61,24 @@ def rclone_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when the thread that started it dies,
+    even by SIGKILL, when no handler of ours can run."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 class LocalS3Server:
     """``rclone serve s3`` on 127.0.0.1, started and stopped by its owner.
 
     Use as a context manager; ``env()`` gives the variables that point the
-    project's code (and kserve's storage module) at it.
+    project's code (and kserve's storage module) at it. rclone runs in its own
+    process group (a Ctrl-C meant for the owner must not kill the store under it
+    first); ``stop`` ends that whole group. ``die_with_parent`` ties rclone's life
+    to the starting thread's: right for a CLI's main thread, wrong for a thread
+    that returns while the server should live on.
     """
 
     def __init__(
@@ -71,12 +88,14 @@ class LocalS3Server:
         host: str = "127.0.0.1",
         access_key: str = LOCAL_ACCESS_KEY,
         secret_key: str = LOCAL_SECRET_KEY,
+        die_with_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
         self.access_key = access_key
         self.secret_key = secret_key
+        self.die_with_parent = die_with_parent and sys.platform == "linux"
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -121,7 +140,8 @@ class LocalS3Server:
             str(self.data_dir),
         ]
         self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not _port_open(self.host, self.port):
@@ -135,15 +155,25 @@ class LocalS3Server:
         log.info("local S3 server on %s, data in %s", self.url, self.data_dir)
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
-                self._proc.wait(timeout=5)
+                self._proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self._proc.wait()
         self._proc = None
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self._proc.pid, sig)  # its own session: the group id is its pid
+        except ProcessLookupError:
+            pass
 
     def __enter__(self) -> "LocalS3Server":
         return self.start()
@@ -152,20 +182,28 @@ class LocalS3Server:
         self.stop()
 
 
+def _exit_on(signum: int, _frame) -> None:
+    raise SystemExit(0)  # stopped as asked; unwinds through `with LocalS3Server`, which stops rclone
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_S3_PORT", DEFAULT_PORT)))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with LocalS3Server(args.data_dir, args.port) as server:
-        for key, value in server.env().items():
-            print(f"export {key}={value}")
-        try:
+    # A service manager or a test stops this with SIGTERM (a closed terminal: SIGHUP); Python's
+    # default for both is to die at once, leaving rclone holding the port.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on)
+    try:
+        with LocalS3Server(args.data_dir, args.port, die_with_parent=True) as server:
+            for key, value in server.env().items():
+                print(f"export {key}={value}", flush=True)
             while server._proc and server._proc.poll() is None:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:  # Ctrl-C, even while starting: the `with` has stopped rclone
+        pass
     return 0
 
 

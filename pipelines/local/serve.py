@@ -197,7 +197,12 @@ def run(args: argparse.Namespace) -> int:
             print("Stopped.", flush=True)
 
 
+def _interrupt(_signum: int, _frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a service manager, a test's teardown) stops like Ctrl-C: server too
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="send one sample request and print curl/hey commands")
     # Both spellings of each flag: python -m serving (kserve's argparse) spells them with underscores.

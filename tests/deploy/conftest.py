@@ -46,7 +46,7 @@ def crds() -> CrdValidator:
 
 @pytest.fixture(scope="session")
 def manifests(tmp_path_factory) -> Path:
-    """manifests/ copied with each *.local.env made from its example, as a user does first."""
+    """manifests/ copied with each *.local.env made from its example and filled in, as a user does."""
     return copy_manifests(tmp_path_factory.mktemp("deploy") / "manifests")
 
 
@@ -59,7 +59,8 @@ def rendered(helm, kubectl, manifests) -> Renderer:
         if source == "kustomize":
             return tuple(render.kustomize(kubectl, name, manifests))
         mode = MODES_BY_NAME[name]
-        return tuple(render.helm_template(helm, mode.values, namespace=mode.release_namespace))
+        values = render.TEST_CREDENTIAL_VALUES + mode.values
+        return tuple(render.helm_template(helm, values, namespace=mode.release_namespace, allow_placeholders=False))
 
     return lambda source, name: copy.deepcopy(list(build(source, name)))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .tools import CHART, MANIFESTS, run
+from .tools import CHART, MANIFESTS, TEST_CREDENTIALS, run
 
 Doc = dict
 
@@ -15,6 +15,16 @@ RELEASE = "demo"
 NAMESPACE = "sklearn-kserve-mlops"  # where every namespaced object goes, in every render
 # The chart refuses CHANGE-ME credentials by default; renders of its modes use the placeholders.
 ALLOW_PLACEHOLDERS = ("allowPlaceholderCredentials=true",)
+# The chart's credential values, set to what the kustomize copies' *.local.env files hold, so the
+# chart's modes and the overlays render the same Secrets (test_agreement.py).
+TEST_CREDENTIAL_VALUES = tuple(f"{field}={TEST_CREDENTIALS[key]}" for field, key in (
+    ("objectStore.accessKey", "AWS_ACCESS_KEY_ID"),
+    ("objectStore.secretKey", "AWS_SECRET_ACCESS_KEY"),
+    ("minio.rootUser", "MINIO_ROOT_USER"),
+    ("minio.rootPassword", "MINIO_ROOT_PASSWORD"),
+    ("minio.writer.accessKey", "accesskey"),
+    ("minio.writer.secretKey", "secretkey"),
+))
 # Kinds without a namespace; every other rendered object must carry NAMESPACE.
 CLUSTER_SCOPED_KINDS = frozenset(
     {"Namespace", "ClusterServingRuntime", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
@@ -78,9 +88,11 @@ def helm_template(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE
                                 *helm_args(values, namespace, allow_placeholders)]))
 
 
-def helm_lint(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE) -> str:
-    """helm lint's report; it logs a template's `fail` on stderr as [INFO] and still passes."""
-    return run([helm, "lint", "--strict", str(CHART), *helm_args(values, namespace, True)], with_stderr=True)
+def helm_lint(helm: str, values: tuple[str, ...], namespace: str = NAMESPACE,
+              allow_placeholders: bool = True) -> str:
+    """helm lint --strict's report (stdout, then stderr); CommandFailed when it finds an error."""
+    return run([helm, "lint", "--strict", str(CHART), *helm_args(values, namespace, allow_placeholders)],
+               with_stderr=True)
 
 
 def find(docs: list[Doc], kind: str, name: str | None = None) -> list[Doc]:

@@ -1,9 +1,12 @@
 """Credentials never deploy as committed placeholders: kustomize reads git-ignored *.local.env
-files that the user makes from the committed *.env.example files, and refuses to build without them.
+files that the user makes from the committed *.env.example files, refuses to build without them,
+and refuses to build while a key in them still starts with CHANGE-ME or is empty
+(manifests/components/refuse-placeholders and components/minio/refuse-placeholders).
 """
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -16,12 +19,23 @@ from .tools import (
     LOCAL_ENV_SUFFIX,
     MANIFESTS,
     REPO_ROOT,
+    TEST_CREDENTIALS,
     CommandFailed,
     copy_manifests,
+    filled_env,
     local_env_for,
 )
 
 EXAMPLES = sorted(MANIFESTS.rglob(f"*{EXAMPLE_ENV_SUFFIX}"))
+REFUSED = "is CHANGE-ME or empty: put the real value there"
+
+
+def _example_keys(example: Path) -> list[str]:
+    return [line.partition("=")[0] for line in example.read_text().splitlines() if line and not line.startswith("#")]
+
+
+# (example file, key): each key of each example, to be left at a placeholder on its own.
+EXAMPLE_KEYS = [(example, key) for example in EXAMPLES for key in _example_keys(example)]
 
 
 def _generator_env_files(manifests: Path) -> list[Path]:
@@ -76,3 +90,46 @@ def test_no_credentials_file_is_tracked():
     except (OSError, subprocess.CalledProcessError) as error:
         pytest.skip(f"not a git checkout, cannot list tracked files: {error}")
     assert [path for path in tracked if path.endswith(LOCAL_ENV_SUFFIX)] == []
+
+
+@pytest.mark.parametrize("overlay", render.overlay_names())
+def test_build_refuses_the_copied_examples(kubectl, tmp_path, overlay):
+    """`cp X.env.example X.local.env` and nothing more: every overlay refuses to render."""
+    manifests = copy_manifests(tmp_path / "manifests", placeholders=True)
+    with pytest.raises(CommandFailed) as failure:
+        render.kustomize(kubectl, overlay, manifests)
+    assert REFUSED in failure.value.output
+    assert ".local.env is CHANGE-ME" in failure.value.output
+
+
+@pytest.mark.parametrize("value", ["CHANGE-ME", "CHANGE-ME-later", ""], ids=["placeholder", "prefix", "empty"])
+@pytest.mark.parametrize(("example", "key"), EXAMPLE_KEYS, ids=[f"{e.name}:{k}" for e, k in EXAMPLE_KEYS])
+def test_each_key_left_at_a_placeholder_is_named(kubectl, tmp_path, example, key, value):
+    manifests = copy_manifests(tmp_path / "manifests")
+    local = local_env_for(manifests / example.relative_to(MANIFESTS))
+    local.write_text(filled_env(example.read_text(), {**TEST_CREDENTIALS, key: value}))
+    with pytest.raises(CommandFailed) as failure:
+        render.kustomize(kubectl, "with-minio", manifests)  # the overlay that reads every file
+    relative = local_env_for(example).relative_to(REPO_ROOT)
+    assert f"{key} in {relative} {REFUSED}" in failure.value.output
+
+
+@pytest.mark.parametrize("overlay", render.overlay_names())
+def test_filled_keys_render_and_the_check_leaves_no_trace(rendered, overlay):
+    docs = rendered("kustomize", overlay)
+    secrets = render.find(docs, "Secret")
+    assert secrets, f"{overlay} renders no Secret: nothing was checked"
+    for secret in secrets:
+        assert "placeholder-check" not in secret["metadata"].get("labels", {}), secret["metadata"]
+        decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        assert decoded == {key: TEST_CREDENTIALS[key] for key in decoded}, secret["metadata"]["name"]
+
+
+def test_a_key_that_only_contains_change_me_renders(kubectl, tmp_path):
+    """Only a leading CHANGE-ME is a placeholder: the check splits on its base64, at the start."""
+    manifests = copy_manifests(tmp_path / "manifests")
+    local = manifests / "base" / "s3-credentials.local.env"
+    real = {**TEST_CREDENTIALS, "AWS_SECRET_ACCESS_KEY": "abcCHANGE-ME"}  # 3 bytes: a base64 boundary
+    local.write_text(filled_env(local.read_text(), real))
+    secret = render.only(render.kustomize(kubectl, "serverless", manifests), "Secret", "model-reader-s3")
+    assert base64.b64decode(secret["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "abcCHANGE-ME"

@@ -62,13 +62,35 @@ def local_env_for(example: Path) -> Path:
     return example.with_name(example.name.removesuffix(EXAMPLE_ENV_SUFFIX) + LOCAL_ENV_SUFFIX)
 
 
-def copy_manifests(dest: Path, with_local_env: bool = True) -> Path:
-    """A copy of manifests/ without any real credentials file; with_local_env fills each from its
-    example, as the README tells users to. Tests never write credentials into the tree."""
+# Stand-ins for the keys a user puts into each *.local.env (the overlays refuse CHANGE-ME ones).
+TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "reader-test-only",
+    "AWS_SECRET_ACCESS_KEY": "reader-secret-test-only",
+    "MINIO_ROOT_USER": "root-test-only",
+    "MINIO_ROOT_PASSWORD": "root-password-test-only",
+    "accesskey": "writer-test-only",
+    "secretkey": "writer-secret-test-only",
+}
+
+
+def filled_env(example_text: str, values: dict[str, str]) -> str:
+    """An example env file with the value of each key in `values` replaced (comments kept)."""
+    lines = []
+    for line in example_text.splitlines():
+        key, sep, _ = line.partition("=")
+        lines.append(f"{key}={values[key]}" if sep and not line.startswith("#") and key in values else line)
+    return "\n".join(lines) + "\n"
+
+
+def copy_manifests(dest: Path, with_local_env: bool = True, placeholders: bool = False) -> Path:
+    """A copy of manifests/ without any real credentials file; with_local_env makes each from its
+    example as the README tells users to: filled with TEST_CREDENTIALS, or left at the example's
+    CHANGE-ME placeholders if asked. Tests never write credentials into the tree."""
     shutil.copytree(MANIFESTS, dest, ignore=shutil.ignore_patterns(f"*{LOCAL_ENV_SUFFIX}"))
     if with_local_env:
         for example in dest.rglob(f"*{EXAMPLE_ENV_SUFFIX}"):
-            shutil.copyfile(example, local_env_for(example))
+            text = example.read_text()
+            local_env_for(example).write_text(text if placeholders else filled_env(text, TEST_CREDENTIALS))
     return dest
 
 

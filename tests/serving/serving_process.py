@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from pipelines.local.s3server import free_port
+from tests.processes import default_sigint, kill_tagged, tagged
 
 MODEL = "diabetes-rf"
 MARKER_ENV = "SERVING_TEST_PROCESS"
@@ -37,6 +38,7 @@ class ServingProcess:
              "--host", "127.0.0.1", "--http_port", str(self.port), "--grpc_port", str(free_port()), *args],
             env={**os.environ, MARKER_ENV: self.marker, **(env or {})},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=default_sigint,  # Ctrl-C live, as at a terminal, even if this run inherited it ignored
         )
         threading.Thread(target=self._collect, daemon=True).start()
 
@@ -74,22 +76,9 @@ class ServingProcess:
 
     def alive(self) -> set[int]:
         """Live (not zombie) processes carrying this server's marker."""
-        needle = f"{MARKER_ENV}={self.marker}".encode()
-        found = set()
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if needle in (proc / "environ").read_bytes().split(b"\0") and \
-                        (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    found.add(int(proc.name))
-            except (OSError, IndexError):
-                continue  # gone meanwhile, or not ours to read
-        return found
+        return tagged(self.marker, MARKER_ENV)
 
     def kill(self) -> None:
         """SIGKILL to every process of the server, then reap the main one."""
-        for pid in self.alive():
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        kill_tagged(self.marker, MARKER_ENV)
         self.proc.wait(timeout=30)

@@ -33,6 +33,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 
 from components.objectstore import ObjectStore, StoreSettings
 from pipelines.local.s3server import free_port
+from tests.processes import MARKER_ENV, default_sigint, end_group, new_marker, wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,7 @@ BUCKET = "serving-tests"  # not the pipeline's bucket: other test folders push t
 MODEL = "diabetes-rf"
 MODEL_URI = f"s3://{BUCKET}/{MODEL}/production"
 START_TIMEOUT_S = 30.0
+DEMO_TIMEOUT_S = 90.0  # serving.local checks the store, starts the server, waits for ready, demos: load 15+ here
 PIPELINE_TIMEOUT_S = 240
 PIPELINE_YAML = Path(__file__).resolve().parents[2] / "pipelines" / "training_pipeline.yaml"
 RTOL = 1e-9
@@ -52,10 +54,12 @@ class Server:
         self.http_port, self.grpc_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.log = log
+        self.marker = new_marker()  # on its workers too: teardown finds them all
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serving", *args, "--host", "127.0.0.1",
              "--http_port", str(self.http_port), "--grpc_port", str(self.grpc_port), "--enable_docs_url", "true"],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=cwd,
+            env={**os.environ, **env, MARKER_ENV: self.marker}, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+            cwd=cwd, start_new_session=True,
         )
 
     def wait_listening(self) -> None:
@@ -75,9 +79,9 @@ class Server:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+                pass
+        end_group(self.proc.pid, self.marker)  # workers, and the server itself if it hung
+        return self.proc.wait()
 
 
 def get(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
@@ -305,15 +309,16 @@ def _read_until(stream, marker: str, timeout: float) -> str:
 
 
 def test_make_serve_demo_answers_then_stops_on_ctrl_c(s3_server, pushed, tmp_path) -> None:
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port, marker = free_port(), free_port(), new_marker()
+    # As at a terminal: its own group, and Ctrl-C live even when this test inherited it ignored.
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.local.serve", "--demo", "--port", str(port), "--grpc-port", str(grpc_port),
          "--model-uri", MODEL_URI],
-        env={**os.environ, **s3_server.env()}, cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, **s3_server.env(), MARKER_ENV: marker}, cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_sigint,
     )
     try:
-        out = _read_until(proc.stdout, "Serving until Ctrl-C", START_TIMEOUT_S)
+        out = _read_until(proc.stdout, "Serving until Ctrl-C", DEMO_TIMEOUT_S)
         assert f"version {pushed['version']}" in out and "Answer (HTTP 200)" in out
         assert f"curl -s http://127.0.0.1:{port}/v2/models/{MODEL}" in out
         assert "hey -n 2000 -c 16 -m POST -T application/json -D .data/sample-request.json" in out
@@ -321,10 +326,10 @@ def test_make_serve_demo_answers_then_stops_on_ctrl_c(s3_server, pushed, tmp_pat
         assert sample["inputs"][0]["shape"] == [1, 10]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+        assert wait_gone(marker, 10) == set(), "the model server outlived serving.local"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_group(proc.pid, marker)
+        proc.wait(timeout=10)
     with socket_closed(port):
         pass
 

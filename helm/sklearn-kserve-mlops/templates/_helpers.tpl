@@ -54,36 +54,46 @@ only at apply time, so fail at render time with the field, the value and what is
 {{- define "skm.validate" -}}
 {{- $a := .Values.autoscaling -}}
 {{- if gt (int $a.minReplicas) (int $a.maxReplicas) -}}
-{{- fail (printf "autoscaling.minReplicas=%v is greater than autoscaling.maxReplicas=%v; expected minReplicas <= maxReplicas" $a.minReplicas $a.maxReplicas) -}}
+{{- include "skm.refuse" (printf "autoscaling.minReplicas=%v is greater than autoscaling.maxReplicas=%v; expected minReplicas <= maxReplicas" $a.minReplicas $a.maxReplicas) -}}
 {{- end -}}
 {{- if and (eq .Values.mode "raw") (eq (int $a.minReplicas) 0) -}}
-{{- fail "autoscaling.minReplicas=0 with mode=raw; expected minReplicas >= 1 (scale to zero needs mode=serverless)" -}}
+{{- include "skm.refuse" "autoscaling.minReplicas=0 with mode=raw; expected minReplicas >= 1 (scale to zero needs mode=serverless)" -}}
 {{- end -}}
 {{- if and (eq .Values.mode "raw") (not (kindIs "invalid" .Values.canaryTrafficPercent)) -}}
-{{- fail (printf "canaryTrafficPercent=%v with mode=raw; expected null (traffic splitting needs mode=serverless)" .Values.canaryTrafficPercent) -}}
+{{- include "skm.refuse" (printf "canaryTrafficPercent=%v with mode=raw; expected null (traffic splitting needs mode=serverless)" .Values.canaryTrafficPercent) -}}
 {{- end -}}
 {{- if and (eq .Values.protocol "grpc") (eq .Values.runtime.kind "stock") -}}
-{{- fail "protocol=grpc with runtime.kind=stock; expected runtime.kind=project (KServe's kserve-sklearnserver runtime declares no grpc-v2 protocol) or protocol=rest" -}}
+{{- include "skm.refuse" "protocol=grpc with runtime.kind=stock; expected runtime.kind=project (KServe's kserve-sklearnserver runtime declares no grpc-v2 protocol) or protocol=rest" -}}
 {{- end -}}
 {{- if and (not .Values.objectStore.existingSecret) (or (not .Values.objectStore.accessKey) (not .Values.objectStore.secretKey)) -}}
-{{- fail "objectStore.accessKey/secretKey are empty and objectStore.existingSecret is not set; expected credentials or the name of an existing Secret" -}}
+{{- include "skm.refuse" "objectStore.accessKey/secretKey are empty and objectStore.existingSecret is not set; expected credentials or the name of an existing Secret" -}}
 {{- end -}}
 {{- if .Values.namespace.create -}}
 {{- if not .Values.namespace.name -}}
-{{- fail "namespace.create=true with namespace.name empty; expected the name of a namespace to create (the release itself stays in the -n namespace)" -}}
+{{- include "skm.refuse" "namespace.create=true with namespace.name empty; expected the name of a namespace to create (the release itself stays in the -n namespace)" -}}
 {{- end -}}
 {{- if eq .Values.namespace.name .Release.Namespace -}}
-{{- fail (printf "namespace.create=true with namespace.name=%s, the release namespace; expected another release namespace (helm install -n default ...): Helm stores the release there before it creates the Namespace. Or keep namespace.create=false and label the namespace with kubectl (values.yaml, namespace)" .Values.namespace.name) -}}
+{{- include "skm.refuse" (printf "namespace.create=true with namespace.name=%s, the release namespace; expected another release namespace (helm install -n default ...): Helm stores the release there before it creates the Namespace. Or keep namespace.create=false and label the namespace with kubectl (values.yaml, namespace)" .Values.namespace.name) -}}
 {{- end -}}
 {{- end -}}
 {{- $m := .Values.minio -}}
 {{- if and $m.enabled (not .Values.objectStore.existingSecret) (eq $m.writer.accessKey .Values.objectStore.accessKey) -}}
-{{- fail (printf "minio.writer.accessKey=%s equals objectStore.accessKey; expected two different MinIO users (the model server must only read)" $m.writer.accessKey) -}}
+{{- include "skm.refuse" (printf "minio.writer.accessKey=%s equals objectStore.accessKey; expected two different MinIO users (the model server must only read)" $m.writer.accessKey) -}}
 {{- end -}}
 {{- $placeholders := include "skm.placeholderFields" . -}}
 {{- if and $placeholders (not .Values.allowPlaceholderCredentials) -}}
-{{- fail (printf "CHANGE-ME placeholder credentials in %s; expected real credentials (--set FIELD=..., or objectStore.existingSecret for the model server's keys), or allowPlaceholderCredentials=true for a throwaway test install" $placeholders) -}}
+{{- include "skm.refuse" (printf "CHANGE-ME placeholder credentials in %s; expected real credentials (--set FIELD=..., or objectStore.existingSecret for the model server's keys), or allowPlaceholderCredentials=true for a throwaway test install" $placeholders) -}}
 {{- end -}}
+{{- end }}
+
+{{/*
+Stop the render with msg. `fail` stops helm template/install/upgrade, but helm lint's engine
+only logs it as [INFO] and renders on, so lint would pass values that install refuses: there,
+including a template that does not exist is the error, and its name carries msg.
+*/}}
+{{- define "skm.refuse" -}}
+{{- fail . -}}
+{{- include (printf "values refused by the chart: %s" .) dict -}}
 {{- end }}
 
 {{/*
