@@ -24,6 +24,7 @@ from serving import limits, logs, offload
 from serving.artifact import ArtifactError, download
 from serving.batching import BatchingConfig, BatchingConfigError
 from serving.engine import EngineConfigError, fast_path_enabled
+from serving.inference_log import InferenceLog, InferenceLogConfigError, InferenceLogSettings
 from serving.limits import Limits, LimitsConfigError
 from serving.model import DEFAULT_MODEL_NAME, SklearnModel
 from serving.offload import OffloadConfigError
@@ -64,10 +65,12 @@ def read_settings(args: argparse.Namespace) -> Settings:
     settings.fast_route = fast_route_enabled()
     settings.limits = Limits.from_env(os.environ).with_args(args)
     settings.offload = offload.settings()
+    settings.inference_log = InferenceLogSettings.from_env()
     return settings
 
 
-SETTING_ERRORS = (EngineConfigError, BatchingConfigError, RouteConfigError, LimitsConfigError, OffloadConfigError)
+SETTING_ERRORS = (EngineConfigError, BatchingConfigError, RouteConfigError, LimitsConfigError, OffloadConfigError,
+                  InferenceLogConfigError)
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -84,7 +87,8 @@ def check_port_free(host: str, port: int, what: str) -> None:
 
 
 def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: Settings) -> None:
-    model = SklearnModel(args.model_name, model_dir, settings.batching, settings.fast_path)
+    traffic_log = InferenceLog(settings.inference_log) if settings.inference_log else None
+    model = SklearnModel(args.model_name, model_dir, settings.batching, settings.fast_path, traffic_log)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
         host=args.host, limits=settings.limits, fast_route=settings.fast_route, offload=settings.offload,
