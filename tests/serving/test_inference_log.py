@@ -276,3 +276,25 @@ def test_every_v2_and_v1_answer_is_recorded_with_its_version(classifier_dir, dia
     assert [r["outputs"]["predict_proba"] for r in logged[:3]] == [proba[0:2], proba[2:4], proba[4:6]]
     assert logged[3]["outputs"] == {"predict": answer["outputs"][0]["data"][0]}
 
+
+
+def test_grpc_and_kserve_route_answers_are_recorded_too(regressor_dir, diabetes) -> None:
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    x = diabetes[0][:2]
+    store = MemoryStore()
+    log = writer(store)
+    model = SklearnModel("diabetes-rf", regressor_dir, inference_log=log)
+    assert model.load()
+    message = pb.ModelInferRequest(model_name="diabetes-rf", raw_input_contents=[x.tobytes()])
+    message.inputs.add(name="input-0", datatype="FP64", shape=[2, 10])
+    grpc_answer = asyncio.run(model.infer_grpc(message))
+    kserve_answer = asyncio.run(model.predict(InferRequest("diabetes-rf", [
+        InferInput("input-0", [2, 10], "FP64", x.ravel().tolist())])))
+    log.close()
+    logged = store.rows()
+    predicted = np.frombuffer(grpc_answer.raw_output_contents[0], dtype=np.float64).tolist()
+    assert [r["inputs"] for r in logged] == [*x.tolist(), *x.tolist()]
+    assert [r["outputs"]["predict"] for r in logged] == [*predicted, *kserve_answer.outputs[0].data]
+    assert {r["version"] for r in logged} == {"3"}

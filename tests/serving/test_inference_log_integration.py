@@ -98,6 +98,13 @@ def test_every_sampled_row_is_logged_under_load_and_flushed_at_shutdown(regresso
     x = diabetes[0]
     server = serve(regressor_dir, store, SERVING_INFERENCE_LOG_SAMPLE="0.5")
     try:
+        big = np.tile(x, (10, 1))  # 4420 rows, 400 KB: decoded in the offload helper, which the log cannot see
+        body = orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(big.shape),
+                                         "data": big.tolist()}]})
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{server.port}/v2/models/{MODEL}/infer", data=body,
+                headers={"Content-Type": "application/json"}), timeout=60) as answer:
+            assert answer.status == 200
         ok = answered(load(hey, server, x, tmp_path).communicate(timeout=LOAD_S + 60)[0])
         seen = metrics(server)
         stop(server)
@@ -107,6 +114,7 @@ def test_every_sampled_row_is_logged_under_load_and_flushed_at_shutdown(regresso
     rows, keys = logged(store)
     print(f"{ok} requests answered, {sampled:.0f} rows sampled, {len(rows)} logged in {len(keys)} objects")
     assert len(rows) == sampled > 0
+    assert seen['serving_inference_log_skipped_requests_total{reason="offloaded"}'] == 1
     assert 0.4 * ok * ROWS_PER_REQUEST < sampled < 0.6 * ok * ROWS_PER_REQUEST  # about half, per request
     assert all(KEY.match(key) for key in keys), keys
     assert {r["version"] for r in rows} == {"3"} and {r["model"] for r in rows} == {MODEL}
