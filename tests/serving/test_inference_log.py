@@ -258,12 +258,17 @@ def test_each_process_copy_writes_its_own_keys() -> None:
 
 # -- the model's hook ------------------------------------------------------------------------
 
-def test_every_v2_and_v1_answer_is_recorded_with_its_version(classifier_dir, diabetes) -> None:
-    x = diabetes[0][:3]
+def logging_model(folder, name: str) -> tuple[SklearnModel, InferenceLog, MemoryStore]:
     store = MemoryStore()
     log = writer(store)
-    model = SklearnModel("bc", classifier_dir, inference_log=log)
+    model = SklearnModel(name, folder, inference_log=log)
     assert model.load()
+    return model, log, store
+
+
+def test_every_v2_and_v1_answer_is_recorded_with_its_version(classifier_dir, diabetes) -> None:
+    x = diabetes[0][:3]
+    model, log, store = logging_model(classifier_dir, "bc")
     body = orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [3, 10], "data": x.tolist()}],
                          "outputs": [{"name": "predict"}, {"name": "predict_proba"}]})
     answer = orjson.loads(asyncio.run(model.infer_json(body))[0])
@@ -277,16 +282,12 @@ def test_every_v2_and_v1_answer_is_recorded_with_its_version(classifier_dir, dia
     assert logged[3]["outputs"] == {"predict": answer["outputs"][0]["data"][0]}
 
 
-
 def test_grpc_and_kserve_route_answers_are_recorded_too(regressor_dir, diabetes) -> None:
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.infer_type import InferInput, InferRequest
 
     x = diabetes[0][:2]
-    store = MemoryStore()
-    log = writer(store)
-    model = SklearnModel("diabetes-rf", regressor_dir, inference_log=log)
-    assert model.load()
+    model, log, store = logging_model(regressor_dir, "diabetes-rf")
     message = pb.ModelInferRequest(model_name="diabetes-rf", raw_input_contents=[x.tobytes()])
     message.inputs.add(name="input-0", datatype="FP64", shape=[2, 10])
     grpc_answer = asyncio.run(model.infer_grpc(message))
