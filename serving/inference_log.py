@@ -223,8 +223,14 @@ class InferenceLog:
     # -- lifecycle -------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the request must not fail for the log
+            log.warning("inference log: no writer thread, samples dropped", extra={"error": str(exc)})
+            self._closing = True  # later samples are counted as dropped, the request still answered
+            return
+        self._thread = thread
         _OPEN.append(self)
 
     def close(self, timeout_s: float | None = None) -> None:

@@ -235,6 +235,18 @@ def test_close_gives_up_after_its_timeout_and_counts_what_was_left() -> None:
     store.gate.set()
 
 
+def test_no_writer_thread_drops_samples_and_never_raises(monkeypatch) -> None:
+    def refuse(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    log = writer(MemoryStore())
+    for _ in range(2):
+        log.record("m", "1", rows(1), {"predict": np.zeros(1)})
+    log.close()
+    assert log.metrics.counts == {"sampled": 2, "dropped_shutdown": 2}
+
+
 def test_the_periodic_flush_writes_a_partial_batch() -> None:
     store = MemoryStore()
     log = writer(store, SERVING_INFERENCE_LOG_FLUSH_S="0.1")
