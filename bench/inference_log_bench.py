@@ -1,12 +1,13 @@
 """Inference log benchmark: requests/s with SERVING_INFERENCE_LOG on against off, in the same run.
 
-    .venv/bin/python bench/inference_log_bench.py [--rounds 5] [--seconds 5] [--concurrency 16] [--rows 1]
+    .venv/bin/python bench/inference_log_bench.py [--rounds 8] [--seconds 3] [--concurrency 16] [--rows 1]
 
 Two ``python -m serving`` processes serve the same 100-tree forest side by side: one with the
 inference log off, one logging every request (sample 1) into a loopback rclone S3 server. hey
-drives them in alternating rounds (off, on, off, on, ...), so load from elsewhere on the machine
-hits both alike. Printed: each round's requests/s, the medians, the ratio on/off (target >= 0.90),
-and that the rows logged equal the rows sampled (nothing lost while measuring).
+drives them in alternating rounds (off on, on off, ...), so load from elsewhere on the machine
+hits both alike. Printed: each round's requests/s and the server's CPU time per request, the
+median of the rounds' ratios on/off (target >= 0.90), the CPU-per-request ratio, and that the
+rows logged equal the rows sampled (nothing lost while measuring).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,14 +85,19 @@ class Server:
             return self.proc.wait()
 
 
-def hey_round(hey: str, server: Server, body: Path, seconds: int, concurrency: int) -> float:
+def hey_round(hey: str, server: Server, body: Path, seconds: int, concurrency: int) -> tuple[float, float]:
+    """One hey run: (requests/s, the server's CPU seconds per request: user + system, all its threads)."""
+    process = psutil.Process(server.proc.pid)
+    before = sum(process.cpu_times()[:2])
     out = subprocess.run(
         [hey, "-z", f"{seconds}s", "-c", str(concurrency), "-t", "10", "-m", "POST", "-T", "application/json",
          "-D", str(body), f"http://127.0.0.1:{server.port}/v2/models/{MODEL}/infer"],
         capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
-    if "Error distribution" in out or not re.search(r"\[200\]", out):
+    cpu = sum(process.cpu_times()[:2]) - before
+    answered = re.search(r"\[200\]\s+(\d+) responses", out)
+    if "Error distribution" in out or not answered:
         raise RuntimeError(f"errors during the round:\n{out}")
-    return float(re.search(r"Requests/sec:\s+(\S+)", out).group(1))
+    return float(re.search(r"Requests/sec:\s+(\S+)", out).group(1)), cpu / int(answered.group(1))
 
 
 def logged_rows(data_dir: Path) -> int:
@@ -99,8 +106,8 @@ def logged_rows(data_dir: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     args = parser.parse_args()
@@ -129,10 +136,15 @@ def main() -> int:
                 for server in servers.values():  # warm-up: first requests build caches, connections
                     hey_round(hey, server, body, 1, args.concurrency)
                 rates: dict[str, list[float]] = {"off": [], "on": []}
+                cpu: dict[str, list[float]] = {"off": [], "on": []}
                 for round_ in range(args.rounds):
-                    for name, server in servers.items():
-                        rates[name].append(hey_round(hey, server, body, args.seconds, args.concurrency))
-                    print(f"round {round_ + 1}: off {rates['off'][-1]:8.1f} req/s   on {rates['on'][-1]:8.1f} req/s"
+                    # ABBA order: a trend in the machine's load hits both sides alike.
+                    for name in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+                        rate, cpu_per_request = hey_round(hey, servers[name], body, args.seconds, args.concurrency)
+                        rates[name].append(rate)
+                        cpu[name].append(cpu_per_request)
+                    print(f"round {round_ + 1}: off {rates['off'][-1]:8.1f} req/s {cpu['off'][-1] * 1e6:6.0f} µs CPU/req"
+                          f"   on {rates['on'][-1]:8.1f} req/s {cpu['on'][-1] * 1e6:6.0f} µs CPU/req"
                           f"   on/off {rates['on'][-1] / rates['off'][-1]:.3f}")
                 sampled = servers["on"].metric("serving_inference_log_sampled_rows_total")
             finally:
@@ -143,6 +155,10 @@ def main() -> int:
     ratio = statistics.median(b / a for a, b in zip(rates["off"], rates["on"], strict=True))
     print(f"median: off {off:.1f} req/s, on {on:.1f} req/s; median of the rounds' ratios on/off {ratio:.3f} "
           f"(target >= {TARGET_RATIO:.2f}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
+    cpu_ratio = statistics.median(cpu["on"]) / statistics.median(cpu["off"])
+    print(f"server CPU per request (median): off {statistics.median(cpu['off']) * 1e6:.0f} µs, "
+          f"on {statistics.median(cpu['on']) * 1e6:.0f} µs; ratio on/off {cpu_ratio:.3f} (less sensitive to "
+          "the machine's other load than req/s)")
     print(f"rows: {sampled:.0f} sampled, {written} in the store after shutdown "
           f"({'all logged' if written == sampled else 'MISMATCH'}); exit codes {codes}")
     print(f"load: {os.getloadavg()[0]:.2f} (1 min average) on {os.cpu_count()} cores; "

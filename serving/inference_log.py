@@ -199,18 +199,19 @@ class InferenceLog:
         if self._rand() >= self.settings.sample:
             return
         rows = len(x)
-        self.metrics.sampled(rows)
         with self._cond:
+            counts = self.metrics.counts
+            counts["sampled"] += rows
             if self._closing:
-                self.metrics.dropped("shutdown", rows)
+                counts["dropped_shutdown"] += rows
                 return
             if self._held + rows > self.settings.max_rows:
-                self.metrics.dropped("buffer_full", rows)
+                counts["dropped_buffer_full"] += rows
                 return
             self._pending.append(_Entry(self._clock(), model, version, x, outputs))
             self._queued += rows
             self._held += rows
-            self.metrics.buffered(self._held)
+            self.metrics.buffered = self._held
             if self._thread is None:
                 self._start()
             elif self._queued >= self.settings.batch_rows:
@@ -218,7 +219,8 @@ class InferenceLog:
 
     def skipped(self, reason: str) -> None:
         """A request that is not logged for ``reason`` (offloaded: its rows were decoded in another process)."""
-        self.metrics.skipped(reason)
+        with self._cond:
+            self.metrics.counts[f"skipped_{reason}"] += 1
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -246,12 +248,12 @@ class InferenceLog:
         with self._cond:
             self._closed = True
             if self._pending:  # the store did not take them in time (a write may still be in flight)
-                self.metrics.dropped("shutdown", self._queued)
+                self.metrics.counts["dropped_shutdown"] += self._queued
                 log.warning("inference log: rows not written at shutdown", extra={
                     "rows": self._queued, "uri": self.settings.uri, "timeout_s": timeout_s})
                 self._held -= self._queued
                 self._pending, self._queued = [], 0
-                self.metrics.buffered(self._held)
+                self.metrics.buffered = self._held
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -272,7 +274,7 @@ class InferenceLog:
                 finally:
                     with self._cond:
                         self._held -= rows
-                        self.metrics.buffered(self._held)
+                        self.metrics.buffered = self._held
             if closing:
                 return
 
@@ -288,7 +290,8 @@ class InferenceLog:
                 self._store.put_bytes(self.settings.bucket, key, gzip.compress(b"".join(lines), GZIP_LEVEL),
                                       content_type=CONTENT_TYPE)
             except Exception as exc:  # the store is down, slow or refusing: drop, count, keep serving
-                self.metrics.dropped("store_error", rows)
+                with self._cond:
+                    self.metrics.counts["dropped_store_error"] += rows
                 if not self._failing:  # one line per outage, not one per batch
                     log.warning("inference log: write failed, rows dropped until the store answers", extra={
                         "uri": f"s3://{self.settings.bucket}/{key}", "rows": rows,
@@ -298,16 +301,22 @@ class InferenceLog:
             if self._failing:
                 log.warning("inference log: writing again", extra={"uri": self.settings.uri})
             self._failing = False
-            self.metrics.written(rows, self._clock())
+            with self._cond:
+                self.metrics.counts["written"] += rows
+                self.metrics.last_flush = self._clock()
 
 
 def _partitions(batch: list[_Entry]) -> dict[tuple[str, str], list[bytes]]:
     """(model, UTC date) -> the JSON lines of its rows, one per row."""
     groups: dict[tuple[str, str], list[bytes]] = {}
+    second, date, prefix = None, "", ""
     for entry in batch:
-        moment = datetime.fromtimestamp(entry.ts, timezone.utc)
-        lines = groups.setdefault((entry.model, moment.strftime("%Y-%m-%d")), [])
-        stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if int(entry.ts) != second:  # formatting a time costs microseconds; most entries share a second
+            second = int(entry.ts)
+            moment = datetime.fromtimestamp(second, timezone.utc)
+            date, prefix = moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m-%dT%H:%M:%S")
+        stamp = f"{prefix}.{min(int((entry.ts - second) * 1e6), 999_999):06d}Z"
+        lines = groups.setdefault((entry.model, date), [])
         outputs = {name: values.tolist() for name, values in entry.outputs.items()}
         for i, row in enumerate(entry.x.tolist()):
             lines.append(orjson.dumps({
