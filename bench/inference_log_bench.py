@@ -1,9 +1,9 @@
 """Inference log benchmark: requests/s with SERVING_INFERENCE_LOG on against off, in the same run.
 
-    .venv/bin/python bench/inference_log_bench.py [--rounds 8] [--seconds 3] [--concurrency 16] [--rows 1]
+    .venv/bin/python bench/inference_log_bench.py [--rounds 8] [--seconds 3] [--concurrency 16] [--rows 1] [--sample 1]
 
 Two ``python -m serving`` processes serve the same 100-tree forest side by side: one with the
-inference log off, one logging every request (sample 1) into a loopback rclone S3 server. hey
+inference log off, one logging a sample of the requests (``--sample``, every one by default) into a loopback rclone S3 server. hey
 drives them in alternating rounds (off on, on off, ...), so load from elsewhere on the machine
 hits both alike. Printed: each round's requests/s and the server's CPU time per request, the
 median of the rounds' ratios on/off (target >= 0.90), the CPU-per-request ratio, and that the
@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--sample", default="1", help="SERVING_INFERENCE_LOG_SAMPLE of the logging server")
     args = parser.parse_args()
     hey = shutil.which("hey")
     if hey is None:
@@ -128,7 +129,8 @@ def main() -> int:
         with LocalS3Server(folder / "s3") as store:
             servers = {
                 "off": Server(folder / "model", {}),
-                "on": Server(folder / "model", {**store.env(), "SERVING_INFERENCE_LOG": "s3://logs/bench/"}),
+                "on": Server(folder / "model", {**store.env(), "SERVING_INFERENCE_LOG": "s3://logs/bench/",
+                                                  "SERVING_INFERENCE_LOG_SAMPLE": args.sample}),
             }
             try:
                 for server in servers.values():
@@ -162,7 +164,7 @@ def main() -> int:
     print(f"rows: {sampled:.0f} sampled, {written} in the store after shutdown "
           f"({'all logged' if written == sampled else 'MISMATCH'}); exit codes {codes}")
     print(f"load: {os.getloadavg()[0]:.2f} (1 min average) on {os.cpu_count()} cores; "
-          f"{args.rows} row(s) per request, c={args.concurrency}, {args.rounds} x {args.seconds} s per side")
+          f"{args.rows} row(s) per request, sample {args.sample}, c={args.concurrency}, {args.rounds} x {args.seconds} s per side")
     return 0 if written == sampled else 1
 
 
