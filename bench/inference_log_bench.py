@@ -3,7 +3,8 @@
     .venv/bin/python bench/inference_log_bench.py [--rounds 8] [--seconds 3] [--concurrency 16] [--rows 1] [--sample 1]
 
 Two ``python -m serving`` processes serve the same 100-tree forest side by side: one with the
-inference log off, one logging a sample of the requests (``--sample``, every one by default) into a loopback rclone S3 server. hey
+inference log off, one logging a sample of the requests (``--sample``, every one by default) into
+a loopback rclone S3 server. hey
 drives them in alternating rounds (off on, on off, ...), so load from elsewhere on the machine
 hits both alike. Printed: each round's requests/s and the server's CPU time per request, the
 median of the rounds' ratios on/off (target >= 0.90), the CPU-per-request ratio, and that the
