@@ -92,6 +92,10 @@ score: $(STAMP) ## Batch-score a file with the production model: make score INPU
 bench-batch: $(STAMP) ## Batch scoring rows/s vs scikit-learn predict on the same chunks; peak RSS at two file sizes [BENCH_ARGS=]
 	@$(PY) bench/batch_bench.py $(BENCH_ARGS)
 
+.PHONY: bench-inference-log
+bench-inference-log: $(STAMP) apt-tools ## Serving req/s with SERVING_INFERENCE_LOG on vs off, same run (target: within 10 %)
+	@$(PY) bench/inference_log_bench.py $(BENCH_ARGS)
+
 load: apt-tools ## Bounded hey and ab load against the local server (make serve first) [URL=http://127.0.0.1:8080 REQUESTS=2000 CONCURRENCY=16 MODEL_NAME=diabetes-rf]
 	@bash bench/load.sh
 

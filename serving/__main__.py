@@ -35,6 +35,7 @@ from kserve import model_server  # noqa: E402 (parses sys.argv for kserve's flag
 from contract.files import DEFAULT_MODEL_NAME
 from serving import limits, logs, settings as serving_settings
 from serving.artifact import ArtifactError, download, read_metadata
+from serving.inference_log import InferenceLog, InferenceLogConfigError, InferenceLogSettings
 from serving.limits import LimitsConfigError
 from serving.model import SklearnModel
 from serving.server import CLUSTER_HOST, ModelServer
@@ -69,7 +70,7 @@ def read_settings(args: argparse.Namespace) -> ServingSettings:
     return dataclasses.replace(settings, limits=settings.limits.with_args(args))
 
 
-SETTING_ERRORS = (SettingsError, LimitsConfigError)  # LimitsConfigError: flags that break a rule together
+SETTING_ERRORS = (SettingsError, LimitsConfigError, InferenceLogConfigError)  # LimitsConfigError: flags that break a rule together
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -104,9 +105,11 @@ def served_name(requested: str | None, model_dir: str) -> str:
     return requested
 
 
-def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: ServingSettings) -> None:
+def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: ServingSettings,
+          traffic: InferenceLogSettings | None = None) -> None:
     name = served_name(args.model_name, model_dir)
-    model = SklearnModel(name, model_dir, settings.batching_config, settings.fast_path)
+    traffic_log = InferenceLog(traffic) if traffic else None
+    model = SklearnModel(name, model_dir, settings.batching_config, settings.fast_path, traffic_log)
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
         host=args.host, limits=settings.limits, fast_route=settings.fast_route, offload=settings.offload,
@@ -124,6 +127,7 @@ def main() -> int:
         parser.error(f"--workers {args.workers} is invalid: expected at least 1 process")
     try:
         settings = read_settings(args)
+        traffic = InferenceLogSettings.from_settings(settings)  # None: the inference log is off
     except SETTING_ERRORS as exc:
         logs.configure()  # the default level: the refusal is one structured line like every other
         log.error("bad setting: %s", exc)
@@ -138,7 +142,7 @@ def main() -> int:
         log.error("cannot listen: %s", exc.strerror or exc)
         return 2
     if not args.model_uri:
-        serve(args, args.model_dir, log_config, settings)
+        serve(args, args.model_dir, log_config, settings, traffic)
         return 0
     with tempfile.TemporaryDirectory(prefix="serving-model-") as folder:
         try:
@@ -146,7 +150,7 @@ def main() -> int:
         except ArtifactError as exc:
             log.error("no model to serve: %s", exc, extra={"model_uri": args.model_uri})
             return 1
-        serve(args, model_dir, log_config, settings)
+        serve(args, model_dir, log_config, settings, traffic)
     return 0
 
 

@@ -23,6 +23,7 @@ from serving import v2
 from serving.artifact import ArtifactError, ModelArtifact, load_artifact
 from serving.batching import AdaptiveBatcher, BatchingConfig, BatchStats
 from serving.engine import compile_predictor
+from serving.inference_log import InferenceLog
 from serving.rows import input_spec
 from serving.settings import ServingSettings
 
@@ -40,7 +41,7 @@ class SklearnModel(kserve.Model):
     """Serves one model folder (model.skops, verified against metadata.json; never the pickle) over V2."""
 
     def __init__(self, name: str, model_dir: Path | str, batching: BatchingConfig | None = None,
-                 fast_path: bool | None = None) -> None:
+                 fast_path: bool | None = None, inference_log: InferenceLog | None = None) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
         # None: what the environment says (python -m serving passes what it read once at start)
@@ -51,6 +52,7 @@ class SklearnModel(kserve.Model):
         self.spec: v2.InputSpec | None = None
         self.load_error: str | None = None
         self._batchers: dict[str, AdaptiveBatcher] = {}  # one per output ("predict", "predict_proba")
+        self.inference_log = inference_log  # None: traffic is not logged (SERVING_INFERENCE_LOG unset)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,8 +159,14 @@ class SklearnModel(kserve.Model):
         return self.spec
 
     async def _results(self, request: v2.DecodedRequest) -> dict[str, np.ndarray]:
-        """Rows in schema order -> each requested output, through the batcher (a direct call when it is off)."""
-        return {out: await self._batchers[out].predict(request.x) for out in request.outputs}
+        """Rows in schema order -> each requested output, through the batcher (a direct call when it is off).
+
+        Every V2 answer (REST, gRPC, kserve's route) goes through here, so the inference log sees them all.
+        """
+        results = {out: await self._batchers[out].predict(request.x) for out in request.outputs}
+        if self.inference_log is not None:
+            self.inference_log.record(self.name, self.version, request.x, results)
+        return results
 
     async def infer_json(self, body: bytes, header_length: str | None = None) -> tuple[bytes, int | None]:
         """A V2 REST request body -> the response body and, when it holds binary outputs, its JSON header's length.
@@ -196,6 +204,8 @@ class SklearnModel(kserve.Model):
         spec = self._require_ready()
         x = v2.decode_v1_request(body, spec)
         predictions = await self._batchers[PREDICT].predict(x)
+        if self.inference_log is not None:
+            self.inference_log.record(self.name, self.version, x, {PREDICT: predictions})
         return orjson.dumps({"predictions": v2.output_tensor(PREDICT, predictions)["data"]},
                             option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -42,6 +42,7 @@ def _start(model_state: bytes) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _model = pickle.loads(model_state)
+    _model.inference_log = None  # the serving process logs (and counts as skipped) what it offloads
 
 
 def _exit_with_parent(parent: int) -> None:

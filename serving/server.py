@@ -37,7 +37,7 @@ from kserve.protocol.rest import server as rest_server
 from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
-from serving import openapi, routes
+from serving import inference_log, openapi, routes
 from serving.grpc_service import Servicer
 from serving.limits import Admission, DrainState, DrainingServer, Limits, protocol_for
 from serving.model import SklearnModel
@@ -109,10 +109,12 @@ class RESTServer(rest_server.RESTServer):
             self.stop_offload()
 
     def run(self, sockets: list | None = None) -> None:
+        # A --workers process: its own inference log writer flushes once it has stopped serving.
         try:
             super().run(sockets)
         finally:
             self.stop_offload()
+            inference_log.close_all()
 
     def stop_offload(self) -> None:
         if self.offload is not None:
@@ -234,7 +236,10 @@ class ModelServer(kserve.ModelServer):
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         log.info("HTTP listening", extra={"address": f"{self.host}:{self.http_port}", "workers": self.workers})
-        asyncio.run(self._serve())
+        try:
+            asyncio.run(self._serve())
+        finally:  # REST (one process) and gRPC have drained: what they sampled is flushed
+            inference_log.close_all()
 
     async def _serve(self) -> None:
         # kserve configures asyncio.get_event_loop() before asyncio.run, which makes a new loop.

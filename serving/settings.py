@@ -119,6 +119,19 @@ def choice(options: tuple[str, ...]) -> Parser:
     return parse
 
 
+def text(variable: str, raw: str) -> str:
+    """Any text, stripped (its own module checks what it means: the inference log's URI).
+
+    Args:
+        variable: the variable's name (unused: text is never refused here).
+        raw: its value as set.
+
+    Returns:
+        The value without surrounding blanks.
+    """
+    return raw.strip()
+
+
 def setting(variable: str, parse: Parser, default: Any) -> Any:
     """A ServingSettings field read from ``variable`` with ``parse``; ``default`` when it is unset.
 
@@ -147,6 +160,14 @@ class ServingSettings:
     offload_processes: int = setting("SERVING_OFFLOAD_PROCESSES", integer(1), DEFAULT_OFFLOAD_PROCESSES)
     log_level: str = setting("SERVING_LOG_LEVEL", choice(LOG_LEVELS), "INFO")
     access_log: bool = setting("SERVING_ACCESS_LOG", switch, False)  # one line per request
+    # The inference log (serving.inference_log): off while the URI is unset or empty.
+    inference_log: str = setting("SERVING_INFERENCE_LOG", text, "")  # s3://bucket/prefix/
+    inference_log_sample: float = setting("SERVING_INFERENCE_LOG_SAMPLE", number(0, 1, "a share of requests"), 1.0)
+    inference_log_batch_rows: int = setting("SERVING_INFERENCE_LOG_BATCH_ROWS", integer(1), 1000)
+    inference_log_flush_s: float = setting("SERVING_INFERENCE_LOG_FLUSH_S", number(0.01, 3600, "seconds"), 10.0)
+    inference_log_max_rows: int = setting("SERVING_INFERENCE_LOG_MAX_ROWS", integer(1), 20000)
+    inference_log_close_timeout_s: float = setting("SERVING_INFERENCE_LOG_CLOSE_TIMEOUT_S",
+                                                   number(0, 600, "seconds"), 5.0)
     limits: Limits = field(default_factory=Limits)  # serving.limits.LIMITS: variables and flags
 
     @classmethod

@@ -58,6 +58,8 @@ CHART_MODES = (
     ChartMode("rps", ("autoscaling.serverless.scaleMetric=rps", "autoscaling.serverless.scaleTarget=50")),
     ChartMode("canary", ("model.storageUri=s3://models/diabetes-rf/v4/", "canaryTrafficPercent=10")),
     ChartMode("existing-secret", ("objectStore.existingSecret=my-s3-credentials",)),
+    # The inference log on (README "Inference log"); off in every other mode.
+    ChartMode("inference-log", ("inferenceLog.uri=s3://inference-logs/diabetes-rf/",), overlay="serverless-inference-log"),
 )
 
 

@@ -40,6 +40,8 @@ BAD_VALUES = [
     (("deployer.serviceAccountName=Model_Deployer",), "deployer.serviceAccountName"),
     (("deployer.boundServiceAccounts[0].namespace=Kube_Flow",), "deployer.boundServiceAccounts.0.namespace"),
     (("deployer.verbs=list",), "deployer"),
+    (("inferenceLog.uri=/var/log/traffic",), "inferenceLog.uri"),
+    (("inferenceLog.sample=1.5",), "inferenceLog.sample"),
     # templates/_helpers.tpl: rules across fields
     (("autoscaling.minReplicas=6",), "autoscaling.minReplicas=6 is greater than autoscaling.maxReplicas=5"),
     (("mode=raw", "autoscaling.minReplicas=0"), "autoscaling.minReplicas=0 with mode=raw"),

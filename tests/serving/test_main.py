@@ -19,6 +19,7 @@ from pipelines.local.s3server import free_port
         ("SERVING_FAST_PATH", "maybe", "SERVING_FAST_PATH='maybe' is not a boolean: expected one of 1, true, yes, on"),
         ("SERVING_FAST_ROUTE", "", "SERVING_FAST_ROUTE='' is empty: expected one of 1, true, yes, on (on) or 0, false, no, off"),
         ("SERVING_BATCH_WINDOW_MS", "5000", "SERVING_BATCH_WINDOW_MS='5000' is invalid: expected milliseconds in [0, 1000]"),
+        ("SERVING_INFERENCE_LOG", "logs/traffic", "SERVING_INFERENCE_LOG='logs/traffic' is invalid: expected s3://bucket/prefix/"),
     ],
 )
 def test_bad_setting_stops_the_start_with_a_message(regressor_dir: Path, variable: str, value: str,

@@ -31,13 +31,19 @@ def test_every_setting_is_read_into_its_field() -> None:
     env = {"SERVING_FAST_PATH": "0", "SERVING_FAST_ROUTE": "off", "SERVING_BATCHING": "no",
            "SERVING_BATCH_MAX_ROWS": "64", "SERVING_BATCH_WINDOW_MS": "2.5", "SERVING_OFFLOAD_BYTES": "0",
            "SERVING_OFFLOAD_PROCESSES": "2", "SERVING_LOG_LEVEL": " debug ", "SERVING_ACCESS_LOG": "YES",
-           "SERVING_MAX_CONCURRENCY": "7", "SERVING_GRACE_S": "12"}
+           "SERVING_MAX_CONCURRENCY": "7", "SERVING_GRACE_S": "12",
+           "SERVING_INFERENCE_LOG": " s3://logs/traffic/ ", "SERVING_INFERENCE_LOG_SAMPLE": "0.25",
+           "SERVING_INFERENCE_LOG_BATCH_ROWS": "10", "SERVING_INFERENCE_LOG_FLUSH_S": "0.5",
+           "SERVING_INFERENCE_LOG_MAX_ROWS": "100", "SERVING_INFERENCE_LOG_CLOSE_TIMEOUT_S": "2"}
     assert set(env) - set(LIMITS_ENV) == set(OWN), "a setting of ServingSettings is missing from this test"
     read = ServingSettings.from_env(env)
     assert read.batching_config == BatchingConfig(enabled=False, max_batch_rows=64, max_latency_ms=2.5)
     assert (read.fast_path, read.fast_route, read.access_log, read.log_level) == (False, False, True, "DEBUG")
     assert read.offload == (0, 2)
     assert read.limits == Limits(max_concurrency=7, grace_s=12.0)
+    assert (read.inference_log, read.inference_log_sample, read.inference_log_batch_rows, read.inference_log_flush_s,
+            read.inference_log_max_rows, read.inference_log_close_timeout_s) == ("s3://logs/traffic/", 0.25, 10, 0.5,
+                                                                                 100, 2.0)
 
 
 LIMITS_ENV = {limit.env for limit in LIMITS.values()}
@@ -54,7 +60,16 @@ def test_there_are_switches() -> None:
     assert SWITCHES == ["SERVING_ACCESS_LOG", "SERVING_BATCHING", "SERVING_FAST_PATH", "SERVING_FAST_ROUTE"]
 
 
-@pytest.mark.parametrize("variable", sorted(OWN) + sorted(LIMITS_ENV))
+# Text settings take any value; their own module says what it means (an empty inference-log URI: off).
+TEXT = sorted(variable for variable, f in OWN.items() if f.metadata["parse"] is settings.text)
+
+
+def test_text_settings_are_only_the_inference_log_uri_and_blank_means_off() -> None:
+    assert TEXT == ["SERVING_INFERENCE_LOG"]
+    assert ServingSettings.from_env({"SERVING_INFERENCE_LOG": "  "}).inference_log == ""
+
+
+@pytest.mark.parametrize("variable", sorted(set(OWN) - set(TEXT)) + sorted(LIMITS_ENV))
 @pytest.mark.parametrize("raw", ["", "  "])
 def test_an_empty_value_is_an_error_naming_what_is_accepted(variable: str, raw: str) -> None:
     with pytest.raises(SettingsError) as error:

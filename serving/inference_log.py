@@ -1,0 +1,361 @@
+"""A sampled copy of the endpoint's traffic, written to the object store in batches, off the request path.
+
+Off unless ``SERVING_INFERENCE_LOG=s3://bucket/prefix/`` is set. Then each answered request is
+sampled with probability ``SERVING_INFERENCE_LOG_SAMPLE``; a sampled request's rows, outputs,
+model version and timestamp are kept in memory and a background thread (one per serving process)
+writes them as gzip-compressed JSON lines:
+
+    s3://<bucket>/<prefix>model=<name>/date=<YYYY-MM-DD>/<host>-<pid>-<token>-<seq>.jsonl.gz
+
+one line per input row, schema order, the UTC date of ``ts`` (an object holds one model and one date):
+
+    {"ts": "2026-12-02T20:31:05.123456Z", "model": "diabetes-rf", "version": "3",
+     "inputs": [0.03, 0.05, ...], "outputs": {"predict": 151.2, "predict_proba": [0.1, 0.9]}}
+
+``outputs`` holds what the request asked for (``predict`` a number or class label, ``predict_proba``
+a list in ``classes_`` order). ``<token>`` is random per process start, so ``--workers N`` processes
+and a restarted container (pid 1 again) never write the same key; objects are never rewritten.
+
+Inference never waits for the store and never fails because of it: ``record`` (on the event loop)
+only appends references to a bounded buffer; serialising, compressing and the PUT happen in the
+writer thread. A full buffer (the store is slow or down) and a failed write drop rows, counted in
+/metrics (``serving_inference_log_*``). Shutdown flushes what is buffered, for at most
+``SERVING_INFERENCE_LOG_CLOSE_TIMEOUT_S``. Requests big enough to be offloaded to the helper process
+(``SERVING_OFFLOAD_BYTES``) are decoded there and are not logged; they are counted as skipped.
+
+The store is reached with the model download's settings: ``AWS_ENDPOINT_URL`` / ``AWS_ACCESS_KEY_ID``
+/ ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION``, or the project's ``MINIO_*`` ones, which win.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+import certifi
+import urllib3
+from minio import Minio
+
+from contract.errors import ObjectStoreConfigError
+from contract.store import CA_BUNDLE_ENV, StoreSettings
+from serving.metrics import InferenceLogMetrics
+from serving.settings import ServingSettings, SettingsError
+
+log = logging.getLogger(__name__)
+
+LOG_ENV = "SERVING_INFERENCE_LOG"
+SAMPLE_ENV = "SERVING_INFERENCE_LOG_SAMPLE"
+BATCH_ROWS_ENV = "SERVING_INFERENCE_LOG_BATCH_ROWS"
+FLUSH_S_ENV = "SERVING_INFERENCE_LOG_FLUSH_S"
+MAX_ROWS_ENV = "SERVING_INFERENCE_LOG_MAX_ROWS"
+CLOSE_TIMEOUT_ENV = "SERVING_INFERENCE_LOG_CLOSE_TIMEOUT_S"
+
+CONTENT_TYPE = "application/x-ndjson"
+YIELD_EVERY = 32  # requests serialised between two GIL hand-offs to the event loop
+GZIP_LEVEL = 5  # a 1-row line shrinks about 3x; higher levels cost more writer CPU for little
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class InferenceLogConfigError(ValueError):
+    """An inference-log setting has a value outside what it accepts."""
+
+
+class Store(Protocol):
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class InferenceLogSettings:
+    bucket: str
+    prefix: str  # "" or ends with "/"
+    store: StoreSettings
+    sample: float = 1.0
+    batch_rows: int = 1000  # a write starts once this many rows wait ...
+    flush_s: float = 10.0  # ... or this long after the last one
+    max_rows: int = 20000  # rows held (waiting or being written); beyond it samples are dropped
+    close_timeout_s: float = 5.0  # the final flush on shutdown; within the grace period (SERVING_GRACE_S)
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> InferenceLogSettings | None:
+        """The settings from the environment (serving.settings reads them), or None when logging is off."""
+        try:
+            return cls.from_settings(ServingSettings.from_env(environ), environ)
+        except SettingsError as exc:
+            raise InferenceLogConfigError(str(exc)) from None
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings,
+                      environ: Mapping[str, str] = os.environ) -> InferenceLogSettings | None:
+        """The inference log's part of the server's settings, checked, with the store's credentials.
+
+        Args:
+            settings: what python -m serving read at start.
+            environ: where the object store's MINIO_* / AWS_* settings are read.
+
+        Returns:
+            The settings, or None when SERVING_INFERENCE_LOG is unset or empty (logging off);
+            InferenceLogConfigError for a bad URI, a buffer smaller than a batch or no credentials.
+        """
+        raw_uri = settings.inference_log
+        if not raw_uri:
+            return None
+        bucket, prefix = _split_uri(raw_uri)
+        values = {"sample": settings.inference_log_sample, "batch_rows": settings.inference_log_batch_rows,
+                  "flush_s": settings.inference_log_flush_s, "max_rows": settings.inference_log_max_rows,
+                  "close_timeout_s": settings.inference_log_close_timeout_s}
+        if values["max_rows"] < values["batch_rows"]:
+            raise InferenceLogConfigError(
+                f"{MAX_ROWS_ENV}={values['max_rows']} is below {BATCH_ROWS_ENV}={values['batch_rows']}: "
+                "the buffer must hold at least one batch")
+        try:
+            store = store_settings(environ)
+        except ObjectStoreConfigError as exc:
+            raise InferenceLogConfigError(f"{LOG_ENV}={raw_uri!r} needs the object store: {exc}") from None
+        return cls(bucket, prefix, store, **values)
+
+def _split_uri(raw: str) -> tuple[str, str]:
+    if not raw.startswith("s3://"):
+        raise InferenceLogConfigError(f"{LOG_ENV}={raw!r} is invalid: expected s3://bucket/prefix/")
+    bucket, _, prefix = raw[len("s3://"):].partition("/")
+    if not _BUCKET.match(bucket):
+        raise InferenceLogConfigError(
+            f"{LOG_ENV}={raw!r} is invalid: bucket {bucket!r} is not an S3 bucket name "
+            "(3-63 lowercase letters, digits, dots, hyphens); expected s3://bucket/prefix/")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class _ObjectWriter:
+    """Writes objects with minio directly: serving/ shares only the contract with the pipeline's ObjectStore.
+
+    Timeouts and retries as the pipeline's client has them; a failure raises, and the writer thread
+    counts the batch as dropped.
+    """
+
+    def __init__(self, settings: StoreSettings) -> None:
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=30),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
+            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get(CA_BUNDLE_ENV) or certifi.where())
+        self._client = Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
+                             secure=settings.secure, region=settings.region, http_client=http)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+
+def store_settings(environ: Mapping[str, str]) -> StoreSettings:
+    """The model download's store settings: MINIO_* (the project's), else the AWS_* kserve_storage reads."""
+    env = dict(environ)
+    if not env.get("MINIO_REGION") and env.get("AWS_DEFAULT_REGION"):
+        env["MINIO_REGION"] = env["AWS_DEFAULT_REGION"]
+    return StoreSettings.from_env(env.get("MINIO_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None, env=env)
+
+
+@dataclass
+class _Entry:
+    """One sampled request, as the event loop handed it over: references only, nothing converted."""
+    ts: float
+    model: str
+    version: str | None
+    x: np.ndarray
+    outputs: Mapping[str, np.ndarray]
+
+
+class InferenceLog:
+    """One per model and serving process: ``record`` from the event loop, a writer thread for the store."""
+
+    def __init__(self, settings: InferenceLogSettings, store: Callable[[], Store] | None = None,
+                 rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._store_factory = store
+        self._rand = rand
+        self._clock = clock
+        self._reset()
+
+    def _reset(self) -> None:
+        # Per process: a worker (--workers N) unpickles the settings and starts its own buffer and thread.
+        self.metrics = InferenceLogMetrics()
+        self._cond = threading.Condition()
+        self._pending: list[_Entry] = []
+        self._queued = 0  # rows in _pending
+        self._held = 0  # rows in _pending plus the batch being written: what max_rows bounds
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._closed = False
+        self._token = secrets.token_hex(4)
+        self._seq = 0
+        self._host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+        self._store: Store | None = None
+        self._failing = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self.settings, "_store_factory": self._store_factory,
+                "_rand": self._rand, "_clock": self._clock}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    # -- on the event loop ---------------------------------------------------------------
+
+    def record(self, model: str, version: str | None, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
+        """Keep a sampled request's rows and outputs for the writer; never raises, never blocks on I/O."""
+        if self._rand() >= self.settings.sample:
+            return
+        rows = len(x)
+        with self._cond:
+            counts = self.metrics.counts
+            counts["sampled"] += rows
+            if self._closing:
+                counts["dropped_shutdown"] += rows
+                return
+            if self._held + rows > self.settings.max_rows:
+                counts["dropped_buffer_full"] += rows
+                return
+            self._pending.append(_Entry(self._clock(), model, version, x, outputs))
+            self._queued += rows
+            self._held += rows
+            self.metrics.buffered = self._held
+            if self._thread is None:
+                self._start()
+            elif self._queued >= self.settings.batch_rows:
+                self._cond.notify()
+
+    def skipped(self, reason: str) -> None:
+        """A request that is not logged for ``reason`` (offloaded: its rows were decoded in another process)."""
+        with self._cond:
+            self.metrics.counts[f"skipped_{reason}"] += 1
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the request must not fail for the log
+            log.warning("inference log: no writer thread, samples dropped", extra={"error": str(exc)})
+            self._closing = True  # later samples are counted as dropped, the request still answered
+            return
+        self._thread = thread
+        _OPEN.append(self)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Write what is buffered, waiting at most ``timeout_s``; rows still waiting then are dropped."""
+        timeout_s = self.settings.close_timeout_s if timeout_s is None else timeout_s
+        with self._cond:
+            if self._closed:
+                return
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        with self._cond:
+            self._closed = True
+            if self._pending:  # the store did not take them in time (a write may still be in flight)
+                self.metrics.counts["dropped_shutdown"] += self._queued
+                log.warning("inference log: rows not written at shutdown", extra={
+                    "rows": self._queued, "uri": self.settings.uri, "timeout_s": timeout_s})
+                self._held -= self._queued
+                self._pending, self._queued = [], 0
+                self.metrics.buffered = self._held
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self.settings.flush_s
+                while not self._closing and self._queued < self.settings.batch_rows:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch, rows, closing = self._pending, self._queued, self._closing
+                self._pending, self._queued = [], 0
+            if batch:
+                try:
+                    self._write(batch)
+                finally:
+                    with self._cond:
+                        self._held -= rows
+                        self.metrics.buffered = self._held
+            if closing:
+                return
+
+    def _write(self, batch: list[_Entry]) -> None:
+        for (model, date), lines in _partitions(batch).items():
+            rows = len(lines)
+            self._seq += 1
+            key = (f"{self.settings.prefix}model={model}/date={date}/"
+                   f"{self._host}-{os.getpid()}-{self._token}-{self._seq:06d}.jsonl.gz")
+            try:
+                if self._store is None:
+                    self._store = self._store_factory() if self._store_factory else _ObjectWriter(self.settings.store)
+                self._store.put_bytes(self.settings.bucket, key, gzip.compress(b"".join(lines), GZIP_LEVEL),
+                                      content_type=CONTENT_TYPE)
+            except Exception as exc:  # the store is down, slow or refusing: drop, count, keep serving
+                with self._cond:
+                    self.metrics.counts["dropped_store_error"] += rows
+                if not self._failing:  # one line per outage, not one per batch
+                    log.warning("inference log: write failed, rows dropped until the store answers", extra={
+                        "uri": f"s3://{self.settings.bucket}/{key}", "rows": rows,
+                        "error": f"{type(exc).__name__}: {exc}"})
+                self._failing = True
+                continue
+            if self._failing:
+                log.warning("inference log: writing again", extra={"uri": self.settings.uri})
+            self._failing = False
+            with self._cond:
+                self.metrics.counts["written"] += rows
+                self.metrics.last_flush = self._clock()
+
+
+def _partitions(batch: list[_Entry]) -> dict[tuple[str, str], list[bytes]]:
+    """(model, UTC date) -> the JSON lines of its rows, one per row."""
+    groups: dict[tuple[str, str], list[bytes]] = {}
+    second, date, prefix = None, "", ""
+    for done, entry in enumerate(batch):
+        if done % YIELD_EVERY == YIELD_EVERY - 1:
+            time.sleep(0)  # let the event loop have the GIL now, not after the 5 ms switch interval
+        if int(entry.ts) != second:  # formatting a time costs microseconds; most entries share a second
+            second = int(entry.ts)
+            moment = datetime.fromtimestamp(second, timezone.utc)
+            date, prefix = moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m-%dT%H:%M:%S")
+        stamp = f"{prefix}.{min(int((entry.ts - second) * 1e6), 999_999):06d}Z"
+        lines = groups.setdefault((entry.model, date), [])
+        outputs = {name: values.tolist() for name, values in entry.outputs.items()}
+        for i, row in enumerate(entry.x.tolist()):
+            lines.append(orjson.dumps({
+                "ts": stamp, "model": entry.model, "version": entry.version, "inputs": row,
+                "outputs": {name: values[i] for name, values in outputs.items()},
+            }, option=orjson.OPT_APPEND_NEWLINE))
+    return groups
+
+
+_OPEN: list[InferenceLog] = []  # logs whose writer runs in this process
+
+
+def close_all(timeout_s: float | None = None) -> None:
+    """Flush and stop every log of this process (the server calls it once it has stopped serving)."""
+    while _OPEN:
+        _OPEN.pop().close(timeout_s)
