@@ -89,3 +89,7 @@ class RegistryError(PushError):
 
 class ProductionMoved(RegistryError):
     """production.json changed between reading it and the compare-and-swap that would have moved it."""
+
+
+class DriftError(PipelineError):
+    """Drift could not be measured: bad thresholds, rows that do not match the profile, unreadable traffic."""
