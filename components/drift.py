@@ -31,6 +31,7 @@ from components.errors import DriftError
 from components.profile import QUANTILE_LEVELS, bin_shares, classes, label_key
 
 PSI_FLOOR = 1e-4
+RANGE_SLACK = 1e-9  # relative to the training range
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,24 @@ def reference_cdf(quantiles: Sequence[float], points: np.ndarray) -> np.ndarray:
     return np.interp(points, values, levels, left=0.0, right=1.0)
 
 
+def _slack(low: float, high: float) -> float:
+    """How far off a value may be and still be the training value there (a float step or a parser's digit)."""
+    return RANGE_SLACK * max(high - low, abs(high), abs(low))
+
+
+def _snap(sample: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each sample value within _slack of one of values becomes that value (coded columns sit on their values)."""
+    if not len(values):
+        return sample
+    upper = np.clip(np.searchsorted(values, sample), 0, len(values) - 1)
+    lower = np.clip(upper - 1, 0, len(values) - 1)
+    nearest = np.where(np.abs(values[lower] - sample) < np.abs(values[upper] - sample), values[lower], values[upper])
+    return np.where(np.abs(nearest - sample) <= _slack(values[0], values[-1]), nearest, sample)
+
+
 def ks_against_profile(quantiles: Sequence[float], reference_rows: int, sample: np.ndarray) -> tuple[float, float]:
     """(KS statistic, p-value) of sample against the profiled training column."""
-    sample = np.sort(sample)
+    sample = np.sort(_snap(np.asarray(sample, dtype=np.float64), np.unique(np.asarray(quantiles, dtype=np.float64))))
     grid = np.union1d(sample, np.asarray(quantiles, dtype=np.float64))
     observed = np.searchsorted(sample, grid, side="right") / len(sample)
     statistic = float(np.max(np.abs(observed - reference_cdf(quantiles, grid))))
@@ -95,7 +111,10 @@ def numeric_drift(reference: dict, values: np.ndarray, thresholds: Thresholds, p
     result["psi"] = psi(reference["bin_shares"], bin_shares(present, reference["bin_edges"]))
     result["ks_statistic"], result["ks_pvalue"] = ks_against_profile(reference["quantiles"], reference["count"],
                                                                      present)
-    result["out_of_range_share"] = float(np.mean((present < reference["min"]) | (present > reference["max"])))
+    # A float step beyond the training range (a client's parser) is not out of range.
+    slack = _slack(reference["min"], reference["max"])
+    outside = (present < reference["min"] - slack) | (present > reference["max"] + slack)
+    result["out_of_range_share"] = float(np.mean(outside))
     reasons = result["reasons"]
     if result["psi"] >= psi_limit:
         reasons.append(f"PSI {result['psi']:.3f} >= {psi_limit}")

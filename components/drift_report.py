@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from components import report as page
 from components.drift import reference_cdf
 from components.profile import bin_shares
 
@@ -23,9 +22,9 @@ def _number(value, digits: int = 3) -> str:
     return f"{value:.2e}" if value and abs(value) < 1e-3 else f"{value:.{digits}f}"
 
 
-def markdown(report: dict, title: str) -> str:
-    """The report as Markdown: the decision, then one row per feature (drifting ones marked)."""
-    lines = [f"## {title}", "", f"**{'Retrain recommended' if report['retrain_recommended'] else 'No retraining'}"
+def markdown(report: dict, title: str, verdicts: tuple[str, str] = ("Retrain recommended", "No retraining")) -> str:
+    """The report as Markdown: the decision (verdicts: its words for yes and no), then one row per feature."""
+    lines = [f"## {title}", "", f"**{verdicts[0] if report['retrain_recommended'] else verdicts[1]}"
              f"** — {report['reason']} ({report['rows']} rows against {report['reference_rows']} training rows)", "",
              "| | feature | PSI | KS | KS p-value | out of range | why |", "|---|---|---|---|---|---|---|"]
     for name, result in report["features"].items():
@@ -42,6 +41,8 @@ def markdown(report: dict, title: str) -> str:
 
 
 def _summary_html(report: dict, facts: list[tuple[str, str]]) -> str:
+    from components import report as page  # matplotlib: only for the HTML page, not for markdown()
+
     decision = "RETRAIN RECOMMENDED" if report["retrain_recommended"] else "no retraining"
     head = page.summary_table([("decision", f"{decision}: {report['reason']}"),
                                ("rows", f"{report['rows']} (training: {report['reference_rows']})"), *facts])
@@ -80,7 +81,14 @@ def feature_plot(name: str, reference: dict, values: np.ndarray):
 def write_html(report: dict, profile: dict, names: list[str], x: np.ndarray, html_path: str | Path,
                plots_dir: str | Path, title: str, facts: list[tuple[str, str]] = ()) -> list[Path]:
     """The page: summary, the per-feature table, one plot per drifting feature. Returns the PNG paths."""
-    figures = [(f"drift_{name}", f"{name}: {'; '.join(report['features'][name]['reasons'])}",
-                feature_plot(name, profile["features"][name], x[:, names.index(name)]))
-               for name in report["drifting_features"]]
-    return page.write(figures, plots_dir, html_path, title, _summary_html(report, list(facts)))
+    from components import report as page
+
+    return page.write(figures(report, profile, names, x), plots_dir, html_path, title,
+                      _summary_html(report, list(facts)))
+
+
+def figures(report: dict, profile: dict, names: list[str], x: np.ndarray) -> list:
+    """(stem, caption, figure) of each drifting feature, as components.report.write takes them."""
+    return [(f"drift_{name}", f"{name}: {'; '.join(report['features'][name]['reasons'])}",
+             feature_plot(name, profile["features"][name], x[:, names.index(name)]))
+            for name in report["drifting_features"]]

@@ -51,6 +51,21 @@ def bin_shares(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     return counts / counts.sum() if counts.sum() else counts
 
 
+def bin_edges(present: np.ndarray) -> np.ndarray:
+    """Interior decile edges, each moved to the midpoint below the nearest value at or above it.
+
+    A coded or binary column has few values and most rows sit exactly on an edge: an edge there
+    would send a row to the other bin when a client sends it one float step off (a parser's last
+    digit). Between two values no such noise moves a row. Ties collapse edges: each is kept once.
+    """
+    distinct = np.unique(present)
+    quantiles = np.quantile(present, np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1))[1:-1]
+    above = np.clip(np.searchsorted(distinct, quantiles, side="left"), 1, len(distinct) - 1)
+    if len(distinct) < 2:
+        return np.array([], dtype=np.float64)
+    return np.unique((distinct[above - 1] + distinct[above]) / 2)
+
+
 def numeric(values: Sequence[Any] | np.ndarray) -> dict:
     """The numeric summary of one column (NaN and None count as missing)."""
     values = _floats(values)
@@ -63,8 +78,7 @@ def numeric(values: Sequence[Any] | np.ndarray) -> dict:
     if not len(present):
         return {**summary, "mean": None, "std": None, "min": None, "max": None, "quantiles": [],
                 "bin_edges": [], "bin_shares": []}
-    # Ties (a binary or coded column) collapse decile edges: keep each edge once.
-    edges = np.unique(np.quantile(present, np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1))[1:-1])
+    edges = bin_edges(present)
     return {
         **summary,
         "mean": float(present.mean()),

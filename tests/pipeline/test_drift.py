@@ -6,10 +6,11 @@ import datetime as dt
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from components import drift, profile, push
+from components import drift, evaluate, profile, push
 from components.errors import DriftError
 from components.registry import Registry
 
@@ -44,8 +45,8 @@ def test_profile_summarises_each_feature_in_schema_order(trained):
     assert (f0["min"], f0["max"]) == (x[:, 0].min(), x[:, 0].max())
     assert len(f0["quantiles"]) == 101 and f0["quantiles"][50] == pytest.approx(np.median(x[:, 0]))
     assert len(f0["bin_shares"]) == len(f0["bin_edges"]) + 1 == 10 and sum(f0["bin_shares"]) == pytest.approx(1)
-    coded = prof["features"]["f5"]  # decile edges of a 0/1 column collapse to its values
-    assert coded["bin_edges"] == [0.0, 1.0] and coded["bin_shares"][0] == 0.0
+    coded = prof["features"]["f5"]  # the decile edges of a 0/1 column collapse into one, between the values
+    assert coded["bin_edges"] == [0.5] and coded["bin_shares"] == [np.mean(x[:, 5] == 0), np.mean(x[:, 5] == 1)]
     assert json.loads(json.dumps(prof, allow_nan=False)) == prof  # valid JSON, as metadata.json must be
 
 
@@ -79,6 +80,18 @@ def test_a_resample_of_the_training_data_does_not_drift(trained):
     assert report["drifting_features"] == [] and not report["retrain_recommended"]
     assert not report["prediction"]["drifting"] and report["reason"].startswith("no drift")
     assert max(r["psi"] for r in report["features"].values()) < 0.1
+
+
+def test_a_float_step_of_noise_moves_no_row_and_nothing_drifts(trained):
+    x, _, prof = trained
+    rows = x[np.random.default_rng(4).integers(0, len(x), 500)]
+    noisy = np.nextafter(rows, np.where(np.arange(rows.size).reshape(rows.shape) % 2, np.inf, -np.inf))
+    assert (noisy != rows).all()  # every value one float step up or down, as another parser may read it
+    clean, jittered = drift.compare(prof, NAMES, rows), drift.compare(prof, NAMES, noisy)
+    for name in NAMES:
+        assert jittered["features"][name]["psi"] == pytest.approx(clean["features"][name]["psi"])
+        assert jittered["features"][name]["out_of_range_share"] == clean["features"][name]["out_of_range_share"] == 0
+    assert jittered["drifting_features"] == []
 
 
 def test_ks_from_the_profile_agrees_with_scipys_two_sample_test(trained):
@@ -163,3 +176,70 @@ def test_a_model_folder_without_a_profile_still_pushes(diabetes, diabetes_rf, ev
     store = MemStore()
     push.run(older, diabetes.schema, evaluated, "m", "models", store, "run-1", NOW)
     assert "profile" not in Registry(store, "models", "m").production_metadata()
+
+
+# ------------------------------------------------------------- evaluate: new data vs production's profile
+
+def evaluate_against(store, diabetes, model_dir, test_path, folder, threshold=0.2, **options):
+    return evaluate.run(test_path, diabetes.schema, model_dir, threshold, "m", "models", store, diabetes.source, 42, 0.2,
+                        folder / "evaluation.json", folder / "report.md", html_path=folder / "report.html",
+                        plots_dir=folder / "plots", **options)
+
+
+@pytest.fixture
+def production_store(diabetes, diabetes_rf, evaluated) -> MemStore:
+    store = MemStore()
+    push.run(diabetes_rf, diabetes.schema, evaluated, "m", "models", store, "run-1", NOW)
+    return store
+
+
+def shifted_test_split(diabetes, folder, names=("bmi", "s5")):
+    frame = pd.read_csv(diabetes.test)
+    train = pd.read_csv(diabetes.train)
+    for name in names:
+        frame[name] += train[name].std()
+    path = folder / "shifted.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_reports_no_drift_for_new_rows_of_the_same_data(production_store, diabetes, ridge_models, tmp_path):
+    result = evaluate_against(production_store, diabetes, ridge_models[0], diabetes.test, tmp_path)
+    section = result["drift"]
+    assert section["against_version"] == 1 and section["drifting_features"] == []
+    assert section["rows"] == result["test_rows"] and section["target"]["drifting"] is False
+    assert "Drift of this run's data (test split) from production v1's training data" in (
+        tmp_path / "report.md").read_text()
+
+
+def test_evaluate_flags_shifted_features_and_gates_only_when_asked(production_store, diabetes, ridge_models,
+                                                                  tmp_path):
+    shifted = shifted_test_split(diabetes, tmp_path)
+    reported = evaluate_against(production_store, diabetes, ridge_models[0], shifted, tmp_path)
+    assert reported["drift"]["drifting_features"] == ["bmi", "s5"]
+    report = (tmp_path / "report.md").read_text()
+    assert "**The data drifted** — 2 of 10 features drift (bmi, s5)" in report
+    assert sorted(p.name for p in (tmp_path / "plots").glob("drift_*.png")) == ["drift_bmi.png", "drift_s5.png"]
+    # Shifted features spoil the score; let the score pass so only the drift gate can say no.
+    rewrite_production(production_store, lambda m: m["primary_metric"].update(value=-1e9))
+    scored = evaluate_against(production_store, diabetes, ridge_models[0], shifted, tmp_path, threshold=-1e9)
+    assert scored["deploy"] and scored["drift"]["drifting_features"] == ["bmi", "s5"]
+    gated = evaluate_against(production_store, diabetes, ridge_models[0], shifted, tmp_path, threshold=-1e9,
+                             drift_gate=True)
+    assert not gated["deploy"] and "drifted from production v1" in gated["reason"] and "drift_gate" in gated["reason"]
+
+
+def rewrite_production(store, change) -> None:
+    """Edit production v1's metadata.json in place (both copies), e.g. as an older push wrote it."""
+    for key in ("m/v1/metadata.json", "m/production/metadata.json"):
+        metadata = json.loads(store.get_bytes("models", key))
+        change(metadata)
+        store.put_bytes("models", key, json.dumps(metadata).encode())
+
+
+def test_evaluate_without_a_production_profile_says_so(production_store, diabetes, ridge_models, tmp_path):
+    store = production_store
+    rewrite_production(store, lambda m: m.pop("profile"))
+    result = evaluate_against(store, diabetes, ridge_models[0], diabetes.test, tmp_path)
+    assert result["drift"] == {"against_version": 1, "reason": "production v1 has no training profile: not compared"}
+    assert evaluate_against(None, diabetes, ridge_models[0], diabetes.test, tmp_path)["drift"] is None
