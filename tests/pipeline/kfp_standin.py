@@ -52,12 +52,11 @@ def _named(items, query: dict) -> list[dict]:
 def handler_for(state: KfpState) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def _send(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
+            # HTTP/1.0 (http.server's default): the body ends when the connection closes.
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(json.dumps(body).encode())
 
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
