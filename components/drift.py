@@ -63,11 +63,23 @@ def psi(expected: Sequence[float], observed: Sequence[float]) -> float:
 
 
 def reference_cdf(quantiles: Sequence[float], points: np.ndarray) -> np.ndarray:
-    """The training CDF at points, from its percentiles: right-continuous at tied values (a coded column)."""
+    """The training CDF at points, from its percentiles.
+
+    A value several percentiles share is an atom (a coded column's value, a rounded reading): the
+    CDF jumps there from the lowest of those levels to the highest. At the value it is the highest
+    (F(v) counts v); between two values it runs linearly from the first's highest level to the
+    next one's lowest, never up an atom's jump before reaching it.
+    """
     q = np.asarray(quantiles, dtype=np.float64)
-    values, last = np.unique(q[::-1], return_index=True)  # each value's highest level: F(v) includes v
-    levels = QUANTILE_LEVELS[::-1][last]
-    return np.interp(points, values, levels, left=0.0, right=1.0)
+    points = np.asarray(points, dtype=np.float64)
+    values, first, counts = np.unique(q, return_index=True, return_counts=True)
+    low, high = QUANTILE_LEVELS[first], QUANTILE_LEVELS[first + counts - 1]
+    below = np.searchsorted(values, points, side="right") - 1  # the largest value <= point; -1: none
+    inside = (below >= 0) & (below < len(values) - 1)
+    i = np.where(inside, below, 0)
+    width = np.where(inside, values[np.minimum(i + 1, len(values) - 1)] - values[i], 1.0)
+    ramp = high[i] + (low[np.minimum(i + 1, len(values) - 1)] - high[i]) * (points - values[i]) / width
+    return np.where(below < 0, 0.0, np.where(inside, ramp, 1.0))
 
 
 def _slack(low: float, high: float) -> float:

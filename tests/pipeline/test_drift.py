@@ -103,6 +103,18 @@ def test_ks_from_the_profile_agrees_with_scipys_two_sample_test(trained):
     assert np.log10(pvalue) == pytest.approx(np.log10(exact.pvalue), abs=1.0)
 
 
+def test_ks_is_right_on_a_column_of_atoms_and_scattered_values():
+    """Like diabetes' s4: most rows on a few rounded values, the rest spread between them."""
+    rng = np.random.default_rng(8)
+    atoms = rng.choice([-0.04, -0.0026, 0.0343, 0.071], size=1600, p=[0.3, 0.3, 0.25, 0.15])
+    column = np.concatenate([atoms, rng.uniform(-0.08, 0.19, 400)])
+    reference = profile.numeric(column)
+    resample = column[rng.integers(0, len(column), 400)]
+    statistic, pvalue = drift.ks_against_profile(reference["quantiles"], len(column), resample)
+    assert statistic == pytest.approx(stats.ks_2samp(column, resample).statistic, abs=0.015) and pvalue > 0.05
+    assert not drift.numeric_drift(reference, resample, drift.Thresholds(), 0.2)["drifting"]
+
+
 def test_out_of_range_rows_and_prediction_drift_are_flagged(trained):
     _, _, prof = trained
     new = synthetic(np.random.default_rng(9), 400)
