@@ -134,7 +134,7 @@ clean: ## Remove local outputs (keeps .venv and the local object store)
 
 # Continuous training (issue 14): drift of logged traffic, recurring runs.
 .PHONY: drift schedule unschedule
-drift: $(STAMP) ## Drift of logged traffic vs production's training profile, on the local store [LOG=s3://logs/inference/ DAYS=1 RETRAIN=1 DRIFT_ARGS=...]
+drift: $(STAMP) ## Drift of logged traffic vs production's training profile, on the local store [LOG=s3://logs/inference/ DAYS=2 RETRAIN=1 DRIFT_ARGS=...]
 	@$(PY) -m pipelines.local.drift $(if $(LOG),--log-uri "$(LOG)",) $(if $(DAYS),--last-days "$(DAYS)",) \
 	  $(if $(MODEL_NAME),--model-name "$(MODEL_NAME)",) $(if $(RETRAIN),--retrain,) $(DRIFT_ARGS)
 

@@ -36,6 +36,8 @@ RANGE_SLACK = 1e-9  # relative to the training range
 
 @dataclass(frozen=True)
 class Thresholds:
+    """When a feature, the predictions and the whole window count as drifted (the module docstring says how)."""
+
     psi: float = 0.2
     ks_statistic: float = 0.1
     ks_pvalue: float = 0.01
@@ -47,11 +49,12 @@ class Thresholds:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            integer = field.type == "int"
-            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) \
-                    or not math.isfinite(value) or value < (1 if integer else 0):
+            whole = field.type == "int"
+            valid = (not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
+                     and math.isfinite(value) and value >= (1 if whole else 0))
+            if not valid:
                 raise DriftError(f"drift threshold {field.name}={value!r} is invalid: expected "
-                                 f"{'a whole number >= 1' if integer else 'a number >= 0'}")
+                                 f"{'a whole number >= 1' if whole else 'a number >= 0'}")
         if self.ks_pvalue > 1:
             raise DriftError(f"drift threshold ks_pvalue={self.ks_pvalue!r} is invalid: expected a p-value in 0..1")
 

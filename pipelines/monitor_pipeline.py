@@ -41,7 +41,7 @@ def monitor_pipeline(
     bucket: str = "models",
     start_date: str = "",
     end_date: str = "",
-    last_days: int = 1,
+    last_days: int = 2,
     psi_threshold: float = DEFAULTS.psi,
     ks_statistic_threshold: float = DEFAULTS.ks_statistic,
     ks_pvalue_threshold: float = DEFAULTS.ks_pvalue,
@@ -67,7 +67,8 @@ def monitor_pipeline(
         bucket: Bucket of the model registry.
         start_date: First day of the window, YYYY-MM-DD (UTC); empty: use last_days.
         end_date: Last day of the window, YYYY-MM-DD; empty: today (UTC).
-        last_days: The window is the last N days up to end_date; 0: use start_date.
+        last_days: The window is the last N days up to end_date (2: yesterday, whole, and today so far);
+            0: use start_date.
         psi_threshold: A feature drifts at this PSI.
         ks_statistic_threshold: ... or at this KS statistic with a p-value below ks_pvalue_threshold.
         ks_pvalue_threshold: The KS test's significance level.

@@ -1,6 +1,6 @@
 """`make drift`: the monitor step against the local store (or MINIO_ENDPOINT's), then, if asked, a local training run.
 
-    python -m pipelines.local.drift [--log-uri s3://logs/inference/] [--last-days 1 | --start-date D [--end-date D]]
+    python -m pipelines.local.drift [--log-uri s3://logs/inference/] [--last-days 2 | --start-date D [--end-date D]]
                                     [--model-name M] [--bucket B] [--psi 0.2 ...] [--retrain [--train-param k=v ...]]
 
 The traffic is what the server logged under --log-uri (default: $SERVING_INFERENCE_LOG, else
@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bucket", default="models")
     parser.add_argument("--start-date", default="", help="first day, YYYY-MM-DD (UTC)")
     parser.add_argument("--end-date", default="", help="last day, YYYY-MM-DD (default: today)")
-    parser.add_argument("--last-days", type=int, default=None, help="the last N days (default: 1 without --start-date)")
+    parser.add_argument("--last-days", type=int, default=None,
+                        help="the last N days up to today, UTC (default without --start-date: 2, yesterday and today)")
     defaults = drift.Thresholds()
     for name in THRESHOLDS:
         default = getattr(defaults, name)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def measure() -> None:
         thresholds = drift.Thresholds(**{name: getattr(args, name) for name in THRESHOLDS})
-        last_days = args.last_days if args.last_days is not None else (0 if args.start_date else 1)
+        last_days = args.last_days if args.last_days is not None else (0 if args.start_date else 2)
         window = monitor.Window.of(args.start_date, args.end_date, last_days)
         monitor.parse_log_uri(args.log_uri)
         with object_store(Path(args.data_dir), _local_port()):
