@@ -202,10 +202,9 @@ def test_the_pipeline_parameters_are_checked_before_upload():
 # ----------------------------------------------------------------------------- make drift
 
 @pytest.mark.integration
-def test_make_drift_reads_the_store_and_retrains_only_when_asked(s3_env, diabetes, diabetes_rf, evaluated, served,
-                                                                 tmp_path, capsys, monkeypatch):
+def test_make_drift_reads_the_store_and_retrains_only_when_asked(s3_env, bucket, diabetes, diabetes_rf, evaluated,
+                                                                 served, tmp_path, capsys, monkeypatch):
     real = ObjectStore.from_env()
-    bucket = f"m{tmp_path.name[-8:].lower().replace('_', '')}"
     push.run(diabetes_rf, diabetes.schema, evaluated, "m", bucket, real, "run-1", NOW)
     x, model = served
     shifted = x[:200].copy()
