@@ -54,9 +54,10 @@ run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then
 	@$(PY) -m pipelines.local.run $(RUN_ARGS)
 	@$(PY) -m pipelines.local.serve --demo $(SERVE_ARGS)
 
-compile: $(STAMP) ## Compile both pipelines to pipelines/*.yaml [PIPELINE_IMAGE= or REGISTRY= VERSION=] [COMPILE_DIR=elsewhere]
+compile: $(STAMP) ## Compile the pipelines (training, batch scoring, monitor) to pipelines/*.yaml [PIPELINE_IMAGE= or REGISTRY= VERSION=] [COMPILE_DIR=elsewhere]
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/training_pipeline.yaml",)
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.batch_scoring_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/batch_scoring_pipeline.yaml",)
+	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.monitor_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/monitor_pipeline.yaml",)
 
 upload: $(STAMP) ## Upload a pipeline (or a new version) to Kubeflow: make upload KFP_HOST=... [PIPELINE=batch-scoring] [RUN=1] [UPLOAD_ARGS=] [PIPELINE_IMAGE=]
 	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. kubectl -n kubeflow port-forward svc/ml-pipeline-ui 3000:80, then make upload KFP_HOST=http://localhost:3000"; exit 2; }
@@ -149,3 +150,18 @@ test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines) [PYTEST_ARGS=]
 clean: ## Remove local outputs (keeps .venv and the local object store)
 	rm -rf local_outputs .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# Continuous training (issue 14): drift of logged traffic, recurring runs.
+.PHONY: drift schedule unschedule
+drift: $(STAMP) ## Drift of logged traffic vs production's training profile, on the local store [LOG=s3://logs/inference/ DAYS=2 RETRAIN=1 DRIFT_ARGS=...]
+	@$(PY) -m pipelines.local.drift $(if $(LOG),--log-uri "$(LOG)",) $(if $(DAYS),--last-days "$(DAYS)",) \
+	  $(if $(MODEL_NAME),--model-name "$(MODEL_NAME)",) $(if $(RETRAIN),--retrain,) $(DRIFT_ARGS)
+
+schedule: $(STAMP) ## Create or update the KFP recurring run: make schedule KFP_HOST=... [PIPELINE=training|monitor] [CRON="0 0 3 * * *"] [SCHEDULE_ARGS=...]
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make schedule KFP_HOST=http://localhost:8080"; exit 2; }
+	@$(PY) -m pipelines.schedule --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(PIPELINE),--pipeline "$(PIPELINE)",) \
+	  $(if $(CRON),--cron "$(CRON)",) $(SCHEDULE_ARGS)
+
+unschedule: $(STAMP) ## Remove the KFP recurring run: make unschedule KFP_HOST=... [PIPELINE=training|monitor]
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make unschedule KFP_HOST=http://localhost:8080"; exit 2; }
+	@$(PY) -m pipelines.schedule --host "$(KFP_HOST)" --remove $(if $(PIPELINE),--pipeline "$(PIPELINE)",) $(SCHEDULE_ARGS)

@@ -83,6 +83,10 @@ class ProductionMoved(RegistryError):
     """production.json changed between reading it and the compare-and-swap that would have moved it."""
 
 
+class DriftError(PipelineError):
+    """Drift could not be measured: bad thresholds, rows that do not match the profile, unreadable traffic."""
+
+
 __all__ = [
     "DataError",
     "DeployConfigError",
@@ -90,6 +94,7 @@ __all__ = [
     "DeployError",
     "DeployForbidden",
     "DeployNotFound",
+    "DriftError",
     "EvaluateError",
     "ObjectAlreadyExists",
     "ObjectNotFound",

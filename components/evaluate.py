@@ -18,10 +18,19 @@ import joblib
 import numpy as np
 from sklearn import metrics as skm
 
-from components.artifacts import MODEL_FILE, TRAINING_FILE, finite_or_none, read_json, schema_task, write_json
+from components import drift
+from components.artifacts import (
+    MODEL_FILE,
+    TRAINING_FILE,
+    feature_names,
+    finite_or_none,
+    read_json,
+    schema_task,
+    write_json,
+)
 from components.datasets import read_dataset
-from components.errors import EvaluateError
-from components.gate import PRIMARY_METRIC, decide, fingerprint
+from components.errors import DriftError, EvaluateError
+from components.gate import PRIMARY_METRIC, Decision, decide, fingerprint
 from components.objectstore import ObjectStore
 from components.registry import Registry, check_location, production_prefix
 from components.sources import redact_source
@@ -174,14 +183,45 @@ def report_markdown(evaluation: dict, selection: dict | None = None) -> str:
                   for label, row in zip(labels, matrix["matrix"], strict=True)]
     if selection:
         lines += _selection_markdown(selection)
+    data_drift = evaluation.get("drift")
+    if data_drift:
+        from components import drift_report
+
+        lines += ["", drift_report.markdown(data_drift, _drift_title(data_drift), ("The data drifted", "No drift"))
+                  .rstrip("\n")
+                  if "features" in data_drift else f"Drift: {data_drift['reason']}"]
     return "\n".join(lines) + "\n"
 
 
+def _drift_title(data_drift: dict) -> str:
+    return f"Drift of this run's data (test split) from production v{data_drift['against_version']}'s training data"
+
+
+def data_drift(production: dict | None, schema: dict, x: np.ndarray, y: np.ndarray,
+               thresholds: drift.Thresholds | None) -> dict | None:
+    """The new data (the held-out split, a random sample of it) against production's training profile.
+
+    None without a production model; a reason alone when production has no profile (pushed before
+    profiles were recorded) or other features (a schema change): nothing to compare then.
+    """
+    if production is None:
+        return None
+    version = production.get("version")
+    if not production.get("profile"):
+        return {"against_version": version, "reason": f"production v{version} has no training profile: not compared"}
+    try:
+        report = drift.compare(production["profile"], feature_names(schema), x, thresholds, targets=list(y))
+    except DriftError as exc:
+        return {"against_version": version, "reason": f"not compared: {exc}"}
+    return {"against_version": version, **report}
+
+
 def _write_html(evaluation: dict, selection: dict | None, model, x, y, schema: dict, seed: int,
-                html_path: str | Path, plots_dir: str | Path | None) -> None:
+                html_path: str | Path, plots_dir: str | Path | None, production_profile: dict | None = None) -> None:
     from components import report  # matplotlib: only when an HTML report is asked for
 
     primary = evaluation["primary_metric"]
+    data = evaluation.get("drift")
     summary = report.summary_table([
         ("decision", f"{'DEPLOY' if evaluation['deploy'] else 'NOT DEPLOYED'}: {evaluation['reason']}"),
         ("task", evaluation["task"]), ("test rows", str(evaluation["test_rows"])),
@@ -189,8 +229,13 @@ def _write_html(evaluation: dict, selection: dict | None, model, x, y, schema: d
         *((name, f"{_metric_text(value)} {METRIC_UNITS.get(name, '')}".strip())
           for name, value in evaluation["metrics"].items()),
         *((("selected", f"{selection['winner']['label']}: {selection['reason']}"),) if selection else ()),
+        *((("drift", f"vs production v{data['against_version']}: {data['reason']}"),) if data else ()),
     ])
     figures = report.plots(evaluation["task"], model, x, y, schema, selection, seed)
+    if data and data.get("drifting_features") and production_profile:
+        from components import drift_report
+
+        figures += drift_report.figures(data, production_profile, feature_names(schema), x)
     report.write(figures, plots_dir or Path(html_path).with_suffix(".plots"), html_path,
                  f"Evaluation: {evaluation['model_name']}", summary)
 
@@ -199,8 +244,12 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         model_name: str, bucket: str, store: ObjectStore | None, data_source: str, seed: int,
         test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
         allow_schema_change: bool = False, selection_path: str | Path | None = None,
-        html_path: str | Path | None = None, plots_dir: str | Path | None = None) -> dict:
+        html_path: str | Path | None = None, plots_dir: str | Path | None = None,
+        drift_thresholds: drift.Thresholds | None = None, drift_gate: bool = False) -> dict:
     """The evaluate step: score the model on the held-out split, compare it with production, decide.
+
+    The new data is also compared with production's training profile (components.drift): a
+    report section, and a reason not to deploy only with drift_gate=True.
 
     The production model is the version production.json names (components.registry), never the
     production/ copy, which may lag; whether that copy matches is reported too.
@@ -224,6 +273,8 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         selection_path: train's selection JSON, for the reports' CV plot; None: no such plot.
         html_path: where the HTML report goes; None: none is written.
         plots_dir: the folder for the plots as PNG files (with html_path).
+        drift_thresholds: PSI/KS/out-of-range thresholds for the drift section (None: components.drift's).
+        drift_gate: refuse to deploy when the new data drifts from production's training profile.
 
     Returns:
         The evaluation as written: metrics, primary metric, the decision (deploy, reason) and lineage.
@@ -258,6 +309,10 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
     consistent, production_state = registry.production_state() if registry is not None else (True, "")
     decision = decide(metric, scores[metric], float(threshold), task, production, production_uri, schema=schema,
                       training_fingerprint=trained_as, allow_schema_change=bool(allow_schema_change))
+    drifted = data_drift(production, schema, x, y, drift_thresholds)
+    if drift_gate and decision.deploy and drifted and drifted.get("retrain_recommended"):
+        decision = Decision(False, f"the data drifted from production v{drifted['against_version']}'s training data "
+                                   f"({drifted['reason']}) and drift_gate is on")
     evaluation = {
         "model_name": model_name,
         "task": task,
@@ -279,6 +334,7 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         "confusion_matrix": matrix,
         "data_source": data_source,
         "split": split,
+        "drift": drifted,
         **asdict(decision),
     }
     write_json(evaluation_path, evaluation)
@@ -286,7 +342,8 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(report_markdown(evaluation, selection))
     if html_path is not None:
-        _write_html(evaluation, selection, model, x, y, schema, seed, html_path, plots_dir)
+        _write_html(evaluation, selection, model, x, y, schema, seed, html_path, plots_dir,
+                    (production or {}).get("profile"))
     # The gate's "no" is a WARNING in the not_deployed step; here it is one fact among others.
     log.info("%s: %s", "deploy" if decision.deploy else "do not deploy", decision.reason)
     return evaluation

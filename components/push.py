@@ -199,6 +199,9 @@ def build_metadata(model_name: str, version: int, model: bytes, training: dict, 
         "created_at": created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training_seconds": training["training_seconds"],
         "lineage": lineage(model_name, bucket, training, schema, evaluation, run_id),
+        # The training data profile drift is measured against (components.profile); a model folder
+        # trained before profiles were recorded has none, and its metadata simply lacks the key.
+        **({"profile": training["profile"]} if "profile" in training else {}),
     }
     try:
         json.dumps(metadata, allow_nan=False)

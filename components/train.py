@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import SVC
 
+from components import profile
 from components.artifacts import MODEL_FILE, TRAINING_FILE, feature_names, read_json, schema_task, write_json
 from components.datasets import read_dataset
 from components.errors import TrainError
@@ -246,6 +247,8 @@ def run(*, train_path: str | Path, schema_path: str | Path, model_dir: str | Pat
         # Lineage: the training data exactly as this step read it.
         "data_sha256": hashlib.sha256(Path(train_path).read_bytes()).hexdigest(),
         "training_seconds": round(seconds, 4),
+        # What drift is measured against later (push copies it into metadata.json).
+        "profile": profile.of_training(x, y, pipeline.predict(x), schema),
     }
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)

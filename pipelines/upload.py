@@ -40,6 +40,7 @@ from components.errors import PipelineError
 from components.kfp_components import PIPELINE_IMAGE
 from pipelines import params
 from pipelines import batch_scoring_pipeline as batch
+from pipelines import monitor_pipeline as monitor
 from pipelines.training_pipeline import PACKAGE_PATH, PIPELINE_DESCRIPTION, PIPELINE_NAME
 
 DEFAULT_EXPERIMENT = "sklearn-training"
@@ -124,6 +125,7 @@ class PipelineKind:
 PIPELINES = {
     PIPELINE_NAME: PipelineKind(PACKAGE_PATH, PIPELINE_DESCRIPTION, params.check),
     batch.PIPELINE_NAME: PipelineKind(batch.PACKAGE_PATH, batch.PIPELINE_DESCRIPTION, params.check_batch),
+    monitor.PIPELINE_NAME: PipelineKind(monitor.PACKAGE_PATH, monitor.PIPELINE_DESCRIPTION, monitor.check),
 }
 
 

@@ -48,8 +48,8 @@ def test_upload_checks_batch_parameters_before_connecting(override, match, capsy
     assert match in capsys.readouterr().err
 
 
-def test_upload_knows_both_pipelines():
-    assert set(upload.PIPELINES) == {"sklearn-training", "batch-scoring"}
+def test_upload_knows_every_pipeline():
+    assert set(upload.PIPELINES) == {"sklearn-training", "batch-scoring", "sklearn-monitor"}
     assert upload.PIPELINES["batch-scoring"].package == PACKAGE_PATH
     params.check_batch(params.effective({}, PACKAGE_PATH))  # the defaults pass
 

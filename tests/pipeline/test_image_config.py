@@ -12,6 +12,7 @@ import pytest
 from pipelines import upload
 from pipelines.training_pipeline import PACKAGE_PATH as TRAINING_YAML
 from pipelines.batch_scoring_pipeline import PACKAGE_PATH as SCORING_YAML
+from pipelines.monitor_pipeline import PACKAGE_PATH as MONITOR_YAML
 from tests.deploy.tools import makefile_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,8 @@ def make(*args: str) -> subprocess.CompletedProcess:
                           timeout=COMPILE_TIMEOUT_S, check=False)
 
 
-@pytest.mark.parametrize("package", [TRAINING_YAML, SCORING_YAML], ids=["training", "batch-scoring"])
+@pytest.mark.parametrize("package", [TRAINING_YAML, SCORING_YAML, MONITOR_YAML],
+                         ids=["training", "batch-scoring", "monitor"])
 def test_committed_yaml_runs_the_default_image(package):
     assert upload.executor_images(package) == {makefile_image("PIPELINE_IMAGE")}
 
@@ -38,7 +40,7 @@ def test_committed_yaml_runs_the_default_image(package):
 def test_make_compile_writes_yaml_that_runs_the_image_asked_for(tmp_path, variables, expected):
     done = make("compile", *variables, f"COMPILE_DIR={tmp_path}")
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("training_pipeline.yaml", "batch_scoring_pipeline.yaml"):
+    for name in ("training_pipeline.yaml", "batch_scoring_pipeline.yaml", "monitor_pipeline.yaml"):
         assert upload.executor_images(tmp_path / name) == {expected}, name
 
 
