@@ -168,7 +168,8 @@ def test_metrics_are_flat_scalars(trained):
 
 def test_push_records_the_training_profile_in_the_versions_metadata(diabetes, diabetes_rf, evaluated):
     store = MemStore()
-    pushed = push.run(diabetes_rf, diabetes.schema, evaluated, "m", "models", store, "run-1", NOW)
+    pushed = push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
+                      evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
     metadata = Registry(store, "models", "m").production_metadata()
     training = json.loads((diabetes_rf / "training.json").read_text())
     assert pushed.version == 1 and metadata["profile"] == training["profile"]
@@ -186,22 +187,25 @@ def test_a_model_folder_without_a_profile_still_pushes(diabetes, diabetes_rf, ev
     del training["profile"]
     (older / "training.json").write_text(json.dumps(training))
     store = MemStore()
-    push.run(older, diabetes.schema, evaluated, "m", "models", store, "run-1", NOW)
+    push.run(model_dir=older, schema_path=diabetes.schema,
+             evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
     assert "profile" not in Registry(store, "models", "m").production_metadata()
 
 
 # ------------------------------------------------------------- evaluate: new data vs production's profile
 
 def evaluate_against(store, diabetes, model_dir, test_path, folder, threshold=0.2, **options):
-    return evaluate.run(test_path, diabetes.schema, model_dir, threshold, "m", "models", store, diabetes.source, 42, 0.2,
-                        folder / "evaluation.json", folder / "report.md", html_path=folder / "report.html",
-                        plots_dir=folder / "plots", **options)
+    return evaluate.run(test_path=test_path, schema_path=diabetes.schema, model_dir=model_dir, threshold=threshold,
+                        model_name="m", bucket="models", store=store, data_source=diabetes.source, seed=42,
+                        test_fraction=0.2, evaluation_path=folder / "evaluation.json", report_path=folder / "report.md",
+                        html_path=folder / "report.html", plots_dir=folder / "plots", **options)
 
 
 @pytest.fixture
 def production_store(diabetes, diabetes_rf, evaluated) -> MemStore:
     store = MemStore()
-    push.run(diabetes_rf, diabetes.schema, evaluated, "m", "models", store, "run-1", NOW)
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
+             evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
     return store
 
 

@@ -50,7 +50,8 @@ def served(diabetes, diabetes_rf, evaluated):
 @pytest.fixture
 def store(diabetes, diabetes_rf, evaluated) -> MemStore:
     memory = MemStore()
-    push.run(diabetes_rf, diabetes.schema, evaluated, "m", "models", memory, "run-1", NOW)
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
+             evaluation_path=evaluated, model_name="m", bucket="models", store=memory, run_id="run-1", now=NOW)
     return memory
 
 
@@ -115,7 +116,8 @@ def test_max_rows_bounds_what_is_held(store, served, tmp_path):
 
 def test_a_production_version_without_a_profile_decides_nothing(diabetes, diabetes_rf, evaluated, served, tmp_path):
     store = MemStore()
-    push.run(diabetes_rf, diabetes.schema, evaluated, "m", "models", store, "run-1", NOW)
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
+             evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
     for key in ("m/v1/metadata.json", "m/production/metadata.json"):  # as pushed before profiles existed
         metadata = json.loads(store.get_bytes("models", key))
         del metadata["profile"]
@@ -205,7 +207,8 @@ def test_the_pipeline_parameters_are_checked_before_upload():
 def test_make_drift_reads_the_store_and_retrains_only_when_asked(s3_env, bucket, diabetes, diabetes_rf, evaluated,
                                                                  served, tmp_path, capsys, monkeypatch):
     real = ObjectStore.from_env()
-    push.run(diabetes_rf, diabetes.schema, evaluated, "m", bucket, real, "run-1", NOW)
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
+             evaluation_path=evaluated, model_name="m", bucket=bucket, store=real, run_id="run-1", now=NOW)
     x, model = served
     shifted = x[:200].copy()
     shifted[:, 2] += 1.0
