@@ -135,6 +135,8 @@ def parse_hey(text: str, rows: int, concurrency: int, expected: int | None = Non
     for pct, attr in (("50", "p50"), ("90", "p90"), ("99", "p99")):
         found = re.search(rf"\s{pct}% in ([\d.]+) secs", text)
         setattr(load, attr, float(found.group(1)) * 1000 if found else float("nan"))
+    if load.p99 != load.p99:
+        load.note = "hey printed no 99th percentile (too few requests in the run)"
     codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
     transport = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+(?:Get|Post|dial|read)", text, re.M))
     load.requests = sum(codes.values()) + transport
