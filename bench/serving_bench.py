@@ -14,8 +14,8 @@ latency percentiles, errors (non-2xx answers and transport errors) and the ratio
 plain kserve.Model calling predict, which is what KServe's sklearn runtime does) for the same
 load. ``ab`` re-measures one load as a cross-check. Also measured: our server's start-to-ready
 time, our server with 2 workers on both cores (req/s and RSS per process), and the prediction
-engine in-process against scikit-learn's predict. The table goes to bench/results/serving.md
-with the machine and the date. Heavy modules are imported only where needed, so ``load`` runs
+engine in-process against scikit-learn's predict. The table goes to bench/out/serving.md (--out DIR;
+--update-results also rewrites the committed bench/results/serving.md) with the machine and the date. Heavy modules are imported only where needed, so ``load`` runs
 on the standard library alone.
 """
 
