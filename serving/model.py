@@ -1,9 +1,10 @@
 """The scikit-learn model behind the V2 endpoints: a ``kserve.Model`` subclass.
 
-The fast REST route calls ``infer_json`` (V2) and ``infer_v1`` (V1), the gRPC servicer
-``infer_grpc``; kserve's own V2 handler (fast route off) calls ``predict``. Both decode with ``serving.v2`` and compute through ``_results``: the adaptive
-batcher (``serving.batching``, SERVING_BATCHING=0 turns it off) in front of the prediction
-engine (``serving.engine``).
+The fast REST route calls ``infer_json`` (V2) and ``infer_v1`` (V1); the gRPC servicer calls
+``infer_grpc_now`` (small requests, computed on its thread by the engine) or ``infer_grpc``; kserve's
+own V2 handler (fast route off) calls ``predict``. All decode with ``serving.v2``; all but
+``infer_grpc_now`` compute through ``_results``: the adaptive batcher (``serving.batching``,
+SERVING_BATCHING=0 turns it off) in front of the prediction engine (``serving.engine``).
 """
 
 from __future__ import annotations
