@@ -100,8 +100,9 @@ bench-inference-log: $(STAMP) apt-tools ## Serving req/s with SERVING_INFERENCE_
 load: apt-tools ## Bounded hey and ab load against the local server (make serve first) [URL=http://127.0.0.1:8080 REQUESTS=2000 CONCURRENCY=16 MODEL_NAME=diabetes-rf]
 	@bash bench/load.sh
 
-bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput, printed as tables [BENCH_ARGS=--quick]
-	@$(PY) bench/pipeline_bench.py
+bench: $(STAMP) apt-tools ## Benchmarks: pipeline timing and serving throughput, tables in bench/out/ [BENCH_ARGS=--quick]
+	@case " $(BENCH_ARGS) " in *" --quick "*) echo "==> pipeline benchmark skipped under --quick (it runs whole pipelines)";; \
+	  *) $(PY) bench/pipeline_bench.py;; esac
 	@$(PY) bench/serving_bench.py $(BENCH_ARGS)
 
 .PHONY: perf

@@ -14,8 +14,8 @@ latency percentiles, errors (non-2xx answers and transport errors) and the ratio
 plain kserve.Model calling predict, which is what KServe's sklearn runtime does) for the same
 load. ``ab`` re-measures one load as a cross-check. Also measured: our server's start-to-ready
 time, our server with 2 workers on both cores (req/s and RSS per process), and the prediction
-engine in-process against scikit-learn's predict. The table goes to bench/results/serving.md
-with the machine and the date. Heavy modules are imported only where needed, so ``load`` runs
+engine in-process against scikit-learn's predict. The table goes to bench/out/serving.md (--out DIR;
+--update-results also rewrites the committed bench/results/serving.md) with the machine and the date. Heavy modules are imported only where needed, so ``load`` runs
 on the standard library alone.
 """
 
@@ -44,7 +44,9 @@ from components.artifacts import DEFAULT_MODEL_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / ".data" / "bench"  # git-ignored: model folder, bodies, MLServer venv and configs
-RESULTS = REPO / "bench" / "results" / "serving.md"
+OUT = REPO / "bench" / "out"  # git-ignored: where a run's table goes unless --out says otherwise
+RESULTS = REPO / "bench" / "results" / "serving.md"  # the committed table: written only with --update-results
+REPORT_FILE = "serving.md"
 SERVERS_DIR = REPO / "bench" / "servers"
 PYTHON = sys.executable
 
@@ -135,6 +137,8 @@ def parse_hey(text: str, rows: int, concurrency: int, expected: int | None = Non
     for pct, attr in (("50", "p50"), ("90", "p90"), ("99", "p99")):
         found = re.search(rf"\s{pct}% in ([\d.]+) secs", text)
         setattr(load, attr, float(found.group(1)) * 1000 if found else float("nan"))
+    if load.p99 != load.p99:
+        load.note = "hey printed no 99th percentile (too few requests in the run)"
     codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
     transport = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+(?:Get|Post|dial|read)", text, re.M))
     load.requests = sum(codes.values()) + transport
@@ -185,6 +189,8 @@ def run_h2load(port: int, frame: Path, rows: int, streams: int, seconds: float, 
     if log_path.exists():
         _percentiles(load, [int(line.split("\t")[2]) / 1000 for line in log_path.read_text().splitlines()
                             if line.count("\t") >= 2])
+    if load.p99 != load.p99 and not load.note:
+        load.note = "h2load wrote no per-request log: no percentiles"
     return load
 
 
@@ -331,6 +337,12 @@ SERVERS = [
            env={"SERVING_FAST_ROUTE": "0"}, missing=_ours_missing),
     Server(OURS, "5. this server, default configuration", _ours, missing=_ours_missing, grpc=True),
 ]
+
+
+GRPC_CEILING = Server("grpc-ceiling", "6. grpcio threaded server answering a constant (gRPC ceiling)",
+                      lambda p, m: [PYTHON, str(SERVERS_DIR / "grpc_constant.py"), "--http_port", str(p.http),
+                                    "--grpc_port", str(p.grpc)], grpc=True)
+EXTRAS = ("start", "workers", "engine", GRPC_CEILING.key)  # --only keys beside the servers'
 
 
 class ServerFailed(RuntimeError):
@@ -592,7 +604,8 @@ def measure_server(server: Server, model_dir: Path, bodies: dict[int, Path], sec
                 for load in loads:
                     report.rows.append(Row(server, load))
                     say(f"    {load.protocol:<4} {rows:>2} row(s), c={concurrency:<2}: {load.rps:8.0f} req/s  "
-                        f"p50 {load.p50:6.2f} ms  p99 {load.p99:6.2f} ms  errors {load.errors}")
+                        f"p50 {_ms(load.p50)} ms  p99 {_ms(load.p99)} ms  errors {load.errors}"
+                        + (f" ({load.note})" if load.note else ""))
         if cross_check:
             hey = next(r.load for r in report.rows if r.server is server and r.load.rows == 1
                        and r.load.concurrency == 16 and r.load.protocol == "REST")
@@ -613,6 +626,17 @@ def _grpc_load(ports: Ports, frame: Path, rows: int, streams: int, seconds: floa
     if load.requests and after.get("OK", 0) - before.get("OK", 0) + failed < load.requests:
         load.note = "server counted fewer calls than h2load finished"
     return load
+
+
+def measure_grpc_ceiling(frames: dict[int, Path], seconds: float, report: Report) -> None:
+    """grpcio's threaded server answering a constant, same core and load as OURS's gRPC rows: the ceiling."""
+    ports = free_ports()
+    log = WORK / "logs" / f"{GRPC_CEILING.key}.log"
+    with running(GRPC_CEILING.command(ports, WORK), ports, {}, log) as (_, ready_s):
+        say(f"    ready in {ready_s:.2f} s")
+        load = run_h2load(ports.grpc, frames[1], 1, 16, seconds, log.with_suffix(".h2"))
+        report.rows.append(Row(GRPC_CEILING, load))
+        say(f"    gRPC  1 row(s), c=16: {load.rps:8.0f} req/s  p99 {_ms(load.p99)} ms  errors {load.errors}")
 
 
 def measure_start(model_dir: Path, repeats: int) -> list[float]:
@@ -636,7 +660,7 @@ def measure_two_workers(model_dir: Path, bodies: dict[int, Path], seconds: float
             load = run_hey(url, bodies[rows], rows, 32, seconds=seconds, core=None)
             rss = rss_by_process(process.pid)
             report.workers.append((f"{rows} row(s), c=32", load, rss))
-            say(f"    {rows:>2} row(s), c=32: {load.rps:8.0f} req/s  p99 {load.p99:6.2f} ms  "
+            say(f"    {rows:>2} row(s), c=32: {load.rps:8.0f} req/s  p99 {_ms(load.p99)} ms  "
                 f"RSS MiB {_rss_text(rss)}")
 
 
@@ -675,7 +699,8 @@ def _best_us(function: Callable, x, calls: int, repeats: int = 5) -> float:
 
 
 def _ms(value: float) -> str:
-    return "–" if value != value else (f"{value:.2f}" if value < 10 else f"{value:.1f}")
+    """Milliseconds, or n/a when the tool gave none (the row's note says why)."""
+    return "n/a" if value != value else (f"{value:.2f}" if value < 10 else f"{value:.1f}")
 
 
 def _rss_text(rss: list[tuple[str, float]]) -> str:
@@ -792,6 +817,11 @@ def targets(report: Report) -> list[str]:
                   f"- gRPC, 1 row, 16 streams: {grpc.rps:,.0f} req/s = {ratio:.2f}× REST's {ours.rps:,.0f} on the same "
                   f"server (target ≥ {TARGET_GRPC_RATIO:g}×), p99 {_ms(grpc.p99)} ms (target ≤ {TARGET_GRPC_P99_MS:g} "
                   f"ms), {grpc.errors} errors: {mark[ok]}"]
+        ceiling = load(GRPC_CEILING.key, 1, 16, "gRPC")
+        if ceiling is not None and ceiling.rps == ceiling.rps:
+            lines.append(f"- gRPC ceiling (server 6, grpcio answering a constant, same core): {ceiling.rps:,.0f} req/s; "
+                         f"this server's gRPC reaches {grpc.rps / ceiling.rps:.2f}× of it, REST stands at "
+                         f"{ours.rps / ceiling.rps:.2f}× of it")
     for key in dict.fromkeys(r.server.key for r in report.rows if r.server.key == KSERVE_ROUTE
                              or r.server.key.startswith(REST_BASELINE)):
         other = load(key, 1, 16)
@@ -810,11 +840,11 @@ def bench(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     load_avg = os.getloadavg()
     seconds = QUICK_SECONDS if args.quick else args.seconds
-    wanted = set(args.only.split(",")) if args.only else {s.key for s in SERVERS} | {"start", "workers", "engine"}
-    unknown = wanted - {s.key for s in SERVERS} - {"start", "workers", "engine"}
+    wanted = set(args.only.split(",")) if args.only else {s.key for s in SERVERS} | set(EXTRAS)
+    unknown = wanted - {s.key for s in SERVERS} - set(EXTRAS)
     if unknown:
         say(f"--only {args.only!r}: unknown {', '.join(sorted(unknown))}; expected some of "
-            + ", ".join([s.key for s in SERVERS] + ["start", "workers", "engine"]))
+            + ", ".join([s.key for s in SERVERS] + list(EXTRAS)))
         return 2
     try:
         _tool("hey"), _tool("ab"), _tool("taskset")
@@ -856,6 +886,9 @@ def bench(args: argparse.Namespace) -> int:
         if reason is not None:
             say(f"    skipped: {reason}")
             report.skipped.append((server, reason))
+    if GRPC_CEILING.key in wanted and frames is not None:
+        say(f"[{GRPC_CEILING.key}] {GRPC_CEILING.label}")
+        measure_grpc_ceiling(frames, seconds, report)
     ours_missing = _ours_missing()
     if "start" in wanted and not args.quick and ours_missing is None:
         say(f"[start] this server, {START_REPEATS - len(report.start_seconds)} more starts")
@@ -869,10 +902,11 @@ def bench(args: argparse.Namespace) -> int:
 
     text = render(report, seconds, started, load_avg)
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    say(f"==> written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    written = [Path(args.out) / REPORT_FILE] + ([RESULTS] if args.update_results else [])
+    for out in written:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        say(f"==> written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0
 
 
@@ -915,7 +949,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS} s per load, fewer extras")
     parser.add_argument("--seconds", type=float, default=SECONDS, help="seconds per load (default %(default)s)")
     parser.add_argument("--only", help="comma-separated server keys and/or start, workers, engine")
-    parser.add_argument("--out", default=str(RESULTS), help="markdown table file (default %(default)s)")
+    parser.add_argument("--out", metavar="DIR", default=str(OUT),
+                        help=f"folder for {REPORT_FILE} (default %(default)s, git-ignored)")
+    parser.add_argument("--update-results", action="store_true",
+                        help=f"also overwrite the committed {RESULTS.relative_to(REPO)}")
     parser.add_argument("--rest-baseline", metavar="REF",
                         help="also measure this server's REST as git REF has it (e.g. main), to show no regression")
     sub = parser.add_subparsers(dest="command")

@@ -76,6 +76,13 @@ class _Pending:
         self.key = (self.x.shape[1], self.x.dtype)
 
 
+def _checked(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"x has shape {x.shape}: expected a 2-D array (rows, features) with at least one row")
+    return x
+
+
 class AdaptiveBatcher:
     """Queues concurrent ``predict`` calls into shared model calls (see the module docstring)."""
 
@@ -91,9 +98,7 @@ class AdaptiveBatcher:
 
     async def predict(self, x: np.ndarray) -> np.ndarray:
         """The model's output rows for the rows of ``x`` (a 2-D array with at least one row)."""
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[0] < 1:
-            raise ValueError(f"x has shape {x.shape}: expected a 2-D array (rows, features) with at least one row")
+        x = _checked(x)
         self.stats.requests += 1
         self.stats.rows += x.shape[0]
         if not self.config.enabled:
@@ -105,6 +110,18 @@ class AdaptiveBatcher:
         self._queued_rows += x.shape[0]
         self._schedule(loop)
         return await pending.future
+
+    def predict_now(self, x: np.ndarray) -> np.ndarray:
+        """``predict`` without the queue: one model call now, on the calling thread (any thread).
+
+        For small requests served from threads (gRPC): the compiled predictors keep no state
+        between calls, so concurrent calls are safe; the counters are approximate under threads.
+        """
+        x = _checked(x)
+        self.stats.requests += 1
+        self.stats.rows += x.shape[0]
+        self._record_batch(x.shape[0])
+        return self._predict(x)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flush_now_scheduled:

@@ -1,9 +1,10 @@
 """The scikit-learn model behind the V2 endpoints: a ``kserve.Model`` subclass.
 
-The fast REST route calls ``infer_json`` (V2) and ``infer_v1`` (V1), the gRPC servicer
-``infer_grpc``; kserve's own V2 handler (fast route off) calls ``predict``. Both decode with ``serving.v2`` and compute through ``_results``: the adaptive
-batcher (``serving.batching``, SERVING_BATCHING=0 turns it off) in front of the prediction
-engine (``serving.engine``).
+The fast REST route calls ``infer_json`` (V2) and ``infer_v1`` (V1); the gRPC servicer calls
+``infer_grpc_now`` (small requests, computed on its thread by the engine) or ``infer_grpc``; kserve's
+own V2 handler (fast route off) calls ``predict``. All decode with ``serving.v2``; all but
+``infer_grpc_now`` compute through ``_results``: the adaptive batcher (``serving.batching``,
+SERVING_BATCHING=0 turns it off) in front of the prediction engine (``serving.engine``).
 """
 
 from __future__ import annotations
@@ -181,11 +182,23 @@ class SklearnModel(kserve.Model):
 
     async def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """gRPC ModelInfer, answered in the form it was asked: raw contents in, raw contents out."""
+        request = self.decode_grpc(message)
+        return self.encode_grpc(message, await self._results(request))
+
+    def infer_grpc_now(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """``infer_grpc`` computed at once on the calling thread (the engine, no batcher): for small requests."""
+        request = self.decode_grpc(message)
+        return self.encode_grpc(message, {out: self._batchers[out].predict_now(request.x) for out in request.outputs})
+
+    def decode_grpc(self, message: pb.ModelInferRequest) -> v2.DecodedRequest:
+        """A ModelInferRequest checked (model ready, version served, tensors) and decoded. Raises v2.InvalidRequest."""
         spec = self._require_ready()
         if message.model_version and message.model_version != self.version:
             raise ModelNotFound(f"{self.name} version {message.model_version} (serving version {self.version})")
-        request = v2.decode_grpc_request(message, spec, self.outputs, DEFAULT_OUTPUTS)
-        results = await self._results(request)
+        return v2.decode_grpc_request(message, spec, self.outputs, DEFAULT_OUTPUTS)
+
+    def encode_grpc(self, message: pb.ModelInferRequest, results: dict[str, np.ndarray]) -> pb.ModelInferResponse:
+        """The answer to ``message`` in the form it used: raw contents in, raw contents out; typed otherwise."""
         response = pb.ModelInferResponse(model_name=self.name, model_version=self.version or "", id=message.id)
         raw = bool(message.raw_input_contents)
         for name, values in results.items():

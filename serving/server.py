@@ -27,11 +27,10 @@ import kserve
 from kserve import model_server
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from grpc import aio
+import grpc
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.model import BaseKServeModel
 from kserve.protocol import dataplane
-from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.rest import server as rest_server
 from starlette.types import ASGIApp
@@ -146,10 +145,10 @@ class RESTServer(rest_server.RESTServer):
 
 
 class GRPCServer(grpc_server.GRPCServer):
-    """kserve's gRPC server (same servicer and limits) on a chosen host, without per-request logs.
+    """gRPC on grpcio's threaded server (see serving.grpc_service), on a chosen host, without per-request logs.
 
-    Start and stop are serialised: grpcio's aio server crashes the process when ``stop`` runs
-    while ``start`` is still in progress, and a stop that comes first means it never starts.
+    Start and stop are serialised: a stop that comes while the server starts waits for it, and one
+    that comes first means it never starts.
     """
 
     def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
@@ -157,32 +156,34 @@ class GRPCServer(grpc_server.GRPCServer):
         self.listen_addr = f"[::]:{self._port}" if host == CLUSTER_HOST else f"{host}:{self._port}"
         self._lifecycle = asyncio.Lock()
         self._stopping = False
+        self._stopped = asyncio.Event()
 
     async def start(self, max_workers: int) -> None:
         async with self._lifecycle:
             if self._stopping:
                 return
-            self._server = aio.server(
-                futures.ThreadPoolExecutor(max_workers=max_workers),
+            servicer = Servicer(self._data_plane, self._model_repository_extension, asyncio.get_running_loop())
+            self._server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+                handlers=(servicer.handler(),),
                 # No interceptors (kserve adds two): see serving.grpc_service.
                 options=[
                     ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
                 ],
             )
-            servicer = Servicer(self._data_plane, self._model_repository_extension)
-            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-            self._server.add_generic_rpc_handlers((servicer.config_handler(),))
             self._server.add_insecure_port(self.listen_addr)
             log.info("gRPC listening", extra={"address": self.listen_addr})
-            await self._server.start()
-        await self._server.wait_for_termination()
+            self._server.start()
+        await self._stopped.wait()
 
     async def stop(self, sig: int | None = None) -> None:
         async with self._lifecycle:
             self._stopping = True
             if self._server is not None:
-                await self._server.stop(grace=self._grace_period)
+                # The calls in flight may need the event loop (large requests, readiness): wait off it.
+                await asyncio.to_thread(self._server.stop(grace=self._grace_period).wait)
+            self._stopped.set()
 
 
 class ModelServer(kserve.ModelServer):
