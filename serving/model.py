@@ -162,9 +162,13 @@ class SklearnModel(kserve.Model):
     async def _results(self, request: v2.DecodedRequest) -> dict[str, np.ndarray]:
         """Rows in schema order -> each requested output, through the batcher (a direct call when it is off).
 
-        Every V2 answer (REST, gRPC, kserve's route) goes through here, so the inference log sees them all.
+        Every V2 answer (REST, gRPC, kserve's route) goes through here or ``infer_grpc_now``; both
+        hand it to ``_record``, so the inference log sees them all.
         """
-        results = {out: await self._batchers[out].predict(request.x) for out in request.outputs}
+        return self._record(request, {out: await self._batchers[out].predict(request.x) for out in request.outputs})
+
+    def _record(self, request: v2.DecodedRequest, results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The answer, after handing it to the inference log when one is on (thread-safe: gRPC's threads call it)."""
         if self.inference_log is not None:
             self.inference_log.record(self.name, self.version, request.x, results)
         return results
@@ -188,7 +192,8 @@ class SklearnModel(kserve.Model):
     def infer_grpc_now(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """``infer_grpc`` computed at once on the calling thread (the engine, no batcher): for small requests."""
         request = self.decode_grpc(message)
-        return self.encode_grpc(message, {out: self._batchers[out].predict_now(request.x) for out in request.outputs})
+        results = self._record(request, {out: self._batchers[out].predict_now(request.x) for out in request.outputs})
+        return self.encode_grpc(message, results)
 
     def decode_grpc(self, message: pb.ModelInferRequest) -> v2.DecodedRequest:
         """A ModelInferRequest checked (model ready, version served, tensors) and decoded. Raises v2.InvalidRequest."""

@@ -303,11 +303,13 @@ def test_grpc_and_kserve_route_answers_are_recorded_too(regressor_dir, diabetes)
     message = pb.ModelInferRequest(model_name="diabetes-rf", raw_input_contents=[x.tobytes()])
     message.inputs.add(name="input-0", datatype="FP64", shape=[2, 10])
     grpc_answer = asyncio.run(model.infer_grpc(message))
+    thread_answer = model.infer_grpc_now(message)  # what gRPC's handler threads call for small requests
     kserve_answer = asyncio.run(model.predict(InferRequest("diabetes-rf", [
         InferInput("input-0", [2, 10], "FP64", x.ravel().tolist())])))
     log.close()
     logged = store.rows()
     predicted = np.frombuffer(grpc_answer.raw_output_contents[0], dtype=np.float64).tolist()
-    assert [r["inputs"] for r in logged] == [*x.tolist(), *x.tolist()]
-    assert [r["outputs"]["predict"] for r in logged] == [*predicted, *kserve_answer.outputs[0].data]
+    assert np.frombuffer(thread_answer.raw_output_contents[0], dtype=np.float64).tolist() == predicted
+    assert [r["inputs"] for r in logged] == [*x.tolist(), *x.tolist(), *x.tolist()]
+    assert [r["outputs"]["predict"] for r in logged] == [*predicted, *predicted, *kserve_answer.outputs[0].data]
     assert {r["version"] for r in logged} == {"3"}
