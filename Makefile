@@ -17,7 +17,7 @@ PIPELINE_IMAGE ?= $(REGISTRY)/pipeline:$(VERSION)
 SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 
 .PHONY: models promote rollback report
-.PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast mutate apt-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ test: $(STAMP) $(HELM) $(ACTIONLINT) apt-tools ## Run the whole test suite
 
 test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines)
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+mutate: $(STAMP) ## Mutation testing of gate/push/registry/v2/engine/rows/scoring on the fast tier [MUTATE_ARGS="--module serving/v2.py --budget 1200"]
+	@$(PY) -m tools.mutate $(MUTATE_ARGS)
 
 clean: ## Remove local outputs (keeps .venv and the local object store)
 	rm -rf local_outputs .pytest_cache
