@@ -42,7 +42,6 @@ MODEL_URI = f"s3://{BUCKET}/{MODEL}/production"
 START_TIMEOUT_S = 30.0
 PIPELINE_TIMEOUT_S = 240
 PIPELINE_YAML = Path(__file__).resolve().parents[2] / "pipelines" / "training_pipeline.yaml"
-RTOL = 1e-9
 
 
 class Server:
@@ -169,10 +168,10 @@ def test_plain_http_answers_equal_sklearn(conn, regressor, diabetes) -> None:
     x = diabetes[0][:50]
     status, body = get(conn, "POST", f"/v2/models/{MODEL}/infer", rows_body(x), {"Content-Type": "application/json"})
     assert status == 200
-    np.testing.assert_allclose(json.loads(body)["outputs"][0]["data"], regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(json.loads(body)["outputs"][0]["data"], regressor.predict(x))
     singles = [json.loads(get(conn, "POST", f"/v2/models/{MODEL}/infer", rows_body(x[i:i + 1], "FP64"))[1])
                ["outputs"][0]["data"][0] for i in range(10)]
-    np.testing.assert_allclose(singles, regressor.predict(x[:10]), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(singles, regressor.predict(x[:10]))
 
 
 def v2_request(rows: np.ndarray) -> InferRequest:
@@ -195,7 +194,7 @@ def test_kserve_rest_client(server, regressor, diabetes) -> None:
 
     ready, response = asyncio.run(call())
     assert ready is True and response.id == "it-1"
-    np.testing.assert_allclose(response.outputs[0].as_numpy(), regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(response.outputs[0].as_numpy(), regressor.predict(x))
 
 
 def test_kserve_grpc_client(server, regressor, diabetes) -> None:
@@ -215,7 +214,7 @@ def test_kserve_grpc_client(server, regressor, diabetes) -> None:
 
     ready, response, refused = asyncio.run(call())
     assert ready == (True, True)
-    np.testing.assert_allclose(response.outputs[0].as_numpy(), regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(response.outputs[0].as_numpy(), regressor.predict(x))
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "3 features per row; this model takes 10" in refused.details()
     # gRPC inference lands in the same Prometheus series as REST, labelled protocol="grpc".
