@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
+import subprocess
 
 import pytest
 
@@ -138,3 +140,51 @@ def test_a_push_answers_what_it_wrote(tmp_path, diabetes, ridge_models, evaluate
     assert (second.version, second.promoted, second.model_uri) == (2, True, "s3://models/m/v2/")
     assert json.loads(store.objects[BUCKET]["m/v2/metadata.json"])["lineage"]["compared_with"] == 1
     assert Registry(store, BUCKET, "m").current().version == 2
+
+
+def test_git_commit_is_this_checkout_s_head(monkeypatch):
+    monkeypatch.delenv(push.GIT_COMMIT_ENV, raising=False)
+    head = subprocess.run(["git", "-C", str(push._PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    if head.returncode != 0:
+        pytest.skip(f"{push._PROJECT_ROOT} is not a git checkout here (an unpacked copy): nothing to compare with")
+    assert push.git_commit() == head.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", push.git_commit())
+
+
+def test_categorical_features_are_named_in_the_lineage(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    schema["features"][1] = {**schema["features"][1], "categories": ["f", "m"]}
+    lineage = push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", NOW)["lineage"]
+    assert lineage["params"]["categorical_features"] == [schema["features"][1]["name"]]
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_push_decides_again_on_a_changed_schema_as_evaluate_said(tmp_path, diabetes, ridge_models, evaluated, allowed):
+    store = MemStore()
+    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    schema = json.loads(diabetes.schema.read_text())
+    schema["features"] = schema["features"][::-1]
+    reordered = tmp_path / "schema.json"
+    reordered.write_text(json.dumps(schema))
+    evaluation = {**json.loads(evaluated.read_text()), "allow_schema_change": allowed}
+    path = tmp_path / "evaluation-2.json"
+    path.write_text(json.dumps(evaluation))
+    pushed = push.run(ridge_models[1], reordered, path, "m", BUCKET, store, "run-8", NOW, guard=Guard())
+    assert pushed.version == 2 and pushed.promoted is allowed
+    assert ("allowed by allow_schema_change" if allowed else "input schema differs from production v1") in pushed.reason
+    assert Registry(store, BUCKET, "m").current().version == (2 if allowed else 1)
+
+
+def test_refreshing_production_is_tried_twice_then_reported(tmp_path, diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    store.fail("copy", "m/production/metadata.json")
+    pushed = push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    assert pushed.promoted and "refreshing s3://models/m/production/ failed" in caplog.text
+    assert Registry(store, BUCKET, "m").production_state()[0]
+    store.fail("copy", "m/production/metadata.json", times=2)
+    with pytest.raises(PushError, match=r"^production.json names v2, but s3://models/m/production/ could not be "
+                                        r"refreshed from it \(.*\); readers of production.json"):
+        push_with(tmp_path, diabetes, ridge_models[1], json.loads(evaluated.read_text()), store)
+    assert Registry(store, BUCKET, "m").current().version == 2  # the pointer moved; production/ lags
+
