@@ -292,3 +292,48 @@ def test_boolean_outputs_travel_as_bool_in_json_and_as_one_byte_each_in_binary()
     assert raw[header_length:] == b"\x01\x00\x01"
     assert v2.raw_bytes(np.array([1, 258], ">i4")) == b"\x01\x00\x00\x00\x02\x01\x00\x00"  # little-endian
     assert v2.raw_bytes(np.array(["ab", ""])) == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"  # length-prefixed
+
+
+def grpc_tensor(**fields):
+    return pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=[1, 3], **fields)
+
+
+def test_grpc_raw_contents_are_read_in_place_and_checked() -> None:
+    raw = np.array([0.5, 1.5, 2.5], "<f8").tobytes()
+    request = pb.ModelInferRequest(inputs=[grpc_tensor()], raw_input_contents=[raw], id="r")
+    decoded = v2.decode_grpc_request(request, SPEC, REGRESSION, ("predict",))
+    np.testing.assert_array_equal(decoded.x, [[0.5, 1.5, 2.5]])
+    assert (decoded.outputs, decoded.request_id) == (("predict",), "r")
+    request.outputs.add(name="predict_proba")
+    assert v2.decode_grpc_request(request, SPEC, CLASSIFICATION, ("predict",)).outputs == ("predict_proba",)
+    two = pb.ModelInferRequest(inputs=[grpc_tensor()], raw_input_contents=[raw, raw])
+    with pytest.raises(v2.InvalidRequest, match="raw_input_contents holds 2 entries for 1 inputs; expected one per"):
+        v2.decode_grpc_request(two, SPEC, REGRESSION, ("predict",))
+    both = pb.ModelInferRequest(inputs=[grpc_tensor(contents=pb.InferTensorContents(fp64_contents=[1, 2, 3]))],
+                                raw_input_contents=[raw])
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has contents and raw_input_contents; send one"):
+        v2.decode_grpc_request(both, SPEC, REGRESSION, ("predict",))
+    short = pb.ModelInferRequest(inputs=[grpc_tensor()], raw_input_contents=[raw[:16]])
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has 16 bytes of data; its shape and datatype FP64 need "
+                                                r"3 x 8 = 24"):
+        v2.decode_grpc_request(short, SPEC, REGRESSION, ("predict",))
+
+
+def test_grpc_pandas_inputs_one_per_feature_by_name() -> None:
+    request = pb.ModelInferRequest(inputs=[
+        pb.ModelInferRequest.InferInputTensor(name=name, datatype="FP64", shape=[2],
+                                              contents=pb.InferTensorContents(fp64_contents=values))
+        for name, values in (("bmi", [3, 6]), ("age", [1, 4]), ("sex", [2, 5]))])
+    np.testing.assert_array_equal(v2.decode_grpc_request(request, SPEC, REGRESSION, ("predict",)).x,
+                                  [[1, 2, 3], [4, 5, 6]])
+
+
+def test_v1_instances_are_checked_as_fp64_rows() -> None:
+    np.testing.assert_array_equal(v2.decode_v1_request(b'{"instances": [[1, 2, 3]]}', SPEC), [[1, 2, 3]])
+    with pytest.raises(v2.InvalidRequest, match="instances.data holds True; expected only numbers"):
+        v2.decode_v1_request(b'{"instances": [[1, true, 3]]}', SPEC)
+    with pytest.raises(v2.InvalidRequest, match=r"instances.data holds 1e\+300 at row 0, feature 'sex'"):
+        v2.decode_v1_request(b'{"instances": [[1, 1e300, 3]]}', v2.InputSpec(FEATURES, low=np.zeros(3),
+                                                                               high=np.ones(3) * 10))
+    with pytest.raises(v2.InvalidRequest, match="request body is empty; expected a JSON object with an 'instances' list"):
+        v2.decode_v1_request(b"", SPEC)
