@@ -337,3 +337,11 @@ def test_v1_instances_are_checked_as_fp64_rows() -> None:
                                                                                high=np.ones(3) * 10))
     with pytest.raises(v2.InvalidRequest, match="request body is empty; expected a JSON object with an 'instances' list"):
         v2.decode_v1_request(b"", SPEC)
+
+
+def test_values_in_messages_are_cut_to_a_bounded_length() -> None:
+    limit = v2._MAX_SHOWN
+    fits = "x" * (limit - 2)  # repr adds the quotes: exactly the limit
+    assert v2._show(fits) == repr(fits)
+    longer = "x" * (limit - 1)
+    assert v2._show(longer) == repr(longer)[: limit - 3] + "..." and len(v2._show(longer)) == limit
