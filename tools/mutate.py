@@ -246,7 +246,8 @@ def mutate(module: str, tests: tuple[str, ...], *, timeout: float, jobs: int, ke
 def report(result: ModuleResult, seconds: float) -> list[str]:
     score = result.score
     lines = [f"{result.module}: {len(result.mutants)} mutants in {seconds:.0f} s; "
-             f"logic: {result.count('killed') + result.count('timeout')} killed, {result.count('survived')} survived, "
+             f"logic: {result.count('killed')} killed, {result.count('timeout')} timed out, "
+             f"{result.count('survived')} survived, "
              f"{result.count('no tests')} no tests, {result.count('not run')} not run; "
              f"score {'n/a' if score is None else f'{score:.0%}'}; "
              f"prose: {result.count('killed', 'prose')} killed, {result.count('survived', 'prose')} survived; "
