@@ -43,8 +43,8 @@ SOURCE_PACKAGES = ("components", "serving", "scoring")
 # The one list: module -> the test files whose fast tier pins it down.
 MODULES: dict[str, tuple[str, ...]] = {
     "components/gate.py": ("tests/pipeline/test_gate.py",),
-    "components/push.py": ("tests/pipeline/test_push_logic.py", "tests/pipeline/test_push.py",
-                           "tests/pipeline/test_push_skops.py"),
+    "components/push.py": ("tests/pipeline/test_push_logic.py", "tests/pipeline/test_registry.py",
+                           "tests/pipeline/test_push.py", "tests/pipeline/test_push_skops.py"),
     "components/registry.py": ("tests/pipeline/test_registry.py", "tests/pipeline/test_registry_report.py",
                                "tests/pipeline/test_writer_policy.py", "tests/pipeline/test_store_killed.py"),
     # v2 holds the binary tensor extension (split_binary and the raw-bytes codecs) too.
