@@ -32,7 +32,7 @@ SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 #> MINIO_ENDPOINT | environment: an object store to use instead of the local one (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY)
 
 .PHONY: models promote rollback report
-.PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast apt-tools clean
+.PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast mutate apt-tools clean
 
 help: ## List the targets, the variables each reads [VAR=default] and the variables' defaults
 	@awk -f tools/help.awk $(MAKEFILE_LIST)
@@ -147,6 +147,9 @@ test: $(STAMP) $(HELM) $(ACTIONLINT) apt-tools ## Run the whole test suite [PYTE
 
 test-fast: $(STAMP) ## Unit tests only (no servers, no pipelines) [PYTEST_ARGS=]
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+mutate: $(STAMP) ## Mutation testing of gate/push/registry/v2/engine/rows/scoring on the fast tier [MUTATE_ARGS="--module serving/v2.py --budget 1200"]
+	@$(PY) -m tools.mutate $(MUTATE_ARGS)
 
 clean: ## Remove local outputs (keeps .venv and the local object store)
 	rm -rf local_outputs .pytest_cache

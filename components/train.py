@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 # CalibratedClassifierCV(SVC(), ensemble=False)); with 1.9.1 pinned, the warning is noise in every fit.
 warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
 
-DEFAULT_ESTIMATOR = "random_forest"
-
 
 @dataclass(frozen=True)
 class EstimatorSpec:

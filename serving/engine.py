@@ -76,13 +76,15 @@ def compile_predictor(model, method: str = "predict", *, fast: bool = True) -> P
         logger.info("prediction engine: scikit-learn %s (fast path switched off)", method)
         return own
     steps, final = split_pipeline(model)
+    n_features = getattr(model, "n_features_in_", None)
+    # Checked before compiling: the flat table is sized by the final estimator's own count.
+    if n_features is None or getattr(final, "n_features_in_", None) is None:
+        # nothing to check requests against: leave them to scikit-learn
+        logger.info("prediction engine: scikit-learn %s (model does not record its feature count)", method)
+        return own
     kernel = _compile_final(final, method)
     if kernel is None:
         logger.info("prediction engine: scikit-learn %s (%s has no fast path)", method, type(final).__name__)
-        return own
-    n_features = getattr(model, "n_features_in_", None)
-    if n_features is None:  # nothing to check requests against: leave them to scikit-learn
-        logger.info("prediction engine: scikit-learn %s (model does not record its feature count)", method)
         return own
     transforms = [compile_transform(step) for step in steps]
     predictor = FastPredictor(transforms, kernel, int(n_features), own, kernel.description)

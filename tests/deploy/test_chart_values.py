@@ -114,12 +114,19 @@ def test_placeholder_credentials_are_refused_by_default(helm, values, fields):
     assert "allowPlaceholderCredentials=true" in failure.value.output
 
 
-@pytest.mark.parametrize("values", [READER_KEYS, (*READER_KEYS, *MINIO_KEYS), ("objectStore.existingSecret=mine",)],
-                         ids=["real-keys", "real-keys-with-minio", "existing-secret"])
+@pytest.mark.parametrize("values", [READER_KEYS, (*READER_KEYS, *MINIO_KEYS)], ids=["real-keys", "real-keys-with-minio"])
 def test_real_credentials_need_no_allowance(helm, values):
     secrets = render.find(render.helm_template(helm, values, allow_placeholders=False), "Secret")
-    decoded = [base64.b64decode(v).decode() for secret in secrets for v in secret["data"].values()]
+    decoded = {base64.b64decode(v).decode() for secret in secrets for v in secret["data"].values()}
+    assert {"reader", "reader-secret"} <= decoded  # the keys given, not placeholders
     assert not any(value.startswith("CHANGE-ME") for value in decoded)
+
+
+def test_an_existing_secret_needs_no_allowance_and_renders_none(helm):
+    docs = render.helm_template(helm, ("objectStore.existingSecret=mine",), allow_placeholders=False)
+    assert render.find(docs, "Secret") == []  # nothing of ours to hold a placeholder
+    reader = [doc for doc in render.find(docs, "ServiceAccount") if doc["metadata"]["name"] == "model-reader"]
+    assert [account["secrets"] for account in reader] == [[{"name": "mine"}]]
 
 
 def test_notes_warn_about_placeholder_credentials(helm, notes_chart):

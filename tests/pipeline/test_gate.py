@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
 from components.errors import EvaluateError
-from components.gate import decide
+from components.gate import TIE_TOLERANCE, decide, feature_list, fingerprint, schema_difference
 
 PROD_URI = "s3://models/m/production/"
 
@@ -56,3 +60,100 @@ def test_unreadable_production_metadata_is_an_error_naming_it(metadata, expected
 def test_a_broken_production_record_is_reported_even_when_the_candidate_fails_anyway():
     with pytest.raises(EvaluateError, match="holds a JSON list"):
         decide("r2", 0.1, 0.2, "regression", [], PROD_URI)
+
+
+# ---------------------------------------------------------------- edges that mutation testing found unpinned
+
+def test_a_value_exactly_at_the_threshold_deploys():
+    assert decide("r2", 0.25, 0.25, "regression", None, PROD_URI).deploy is True
+    assert decide("r2", 0.25, 0.25, "regression", production(0.25), PROD_URI).deploy is True
+
+
+@pytest.mark.parametrize("behind, deploy", [(0.0, True), (TIE_TOLERANCE / 2, True), (TIE_TOLERANCE, True),
+                                            (TIE_TOLERANCE * 10, False), (1e-6, False)])
+def test_the_tie_tolerance_absorbs_float_noise_only(behind, deploy):
+    best = 0.5
+    decision = decide("r2", best - behind, 0.2, "regression", production(best), PROD_URI)
+    assert decision.deploy is deploy, decision.reason
+    assert TIE_TOLERANCE == 1e-9  # the figures above are in its units
+
+
+@pytest.mark.parametrize("task, metric", [("classification", "r2"), ("regression", "mae")])
+def test_a_production_model_of_another_task_or_metric_alone_is_not_comparable(task, metric):
+    decision = decide("r2", 0.9, 0.2, "regression", production(0.1, task=task, metric=metric), PROD_URI)
+    assert decision.deploy is False
+    assert f"is a {task} model scored by {metric}" in decision.reason
+
+
+def test_production_trained_on_the_same_data_and_parameters_is_nothing_new():
+    prod = {**production(0.1), "lineage": {"fingerprint": "abc"}}
+    same = decide("r2", 0.9, 0.2, "regression", prod, PROD_URI, training_fingerprint="abc")
+    assert (same.deploy, same.nothing_new) == (False, True)
+    assert "production v3 was trained on the same data" in same.reason
+    other = decide("r2", 0.9, 0.2, "regression", prod, PROD_URI, training_fingerprint="def")
+    assert (other.deploy, other.nothing_new) == (True, False)
+    no_lineage = decide("r2", 0.9, 0.2, "regression", production(0.1), PROD_URI, training_fingerprint="abc")
+    assert (no_lineage.deploy, no_lineage.nothing_new) == (True, False)
+    lineage_not_an_object = {**production(0.1), "lineage": "abc"}
+    assert decide("r2", 0.9, 0.2, "regression", lineage_not_an_object, PROD_URI,
+                  training_fingerprint="abc").nothing_new is False
+
+
+def test_a_production_record_without_a_version_is_shown_as_unknown():
+    prod = production(0.9)
+    del prod["version"]
+    assert "worse than production v? (0.9000)" in decide("r2", 0.4, 0.2, "regression", prod, PROD_URI).reason
+
+
+SCHEMA = {"features": [{"name": "age"}, {"name": "bmi"}]}
+
+
+def test_a_changed_input_schema_is_refused_unless_allowed():
+    prod = {**production(0.9), "schema": {"features": [{"name": "bmi"}, {"name": "age"}]}}
+    refused = decide("r2", 0.4, 0.2, "regression", prod, PROD_URI, schema=SCHEMA)
+    assert refused.deploy is False
+    assert "input schema differs from production v3 (same 2 features in another order)" in refused.reason
+    allowed = decide("r2", 0.4, 0.2, "regression", prod, PROD_URI, schema=SCHEMA, allow_schema_change=True)
+    assert allowed.deploy is True  # not compared with production's 0.9: other features, other scores
+    assert "input schema changed (same 2 features in another order), allowed by allow_schema_change" in allowed.reason
+    same = decide("r2", 0.4, 0.2, "regression", {**production(0.9), "schema": SCHEMA}, PROD_URI, schema=SCHEMA)
+    assert "worse than production v3" in same.reason
+
+
+@pytest.mark.parametrize("theirs, ours, expected", [
+    (["a", "b"], ["a", "b"], ""),
+    (["a", "b"], ["b", "a"], "same 2 features in another order"),
+    (["a", "b"], ["a"], "1 features instead of 2; without b"),
+    (["a"], ["a", "c"], "2 features instead of 1; with c"),
+    (["a", "b"], ["a", "c"], "2 features instead of 2; without b; with c"),
+    ([f"f{i}" for i in range(7)], [], "0 features instead of 7; without f0, f1, f2, f3, f4..."),
+    ([], [f"f{i}" for i in range(6)], "6 features instead of 0; with f0, f1, f2, f3, f4..."),
+    ([], [f"f{i}" for i in range(5)], "5 features instead of 0; with f0, f1, f2, f3, f4"),
+])
+def test_schema_difference_says_what_differs(theirs, ours, expected):
+    assert schema_difference({"features": theirs}, {"features": ours}) == expected
+
+
+@pytest.mark.parametrize("schema, expected", [
+    ({"features": [{"name": "a"}, "b"]}, ["a", "b"]),
+    ({"features": "a,b"}, None), (["a"], None), (None, None), ({}, None),
+])
+def test_feature_list_reads_names_in_order(schema, expected):
+    assert feature_list(schema) == expected
+    assert schema_difference(schema, {"features": ["zzz"]}) == ("" if expected is None else
+                                                               f"1 features instead of {len(expected)}; "
+                                                               f"without {', '.join(expected)}; with zzz")
+
+
+def test_the_fingerprint_covers_every_input_and_not_key_order():
+    base = dict(data_sha256="d", schema={"a": 1, "b": 2}, estimator="rf", hyperparameters={"n": 1}, split={"seed": 0})
+    reference = fingerprint(**base)
+    assert reference == hashlib.sha256(json.dumps(
+        {"data_sha256": "d", "estimator": "rf", "hyperparameters": {"n": 1}, "schema": {"a": 1, "b": 2},
+         "split": {"seed": 0}}, sort_keys=True).encode()).hexdigest()
+    assert fingerprint(**{**base, "schema": {"b": 2, "a": 1}}) == reference
+    for name, other in [("data_sha256", "e"), ("schema", {}), ("estimator", "svc"), ("hyperparameters", {}),
+                        ("split", {"seed": 1})]:
+        assert fingerprint(**{**base, name: other}) != reference, name
+    # Values JSON cannot hold (a Path, a numpy scalar) are fingerprinted by their str().
+    assert fingerprint(**{**base, "split": {"seed": Path("0")}}) == fingerprint(**{**base, "split": {"seed": "0"}})

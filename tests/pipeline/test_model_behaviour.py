@@ -1,7 +1,9 @@
 """Model behaviour (Made-With-ML style): quality floor, direction, invariance, determinism.
 
 On the default model: a 100-tree random forest trained by the pipeline's own train step on the
-diabetes train split (seed 42), and the same on breast_cancer.
+diabetes train split (seed 42), and the same on breast_cancer. Only what this project's choices
+decide is checked; what scikit-learn guarantees for any forest (predictions inside the training
+target range, one row and a batch agreeing, probabilities summing to 1) is not re-tested here.
 """
 
 from __future__ import annotations
@@ -32,12 +34,6 @@ def test_held_out_r2_clears_the_default_threshold(diabetes_model, diabetes_data)
     assert diabetes_model.score(x_test, y_test) > 0.2
 
 
-def test_predictions_stay_within_the_training_target_range(diabetes_model, diabetes_data):
-    (_, y_train), (x_test, _), _ = diabetes_data
-    predicted = diabetes_model.predict(x_test)
-    assert y_train.min() <= predicted.min() and predicted.max() <= y_train.max()
-
-
 @pytest.mark.parametrize("feature", ["bmi", "s5"])
 def test_direction_higher_bmi_or_triglycerides_predicts_more_progression(diabetes_model, diabetes_data, feature):
     (x_train, _), _, schema = diabetes_data
@@ -45,13 +41,6 @@ def test_direction_higher_bmi_or_triglycerides_predicts_more_progression(diabete
     low, high = np.median(x_train, axis=0), np.median(x_train, axis=0)
     low[index], high[index] = np.quantile(x_train[:, index], [0.1, 0.9])
     assert diabetes_model.predict(high[None])[0] > diabetes_model.predict(low[None])[0] + 20
-
-
-def test_one_row_and_batch_predictions_agree(diabetes_model, diabetes_data):
-    _, (x_test, _), _ = diabetes_data
-    batch = diabetes_model.predict(x_test[:16])
-    single = np.array([diabetes_model.predict(row[None])[0] for row in x_test[:16]])
-    np.testing.assert_array_equal(batch, single)
 
 
 def test_training_is_deterministic_for_a_seed(diabetes, diabetes_model, diabetes_data, tmp_path):
@@ -71,6 +60,4 @@ def test_classifier_separates_breast_cancer_with_calibrated_probabilities(breast
     x_test, y_test = read_dataset(breast_cancer.test, schema)
     model = joblib.load(breast_cancer_rf / "model.joblib")
     assert model.score(x_test, y_test) > 0.9
-    proba = model.predict_proba(x_test)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert list(model.classes_) == schema["target"]["classes"]

@@ -46,8 +46,8 @@ def test_every_estimator_fits_and_predicts(task, estimator):
     assert pipeline.score(x, y) > 0.5  # each learns the obvious signal
 
 
-def test_default_is_a_lean_100_tree_forest_seeded():
-    pipeline = build_pipeline(schema_for("regression"), train.DEFAULT_ESTIMATOR, {}, seed=42)
+def test_a_forest_without_hyperparameters_is_a_lean_100_tree_forest_seeded():
+    pipeline = build_pipeline(schema_for("regression"), "random_forest", {}, seed=42)
     assert [name for name, _ in pipeline.steps] == ["model"]
     forest = pipeline.named_steps["model"]
     assert (forest.n_estimators, forest.random_state) == (100, 42)

@@ -300,3 +300,74 @@ def test_each_fitted_estimator_gets_its_own_flat_table(fitted):
     twin = RandomForestRegressor(n_estimators=10, random_state=0).fit(*_DATA["regression"])
     other = RandomForestRegressor(n_estimators=10, random_state=1).fit(*_DATA["regression"])
     assert compile_predictor(twin)._kernel.forest is not compile_predictor(other)._kernel.forest
+
+
+# ---------------------------------------------------------------- edges that mutation testing found unpinned
+
+def test_multi_output_forests_classifiers_to_sklearn_regressors_fast():
+    x, y = _DATA["regression"]
+    two = np.column_stack([y > np.median(y), y > np.quantile(y, 0.8)]).astype(int)
+    classifier = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, two)
+    assert describe(compile_predictor(classifier, "predict")).startswith("scikit-learn")
+    assert describe(compile_predictor(classifier, "predict_proba")).startswith("scikit-learn")
+    regressor = RandomForestRegressor(n_estimators=5, random_state=0).fit(x, np.column_stack([y, -y]))
+    predict = compile_predictor(regressor, "predict")
+    assert describe(predict).startswith(FAST)
+    rows = _queries("regression", 7, seed=3)
+    assert_identical(predict(rows), regressor.predict(rows))  # (7, 2): not flattened to one column
+
+
+def test_a_regressor_has_no_fast_predict_proba():
+    model = RandomForestRegressor(n_estimators=3, random_state=0).fit(*_DATA["regression"])
+    assert describe(compile_predictor(model, "apply")).startswith("scikit-learn")
+
+
+@pytest.mark.parametrize("skipped", [None, "passthrough"])
+def test_a_passthrough_or_none_step_in_the_middle_of_a_pipeline_is_skipped(skipped):
+    x, y = _DATA["regression"]
+    model = Pipeline([("scale", StandardScaler()), ("nothing", skipped),
+                      ("forest", RandomForestRegressor(n_estimators=10, random_state=0))]).fit(x, y)
+    predict = compile_predictor(model)
+    assert describe(predict).startswith(FAST)
+    rows = _queries("regression", 33, seed=4)
+    assert_identical(predict(rows), model.predict(rows))
+    # The range is carried back through the scaler alone (a passthrough maps nothing).
+    accepted = engine.input_range(model, x.shape[1])
+    assert accepted.reason == "RandomForestRegressor computes in float32 after StandardScaler"
+
+
+def test_a_model_without_n_features_in_is_left_to_sklearn():
+    # Was an AttributeError at load: the flat table was built from the forest's count before the check.
+    x, y = _DATA["regression"]
+    forest = RandomForestRegressor(n_estimators=3, random_state=0).fit(x, y)
+    del forest.n_features_in_
+    predict = compile_predictor(forest)
+    assert describe(predict).startswith("scikit-learn")
+    assert_identical(predict(x[:5]), forest.predict(x[:5]))
+    inner = RandomForestRegressor(n_estimators=3, random_state=0).fit(x, y)
+    pipeline = make_pipeline(StandardScaler().fit(x), inner)
+    pipeline.steps[-1][1].fit(StandardScaler().fit_transform(x), y)
+    del inner.n_features_in_
+    assert getattr(pipeline, "n_features_in_", None) == x.shape[1]  # the Pipeline's comes from its scaler
+    assert describe(compile_predictor(pipeline)).startswith("scikit-learn")
+
+
+def test_forests_beyond_the_node_limit_are_left_to_sklearn(monkeypatch):
+    model = RandomForestRegressor(n_estimators=4, random_state=0).fit(*_DATA["regression"])
+    nodes = sum(tree.tree_.node_count for tree in model.estimators_)
+    monkeypatch.setattr(engine, "MAX_FLAT_NODES", nodes)
+    assert describe(compile_predictor(model)).startswith(FAST)  # at the limit: still flattened
+    monkeypatch.setattr(engine, "MAX_FLAT_NODES", nodes - 1)
+    assert describe(compile_predictor(model)).startswith("scikit-learn")
+
+
+def test_the_input_range_is_clamped_to_finite_float64():
+    # A huge std scales float32's limit up past float64's: the range stays finite, never inf.
+    x, y = _DATA["regression"]
+    model = make_pipeline(StandardScaler(), RandomForestRegressor(n_estimators=3, random_state=0)).fit(x, y)
+    model[0].scale_[0] = 1e300  # set, not fitted: the squares of such values overflow the fit itself
+    accepted = engine.input_range(model, x.shape[1])
+    finite = np.finfo(np.float64).max
+    assert accepted.low[0] == -finite and accepted.high[0] == finite
+    assert np.all(np.isfinite(accepted.low)) and np.all(np.isfinite(accepted.high))
+    assert -finite < accepted.low[1] and accepted.high[1] < finite  # the other features are narrowed

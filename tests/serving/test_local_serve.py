@@ -5,11 +5,16 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+from pathlib import Path
 
 import pytest
+import yaml
 
+from components.registry import production_prefix
 from pipelines.local.s3server import free_port
 from pipelines.local import serve as local
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _PlainText(http.server.BaseHTTPRequestHandler):
@@ -44,10 +49,16 @@ def test_a_model_uri_that_is_not_s3_is_refused(uri) -> None:
         local._split_s3(uri)
 
 
-def test_the_default_uri_is_the_slash_terminated_production_prefix() -> None:
-    # A storageUri prefix without the slash also matches production-old/ and friends.
-    assert local.DEFAULT_MODEL_URI == "s3://models/diabetes-rf/production/"
-    assert local._split_s3(local.DEFAULT_MODEL_URI) == ("models", "diabetes-rf/production")
+def test_the_default_uri_is_where_the_pipeline_publishes_production_by_default() -> None:
+    # What push writes with the compiled pipeline's defaults; slash-terminated, since a storageUri
+    # prefix without the slash also matches production-old/ and friends.
+    # The compiled YAML holds the pipeline spec, then the platform spec: the first document.
+    spec = next(yaml.safe_load_all((ROOT / "pipelines" / "training_pipeline.yaml").read_text()))
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    bucket, model_name = parameters["bucket"]["defaultValue"], parameters["model_name"]["defaultValue"]
+    assert local.DEFAULT_MODEL_URI == f"s3://{bucket}/{production_prefix(model_name)}"
+    assert local.DEFAULT_MODEL_URI.endswith("/production/")
+    assert local._split_s3(local.DEFAULT_MODEL_URI) == (bucket, f"{model_name}/production")
 
 
 def _time_wait_port() -> int:

@@ -21,7 +21,6 @@ from serving.model import SklearnModel
 
 # Predictions go through serving.engine; where it computes what scikit-learn computes the
 # numbers agree to the last bit, and this is the bound issue 5 allows.
-RTOL = 1e-9
 
 
 def run(coro):
@@ -50,7 +49,7 @@ def infer(model: SklearnModel, rows: np.ndarray, datatype: str = "FP64", outputs
 def test_regressor_predictions_equal_sklearn(regressor_dir, regressor, diabetes, batch: int) -> None:
     x = diabetes[0][:batch]
     got = infer(loaded(regressor_dir), x)
-    np.testing.assert_allclose(got["predict"], regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(got["predict"], regressor.predict(x))
     response = got["_response"]
     assert response["model_name"] == "diabetes-rf" and response["model_version"] == "3"
     assert response["outputs"][0]["datatype"] == "FP64" and response["outputs"][0]["shape"] == [batch]
@@ -59,14 +58,14 @@ def test_regressor_predictions_equal_sklearn(regressor_dir, regressor, diabetes,
 def test_every_row_of_the_data_matches_one_request_per_row(regressor_dir, regressor, diabetes) -> None:
     model, x = loaded(regressor_dir), diabetes[0][:40]
     singles = np.concatenate([infer(model, x[i:i + 1])["predict"] for i in range(len(x))])
-    np.testing.assert_allclose(singles, regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(singles, regressor.predict(x))
 
 
 def test_fp32_request_equals_sklearn_on_float32_rounded_rows(regressor_dir, regressor, diabetes) -> None:
     x = diabetes[0][:5]
     rounded = x.astype(np.float32).astype(np.float64)
     got = infer(loaded(regressor_dir), x, datatype="FP32")
-    np.testing.assert_allclose(got["predict"], regressor.predict(rounded), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(got["predict"], regressor.predict(rounded))
 
 
 def test_classifier_answers_labels_and_probabilities_when_asked(classifier_dir, classifier, diabetes) -> None:
@@ -76,7 +75,7 @@ def test_classifier_answers_labels_and_probabilities_when_asked(classifier_dir, 
     np.testing.assert_array_equal(default["predict"], classifier.predict(x))
     assert default["_response"]["outputs"][0]["datatype"] == "INT64"
     both = infer(model, x, outputs=["predict_proba", "predict"], id="abc")
-    np.testing.assert_allclose(both["predict_proba"], classifier.predict_proba(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(both["predict_proba"], classifier.predict_proba(x))
     np.testing.assert_array_equal(both["predict"], classifier.predict(x))
     assert [o["name"] for o in both["_response"]["outputs"]] == ["predict_proba", "predict"]
     assert both["_response"]["id"] == "abc"
@@ -123,7 +122,7 @@ def test_kserve_path_grpc_style_request(classifier_dir, classifier, diabetes) ->
     (output,) = response.outputs
     assert response.id == "g1" and response.model_version == "1" and output.name == "predict_proba"
     assert output.shape == [3, 2] and output.datatype == "FP64"
-    np.testing.assert_allclose(np.array(output.data).reshape(3, 2), classifier.predict_proba(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(np.array(output.data).reshape(3, 2), classifier.predict_proba(x))
 
 
 def test_kserve_path_refuses_v1_bodies(regressor_dir) -> None:
@@ -134,8 +133,7 @@ def test_kserve_path_refuses_v1_bodies(regressor_dir) -> None:
 def test_model_survives_pickling_for_worker_processes(regressor_dir, regressor, diabetes) -> None:
     copy = pickle.loads(pickle.dumps(loaded(regressor_dir)))
     assert copy.ready
-    np.testing.assert_allclose(infer(copy, diabetes[0][:4])["predict"], regressor.predict(diabetes[0][:4]),
-                               rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(infer(copy, diabetes[0][:4])["predict"], regressor.predict(diabetes[0][:4]))
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["batching-on", "batching-off"])
@@ -150,7 +148,7 @@ def test_concurrent_requests_each_get_their_own_rows_answer(regressor_dir, regre
         return await asyncio.gather(*(model.infer_json(body) for body in bodies))
 
     answers = [orjson.loads(raw)["outputs"][0]["data"][0] for raw, _ in run(all_at_once())]
-    np.testing.assert_allclose(answers, regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(answers, regressor.predict(x))
     stats = model.batch_stats["predict"]
     assert stats.requests == 24
     assert (stats.batches < 24) if enabled else (stats.batches == 24)

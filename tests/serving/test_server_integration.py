@@ -44,7 +44,6 @@ START_TIMEOUT_S = 30.0
 DEMO_TIMEOUT_S = 90.0  # serving.local checks the store, starts the server, waits for ready, demos: load 15+ here
 PIPELINE_TIMEOUT_S = 240
 PIPELINE_YAML = Path(__file__).resolve().parents[2] / "pipelines" / "training_pipeline.yaml"
-RTOL = 1e-9
 
 
 class Server:
@@ -173,10 +172,22 @@ def test_plain_http_answers_equal_sklearn(conn, regressor, diabetes) -> None:
     x = diabetes[0][:50]
     status, body = get(conn, "POST", f"/v2/models/{MODEL}/infer", rows_body(x), {"Content-Type": "application/json"})
     assert status == 200
-    np.testing.assert_allclose(json.loads(body)["outputs"][0]["data"], regressor.predict(x), rtol=RTOL, atol=0)
-    singles = [json.loads(get(conn, "POST", f"/v2/models/{MODEL}/infer", rows_body(x[i:i + 1], "FP64"))[1])
-               ["outputs"][0]["data"][0] for i in range(10)]
-    np.testing.assert_allclose(singles, regressor.predict(x[:10]), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(json.loads(body)["outputs"][0]["data"], regressor.predict(x))
+    # Single rows: within 1e-15 here; bit for bit is test_single_row_answers_equal_sklearn_bit_for_bit.
+    np.testing.assert_allclose(single_rows(conn, x[:10]), regressor.predict(x[:10]), rtol=1e-15, atol=0)
+
+
+def single_rows(conn, x: np.ndarray) -> list[float]:
+    return [json.loads(get(conn, "POST", f"/v2/models/{MODEL}/infer", rows_body(row[None], "FP64"))[1])
+            ["outputs"][0]["data"][0] for row in x]
+
+
+@pytest.mark.xfail(strict=False, reason="single-row answers over the real server differ from scikit-learn by 1 ulp "
+                   "on some rows (4 of 10 seen on 2026-12-02), while batches and in-process single rows are "
+                   "bit-identical; found when issue 11 replaced rtol 1e-9 by exact equality, cause not yet known")
+def test_single_row_answers_equal_sklearn_bit_for_bit(conn, regressor, diabetes) -> None:
+    x = diabetes[0][:10]
+    np.testing.assert_array_equal(single_rows(conn, x), regressor.predict(x))
 
 
 def v2_request(rows: np.ndarray) -> InferRequest:
@@ -199,7 +210,7 @@ def test_kserve_rest_client(server, regressor, diabetes) -> None:
 
     ready, response = asyncio.run(call())
     assert ready is True and response.id == "it-1"
-    np.testing.assert_allclose(response.outputs[0].as_numpy(), regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(response.outputs[0].as_numpy(), regressor.predict(x))
 
 
 def test_kserve_grpc_client(server, regressor, diabetes) -> None:
@@ -219,7 +230,7 @@ def test_kserve_grpc_client(server, regressor, diabetes) -> None:
 
     ready, response, refused = asyncio.run(call())
     assert ready == (True, True)
-    np.testing.assert_allclose(response.outputs[0].as_numpy(), regressor.predict(x), rtol=RTOL, atol=0)
+    np.testing.assert_array_equal(response.outputs[0].as_numpy(), regressor.predict(x))
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "3 features per row; this model takes 10" in refused.details()
     # gRPC inference lands in the same Prometheus series as REST, labelled protocol="grpc".

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import orjson
 import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from serving import v2
@@ -237,3 +238,110 @@ def test_class_labels_keep_their_type(labels: np.ndarray, datatype: str, data: l
     tensor = orjson.loads(raw)["outputs"][0]
     assert tensor["datatype"] == datatype and tensor["data"] == data
     assert "id" not in orjson.loads(raw)
+
+
+# ---------------------------------------------------------------- edges that mutation testing found unpinned
+
+@pytest.mark.parametrize("data, shown", [([0.1, False, 0.3], "False"), ([False, 0.2, 0.3], "False"),
+                                         ([[0.1, 0.2, 0.3], [0.4, 0.5, False]], "False")])
+def test_a_false_among_numbers_is_refused_like_true(data, shown) -> None:
+    raw = body(data=data, shape=[len(data) if isinstance(data[0], list) else 1, 3])
+    assert b"true" not in raw  # only the literal false: its own scan must find it
+    with pytest.raises(v2.InvalidRequest, match=f"holds {shown}; expected only numbers"):
+        decode(raw)
+
+
+def test_more_data_than_the_shape_is_refused() -> None:
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\].shape needs 3 values; data holds 6"):
+        decode(body(data=[0.1] * 6, shape=[1, 3]))
+
+
+@pytest.mark.parametrize("datatype, low, high", [("INT8", -128, 127), ("INT16", -(2 ** 15), 2 ** 15 - 1),
+                                                 ("UINT8", 0, 255), ("UINT16", 0, 2 ** 16 - 1)])
+def test_integer_datatypes_accept_their_edges_and_refuse_one_beyond(datatype, low, high) -> None:
+    np.testing.assert_array_equal(decode(body(data=[low, high, low], datatype=datatype)).x, [[low, high, low]])
+    for outside in (low - 1, high + 1):
+        with pytest.raises(v2.InvalidRequest, match=f"outside {datatype} range \\[{low}, {high}\\]"):
+            decode(body(data=[outside, 1, 1], datatype=datatype))
+
+
+def test_an_empty_id_is_echoed_over_rest_and_absent_over_grpc() -> None:
+    decoded = decode(body(id=""))
+    assert decoded.request_id == ""  # a string: REST echoes what it got
+    raw, _ = v2.encode_response("m", None, decoded.request_id, {"predict": np.array([1.0])})
+    assert orjson.loads(raw)["id"] == ""
+    with pytest.raises(v2.InvalidRequest, match="id is 7; expected a string"):
+        decode(body(id=7))
+    grpc_request = pb.ModelInferRequest(model_name="m", id="", inputs=[pb.ModelInferRequest.InferInputTensor(
+        name="input-0", datatype="FP64", shape=[1, 3], contents=pb.InferTensorContents(fp64_contents=[1, 2, 3]))])
+    assert v2.decode_grpc_request(grpc_request, SPEC, REGRESSION, ("predict",)).request_id is None  # proto3: unset
+    grpc_request.id = "g-1"
+    assert v2.decode_grpc_request(grpc_request, SPEC, REGRESSION, ("predict",)).request_id == "g-1"
+
+
+def test_boolean_outputs_travel_as_bool_in_json_and_as_one_byte_each_in_binary() -> None:
+    flags = np.array([True, False, True])
+    raw, header_length = v2.encode_response("m", None, None, {"predict": flags})
+    assert header_length is None
+    assert orjson.loads(raw)["outputs"] == [{"name": "predict", "datatype": "BOOL", "shape": [3],
+                                             "data": [True, False, True]}]
+    raw, header_length = v2.encode_response("m", None, None, {"predict": flags}, binary=("predict",))
+    header = orjson.loads(raw[:header_length])
+    assert header["outputs"] == [{"name": "predict", "datatype": "BOOL", "shape": [3],
+                                  "parameters": {"binary_data_size": 3}}]
+    assert raw[header_length:] == b"\x01\x00\x01"
+    assert v2.raw_bytes(np.array([1, 258], ">i4")) == b"\x01\x00\x00\x00\x02\x01\x00\x00"  # little-endian
+    assert v2.raw_bytes(np.array(["ab", ""])) == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"  # length-prefixed
+
+
+def grpc_tensor(**fields):
+    return pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=[1, 3], **fields)
+
+
+def test_grpc_raw_contents_are_read_in_place_and_checked() -> None:
+    raw = np.array([0.5, 1.5, 2.5], "<f8").tobytes()
+    request = pb.ModelInferRequest(inputs=[grpc_tensor()], raw_input_contents=[raw], id="r")
+    decoded = v2.decode_grpc_request(request, SPEC, REGRESSION, ("predict",))
+    np.testing.assert_array_equal(decoded.x, [[0.5, 1.5, 2.5]])
+    assert (decoded.outputs, decoded.request_id) == (("predict",), "r")
+    request.outputs.add(name="predict_proba")
+    assert v2.decode_grpc_request(request, SPEC, CLASSIFICATION, ("predict",)).outputs == ("predict_proba",)
+    two = pb.ModelInferRequest(inputs=[grpc_tensor()], raw_input_contents=[raw, raw])
+    with pytest.raises(v2.InvalidRequest, match="raw_input_contents holds 2 entries for 1 inputs; expected one per"):
+        v2.decode_grpc_request(two, SPEC, REGRESSION, ("predict",))
+    both = pb.ModelInferRequest(inputs=[grpc_tensor(contents=pb.InferTensorContents(fp64_contents=[1, 2, 3]))],
+                                raw_input_contents=[raw])
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has contents and raw_input_contents; send one"):
+        v2.decode_grpc_request(both, SPEC, REGRESSION, ("predict",))
+    short = pb.ModelInferRequest(inputs=[grpc_tensor()], raw_input_contents=[raw[:16]])
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has 16 bytes of data; its shape and datatype FP64 need "
+                                                r"3 x 8 = 24"):
+        v2.decode_grpc_request(short, SPEC, REGRESSION, ("predict",))
+
+
+def test_grpc_pandas_inputs_one_per_feature_by_name() -> None:
+    request = pb.ModelInferRequest(inputs=[
+        pb.ModelInferRequest.InferInputTensor(name=name, datatype="FP64", shape=[2],
+                                              contents=pb.InferTensorContents(fp64_contents=values))
+        for name, values in (("bmi", [3, 6]), ("age", [1, 4]), ("sex", [2, 5]))])
+    np.testing.assert_array_equal(v2.decode_grpc_request(request, SPEC, REGRESSION, ("predict",)).x,
+                                  [[1, 2, 3], [4, 5, 6]])
+
+
+def test_v1_instances_are_checked_as_fp64_rows() -> None:
+    np.testing.assert_array_equal(v2.decode_v1_request(b'{"instances": [[1, 2, 3]]}', SPEC), [[1, 2, 3]])
+    with pytest.raises(v2.InvalidRequest, match="instances.data holds True; expected only numbers"):
+        v2.decode_v1_request(b'{"instances": [[1, true, 3]]}', SPEC)
+    with pytest.raises(v2.InvalidRequest, match=r"instances.data holds 1e\+300 at row 0, feature 'sex'"):
+        v2.decode_v1_request(b'{"instances": [[1, 1e300, 3]]}', v2.InputSpec(FEATURES, low=np.zeros(3),
+                                                                               high=np.ones(3) * 10))
+    with pytest.raises(v2.InvalidRequest, match="request body is empty; expected a JSON object with an 'instances' list"):
+        v2.decode_v1_request(b"", SPEC)
+
+
+def test_values_in_messages_are_cut_to_a_bounded_length() -> None:
+    limit = v2._MAX_SHOWN
+    fits = "x" * (limit - 2)  # repr adds the quotes: exactly the limit
+    assert v2._show(fits) == repr(fits)
+    longer = "x" * (limit - 1)
+    assert v2._show(longer) == repr(longer)[: limit - 3] + "..." and len(v2._show(longer)) == limit

@@ -1,0 +1,190 @@
+"""Push's own checks and metadata without a server (MemStore): what it refuses before the first write.
+
+test_push.py pins the same step against a real S3 server (integration); these pin, in the fast tier,
+the decisions mutation testing found unpinned: a missing `deploy` key, a NaN metric, a non-UTC
+clock, missing training or evaluation keys, and every field push derives for metadata.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import subprocess
+
+import pytest
+
+from components import push
+from components.errors import PushError
+from components.gate import fingerprint
+from components.registry import Guard, Registry
+
+from .memstore import MemStore
+
+NOW = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.timezone.utc)
+BUCKET = "models"
+TRAINING_KEYS = ("sklearn_version", "estimator", "hyperparameters", "training_seconds", "task")
+EVALUATION_KEYS = ("metrics", "primary_metric", "data_source", "threshold", "task")
+
+
+def records(diabetes, model_dir, evaluated) -> tuple[dict, dict, dict]:
+    return (json.loads((model_dir / "training.json").read_text()), json.loads(diabetes.schema.read_text()),
+            json.loads(evaluated.read_text()))
+
+
+def push_with(tmp_path, diabetes, model_dir, evaluation: dict, store: MemStore, now=NOW) -> push.PushResult:
+    path = tmp_path / "evaluation.json"
+    path.write_text(json.dumps(evaluation))
+    return push.run(model_dir, diabetes.schema, path, "m", BUCKET, store, "run-7", now, guard=Guard())
+
+
+def model_writes(store: MemStore) -> list[tuple[str, str]]:
+    return [(op, key) for op, key in store.calls if op in ("put", "copy") and key.startswith("m/")]
+
+
+@pytest.mark.parametrize("change", [{"deploy": False}, {"deploy": None}, {"deploy": 0}, "drop"])
+def test_an_evaluation_that_does_not_say_deploy_is_refused_before_any_write(tmp_path, diabetes, ridge_models,
+                                                                           evaluated, change):
+    evaluation = json.loads(evaluated.read_text())
+    assert evaluation["deploy"] is True  # the fixture says deploy: only the change below refuses
+    if change == "drop":
+        del evaluation["deploy"]
+    else:
+        evaluation.update(change)
+    store = MemStore()
+    with pytest.raises(PushError, match=r"evaluation says not to deploy \(.*\): refusing to push"):
+        push_with(tmp_path, diabetes, ridge_models[0], evaluation, store)
+    assert store.objects == {} and store.calls == []
+
+
+def test_a_nan_metric_is_refused_before_any_write(tmp_path, diabetes, ridge_models, evaluated):
+    evaluation = json.loads(evaluated.read_text())
+    evaluation["metrics"] = {**evaluation["metrics"], "mae": math.nan}
+    store = MemStore()
+    with pytest.raises(PushError, match="metadata.json would not be valid JSON"):
+        push_with(tmp_path, diabetes, ridge_models[0], evaluation, store)
+    assert model_writes(store) == []
+
+
+@pytest.mark.parametrize("missing", [("training", key) for key in TRAINING_KEYS]
+                         + [("evaluation", key) for key in EVALUATION_KEYS])
+def test_metadata_needs_every_training_and_evaluation_key(diabetes, ridge_models, evaluated, missing):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    where, key = missing
+    del (training if where == "training" else evaluation)[key]
+    with pytest.raises(PushError, match=f"training/evaluation records lack {key}$"):
+        push.build_metadata("m", 1, b"model", training, schema, evaluation, "run-7", NOW)
+
+
+def test_created_at_is_written_in_utc_whatever_the_clock_zone(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    plus_two = dt.datetime(2026, 12, 2, 10, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    metadata = push.build_metadata("m", 1, b"model", training, schema, evaluation, "run-7", plus_two)
+    assert metadata["created_at"] == "2026-12-02T08:00:05Z"
+
+
+def test_metadata_carries_what_push_derives(diabetes, ridge_models, evaluated, monkeypatch):
+    monkeypatch.setenv(push.GIT_COMMIT_ENV, "c0ffee")
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    evaluation = {**evaluation, "allow_schema_change": 1, "production": {"version": 4}}
+    metadata = push.build_metadata("m", 6, b"model-bytes", training, schema, evaluation, "run-7", NOW,
+                                   bucket=BUCKET, skops=b"skops-bytes")
+    assert {k: metadata[k] for k in ("format_version", "model_name", "version", "framework", "model_file",
+                                     "size_bytes", "skops_file", "run_id", "created_at")} == {
+        "format_version": push.FORMAT_VERSION, "model_name": "m", "version": 6, "framework": "scikit-learn",
+        "model_file": "model.joblib", "size_bytes": len(b"model-bytes"), "skops_file": "model.skops",
+        "run_id": "run-7", "created_at": "2026-12-02T08:00:00Z"}
+    assert metadata["sha256"] == hashlib.sha256(b"model-bytes").hexdigest()
+    assert metadata["skops_sha256"] == hashlib.sha256(b"skops-bytes").hexdigest()
+    for key in ("task", "estimator", "hyperparameters", "sklearn_version", "training_seconds"):
+        assert metadata[key] == training[key], key
+    for key in ("metrics", "primary_metric", "data_source", "split"):
+        assert metadata[key] == evaluation[key], key
+    assert metadata["schema"] == schema
+    lineage = metadata["lineage"]
+    split = evaluation["split"]
+    assert lineage["fingerprint"] == fingerprint(training["data_sha256"], schema, training["estimator"],
+                                                 training["hyperparameters"], split)
+    assert (lineage["data_sha256"], lineage["git_commit"], lineage["run_id"]) == (training["data_sha256"],
+                                                                                  "c0ffee", "run-7")
+    assert (lineage["evaluated_against"], lineage["compared_with"]) == (4, None)
+    assert lineage["params"] == {
+        "source": evaluation["data_source"], "target": schema["target"]["name"], "task": training["task"],
+        "test_fraction": split["test_fraction"], "seed": split["seed"], "missing_values": schema.get("missing_values"),
+        "categorical_features": [f["name"] for f in schema["features"] if "categories" in f],
+        "estimator": training["estimator"], "hyperparameters": training["hyperparameters"],
+        "threshold": evaluation["threshold"], "model_name": "m", "bucket": BUCKET, "allow_schema_change": True}
+    assert "skops_file" not in push.build_metadata("m", 6, b"x", training, schema, evaluation, "run-7", NOW)
+
+
+def test_a_training_record_without_a_data_hash_has_no_fingerprint(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    training["data_sha256"] = ""
+    lineage = push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", NOW)["lineage"]
+    assert lineage["fingerprint"] is None and lineage["params"]["allow_schema_change"] is False
+
+
+def test_a_push_answers_what_it_wrote(tmp_path, diabetes, ridge_models, evaluated):
+    store = MemStore()
+    pushed = push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    model = (ridge_models[0] / "model.joblib").read_bytes()
+    assert pushed == push.PushResult(1, "s3://models/m/v1/", "s3://models/m/production/",
+                                     hashlib.sha256(model).hexdigest(), True, pushed.reason, False)
+    assert "no production model yet" in pushed.reason
+    stored = json.loads(store.objects[BUCKET]["m/v1/metadata.json"])
+    assert stored["created_at"] == "2026-12-02T08:00:00Z" and stored["version"] == 1
+    assert stored["lineage"]["compared_with"] is None
+    second = push_with(tmp_path, diabetes, ridge_models[1], json.loads(evaluated.read_text()), store)
+    assert (second.version, second.promoted, second.model_uri) == (2, True, "s3://models/m/v2/")
+    assert json.loads(store.objects[BUCKET]["m/v2/metadata.json"])["lineage"]["compared_with"] == 1
+    assert Registry(store, BUCKET, "m").current().version == 2
+
+
+def test_git_commit_is_this_checkout_s_head(monkeypatch):
+    monkeypatch.delenv(push.GIT_COMMIT_ENV, raising=False)
+    head = subprocess.run(["git", "-C", str(push._PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    if head.returncode != 0:
+        pytest.skip(f"{push._PROJECT_ROOT} is not a git checkout here (an unpacked copy): nothing to compare with")
+    assert push.git_commit() == head.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", push.git_commit())
+
+
+def test_categorical_features_are_named_in_the_lineage(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    schema["features"][1] = {**schema["features"][1], "categories": ["f", "m"]}
+    lineage = push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", NOW)["lineage"]
+    assert lineage["params"]["categorical_features"] == [schema["features"][1]["name"]]
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_push_decides_again_on_a_changed_schema_as_evaluate_said(tmp_path, diabetes, ridge_models, evaluated, allowed):
+    store = MemStore()
+    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    schema = json.loads(diabetes.schema.read_text())
+    schema["features"] = schema["features"][::-1]
+    reordered = tmp_path / "schema.json"
+    reordered.write_text(json.dumps(schema))
+    evaluation = {**json.loads(evaluated.read_text()), "allow_schema_change": allowed}
+    path = tmp_path / "evaluation-2.json"
+    path.write_text(json.dumps(evaluation))
+    pushed = push.run(ridge_models[1], reordered, path, "m", BUCKET, store, "run-8", NOW, guard=Guard())
+    assert pushed.version == 2 and pushed.promoted is allowed
+    assert ("allowed by allow_schema_change" if allowed else "input schema differs from production v1") in pushed.reason
+    assert Registry(store, BUCKET, "m").current().version == (2 if allowed else 1)
+
+
+def test_refreshing_production_is_tried_twice_then_reported(tmp_path, diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    store.fail("copy", "m/production/metadata.json")
+    pushed = push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    assert pushed.promoted and "refreshing s3://models/m/production/ failed" in caplog.text
+    assert Registry(store, BUCKET, "m").production_state()[0]
+    store.fail("copy", "m/production/metadata.json", times=2)
+    with pytest.raises(PushError, match=r"^production.json names v2, but s3://models/m/production/ could not be "
+                                        r"refreshed from it \(.*\); readers of production.json"):
+        push_with(tmp_path, diabetes, ridge_models[1], json.loads(evaluated.read_text()), store)
+    assert Registry(store, BUCKET, "m").current().version == 2  # the pointer moved; production/ lags
+

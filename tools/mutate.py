@@ -1,0 +1,299 @@
+"""Mutation testing of the modules where a silent bug hurts most (`make mutate`), with mutmut.
+
+Each module in MODULES is mutated on its own, in a throw-away copy of the project (mutmut writes a
+`mutants/` tree and reads its settings from setup.cfg; neither touches the worktree). Only the fast
+tier (`-m "not integration"`) of the test files listed for the module runs, and mutmut runs for
+each mutant only the tests that reached the mutated function. Every module has a time limit and
+the whole run a budget; a module cut short reports what it finished.
+
+Per module it prints killed / survived / no tests, and the score: killed over the mutants that
+count, i.e. all but
+- the ones in EQUIVALENT (a change no test can see; each says why), and
+- "prose" mutants: a string literal with a space in it (an error message, a log line) changed.
+  Messages are checked where they carry a field name or value (tests match on those), not word
+  for word; they are counted apart so that logic survivors stand out.
+Then each survivor that counts: file:line, the line before and after.
+
+    python -m tools.mutate [--module components/gate.py ...] [--module-timeout 600] [--budget 3600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tokenize
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a copy of the project needs to import the code and run its tests.
+COPIED = ("components", "serving", "scoring", "pipelines", "tests", "pyproject.toml")
+SOURCE_PACKAGES = ("components", "serving", "scoring")
+
+# The one list: module -> the test files whose fast tier pins it down.
+MODULES: dict[str, tuple[str, ...]] = {
+    "components/gate.py": ("tests/pipeline/test_gate.py",),
+    "components/push.py": ("tests/pipeline/test_push_logic.py", "tests/pipeline/test_registry.py",
+                           "tests/pipeline/test_push.py", "tests/pipeline/test_push_skops.py"),
+    "components/registry.py": ("tests/pipeline/test_registry.py", "tests/pipeline/test_registry_report.py",
+                               "tests/pipeline/test_writer_policy.py", "tests/pipeline/test_store_killed.py"),
+    # v2 holds the binary tensor extension (split_binary and the raw-bytes codecs) too.
+    "serving/v2.py": ("tests/serving/test_v2.py", "tests/serving/test_routes.py", "tests/serving/test_model.py"),
+    "serving/engine.py": ("tests/serving/test_engine.py", "tests/serving/test_model.py",
+                          "tests/serving/test_limits.py"),
+    "serving/rows.py": ("tests/serving/test_v2.py", "tests/serving/test_model.py", "tests/batch/test_library.py"),
+    "scoring/batch.py": ("tests/batch/test_batch.py",),
+    "scoring/library.py": ("tests/batch/test_library.py",),
+}
+
+# Survivors no test can tell apart from the original: (module, original line, mutated line) -> why.
+# Lines are compared stripped of surrounding blanks.
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    ("components/push.py", "json.dumps(metadata, allow_nan=False)", "json.dumps(metadata, allow_nan=None)"):
+        "None is falsy: json.dumps refuses NaN exactly as with False",
+    ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=None)"):
+        "None is falsy: subprocess.run raises on a failed git either way (it does not)",
+    ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=6, check=False)"):
+        "git rev-parse answers in milliseconds: a 5 or 6 s limit cannot be told apart",
+}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout",
+          24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 37: "killed", None: "not run"}
+
+
+@dataclass
+class Mutant:
+    name: str
+    status: str
+    line: int
+    before: str
+    after: str
+    kind: str = "logic"  # logic | prose | equivalent
+    why: str = ""
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    mutants: list[Mutant] = field(default_factory=list)
+    note: str = ""
+
+    def count(self, status: str, kind: str = "logic") -> int:
+        return sum(1 for m in self.mutants if m.status == status and m.kind == kind)
+
+    @property
+    def score(self) -> float | None:
+        """Killed over the mutants that count (timeouts count as killed: the suite did notice)."""
+        counted = [m for m in self.mutants if m.kind == "logic" and m.status != "not run"]
+        if not counted:
+            return None
+        return sum(m.status in ("killed", "timeout") for m in counted) / len(counted)
+
+
+def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
+    """mutmut's settings for one module: mutate only it, run only the fast tier of its tests."""
+    def lines(values: list[str]) -> str:
+        return "".join(f"\n    {v}" for v in values)
+    return ("[mutmut]\n"
+            f"source_paths ={lines(list(SOURCE_PACKAGES))}\n"
+            f"only_mutate ={lines([module])}\n"
+            f"also_copy ={lines(['pipelines'])}\n"
+            f"pytest_add_cli_args ={lines(['-m', 'not integration', '-q', '-p', 'no:cacheprovider'])}\n"
+            f"pytest_add_cli_args_test_selection ={lines(list(tests))}\n")
+
+
+def copy_project(into: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutants")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=ignore)
+        else:
+            shutil.copy2(source, into / name)
+
+
+def string_only_change(before: str, after: str) -> bool:
+    """True when the two lines differ only inside string literals that hold prose (a space)."""
+    def tokens(line: str) -> list[tokenize.TokenInfo] | None:
+        # A diff line is often part of a statement (an unclosed bracket): keep the tokens read up to the
+        # error that the missing rest causes.
+        found = []
+        try:
+            for token in tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline):
+                if token.type == tokenize.ERRORTOKEN and token.string.strip():
+                    return None
+                if token.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
+                                      tokenize.DEDENT, tokenize.ERRORTOKEN):
+                    found.append(token)
+        except (tokenize.TokenError, SyntaxError, IndentationError):
+            pass
+        return found
+    ours, theirs = tokens(before), tokens(after)
+    if ours is None or theirs is None or len(ours) != len(theirs):
+        return False
+    changed = [(a, b) for a, b in zip(ours, theirs) if a.string != b.string]
+    return bool(changed) and all(a.type == b.type == tokenize.STRING and " " in a.string for a, b in changed)
+
+
+def classify(module: str, mutant: Mutant) -> Mutant:
+    why = EQUIVALENT.get((module, mutant.before.strip(), mutant.after.strip()))
+    if why:
+        mutant.kind, mutant.why = "equivalent", why
+    elif string_only_change(mutant.before, mutant.after):
+        mutant.kind = "prose"
+    return mutant
+
+
+def collect(workdir: Path, module: str) -> list[Mutant]:
+    """Read mutmut's verdicts and each mutant's diff (runs inside the copy, where mutmut's state is)."""
+    completed = subprocess.run([sys.executable, "-m", "tools.mutate", "--collect", module], cwd=workdir,
+                               capture_output=True, text=True, check=False,
+                               env={**_env(), "PYTHONPATH": str(ROOT)})
+    if completed.returncode != 0:
+        raise RuntimeError(f"collecting results for {module} failed:\n{completed.stderr[-2000:]}")
+    return [classify(module, Mutant(**item)) for item in json.loads(completed.stdout)]
+
+
+def _collect_here(module: str) -> None:
+    """--collect: print the mutants of `module` as JSON (cwd: a copy mutmut has run in)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    meta = Path("mutants") / f"{module}.meta"
+    verdicts = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    tree = ast.parse(Path(module).read_text())
+    starts = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    starts[f"x\u01c1{node.name}\u01c1{item.name}"] = _first_line(item)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.col_offset == 0:
+            starts[f"x_{node.name}"] = _first_line(node)
+    out = []
+    for name, code in verdicts.items():
+        function = name.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+        diff = get_diff_for_mutant(name, path=Path(module))
+        line, before, after = _changed_line(diff)
+        out.append({"name": name, "status": STATUS.get(code, f"exit {code}"),
+                    "line": starts.get(function, 1) + line, "before": before, "after": after})
+    print(json.dumps(out))
+
+
+def _first_line(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    return min([node.lineno] + [d.lineno for d in node.decorator_list])
+
+
+def _changed_line(diff: str) -> tuple[int, str, str]:
+    """(offset from the function's first line, first removed line, first added line) of a diff."""
+    offset, before, after = 0, "", ""
+    position = None
+    for text in diff.splitlines():
+        hunk = re.match(r"@@ -(\d+)", text)
+        if hunk:
+            position = int(hunk.group(1)) - 1
+            continue
+        if position is None or text.startswith(("---", "+++")):
+            continue
+        if text.startswith("-"):
+            if not before:
+                offset, before = position, text[1:]
+            position += 1
+        elif text.startswith("+"):
+            after = after or text[1:]
+        else:
+            position += 1
+    return offset, before, after
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace").strip()[-1500:]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+
+
+def mutate(module: str, tests: tuple[str, ...], *, timeout: float, jobs: int, keep: bool) -> ModuleResult:
+    workdir = Path(tempfile.mkdtemp(prefix="mutate-"))
+    result = ModuleResult(module)
+    try:
+        copy_project(workdir)
+        (workdir / "setup.cfg").write_text(setup_cfg(module, tests))
+        mutmut = Path(sys.executable).with_name("mutmut")
+        # Its own session, so that the time limit stops mutmut's forked workers with it.
+        with open(workdir / "mutmut.log", "w") as log:
+            run = subprocess.Popen([str(mutmut), "run", "--max-children", str(jobs)], cwd=workdir, env=_env(),
+                                   stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            try:
+                if run.wait(timeout=timeout) != 0:
+                    result.note = f"mutmut exited {run.returncode}: {_tail(workdir / 'mutmut.log')}"
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGTERM)
+                run.wait()
+                result.note = f"stopped at the {timeout:.0f} s limit; mutants not reached are 'not run'"
+        result.mutants = collect(workdir, module)
+    finally:
+        if keep:
+            print(f"  (mutmut's copy kept in {workdir})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def report(result: ModuleResult, seconds: float) -> list[str]:
+    score = result.score
+    lines = [f"{result.module}: {len(result.mutants)} mutants in {seconds:.0f} s; "
+             f"logic: {result.count('killed')} killed, {result.count('timeout')} timed out, "
+             f"{result.count('survived')} survived, "
+             f"{result.count('no tests')} no tests, {result.count('not run')} not run; "
+             f"score {'n/a' if score is None else f'{score:.0%}'}; "
+             f"prose: {result.count('killed', 'prose')} killed, {result.count('survived', 'prose')} survived; "
+             f"equivalent: {sum(m.kind == 'equivalent' for m in result.mutants)}"]
+    if result.note:
+        lines.append(f"  note: {result.note}")
+    for m in sorted(result.mutants, key=lambda m: m.line):
+        if m.kind == "logic" and m.status in ("survived", "no tests"):
+            lines.append(f"  {m.status}: {result.module}:{m.line}  {m.before.strip()}  ->  {m.after.strip()}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", action="append", choices=sorted(MODULES),
+                        help="only this module (repeatable); default: all")
+    parser.add_argument("--module-timeout", type=float, default=900, help="seconds per module (default 900)")
+    parser.add_argument("--budget", type=float, default=3600, help="seconds for the whole run (default 3600)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--keep", action="store_true", help="keep mutmut's copy of the project (to `mutmut show`)")
+    parser.add_argument("--collect", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.collect:
+        _collect_here(args.collect)
+        return 0
+    deadline = time.monotonic() + args.budget
+    scores = []
+    for module in args.module or list(MODULES):
+        left = deadline - time.monotonic()
+        if left < 30:
+            print(f"{module}: not run, the {args.budget:.0f} s budget is spent")
+            continue
+        started = time.monotonic()
+        result = mutate(module, MODULES[module], timeout=min(args.module_timeout, left), jobs=args.jobs,
+                        keep=args.keep)
+        print("\n".join(report(result, time.monotonic() - started)), flush=True)
+        scores.append(result.score)
+    return 0 if scores and all(s is not None for s in scores) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
