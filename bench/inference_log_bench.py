@@ -32,8 +32,9 @@ import orjson
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from contract.files import DEFAULT_MODEL_NAME  # noqa: E402 (after the sys.path line)
 
-MODEL = "diabetes-rf"
+MODEL = DEFAULT_MODEL_NAME
 TARGET_RATIO = 0.90
 
 

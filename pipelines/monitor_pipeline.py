@@ -17,6 +17,7 @@ from kfp import dsl
 from components import drift
 from components.kfp_monitor import monitor, start_training
 from components.monitor import Window, parse_log_uri
+from contract.files import DEFAULT_MODEL_NAME
 from pipelines import compiling, params
 from pipelines.tasks import MINIO_SECRET, sized, with_bucket_access
 from pipelines.training_pipeline import PIPELINE_NAME as TRAINING_PIPELINE
@@ -36,7 +37,7 @@ IN_CLUSTER_KFP_HOST = "http://ml-pipeline.kubeflow:8888"
 @dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
 def monitor_pipeline(
     log_uri: str = "s3://logs/inference/",
-    model_name: str = "diabetes-rf",
+    model_name: str = DEFAULT_MODEL_NAME,
     bucket: str = "models",
     start_date: str = "",
     end_date: str = "",

@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a copy of the project needs to import the code and run its tests.
-COPIED = ("components", "serving", "scoring", "pipelines", "tests", "pyproject.toml")
+COPIED = ("components", "contract", "serving", "scoring", "pipelines", "tests", "pyproject.toml")
 SOURCE_PACKAGES = ("components", "serving", "scoring")
 
 # The one list: module -> the test files whose fast tier pins it down.
@@ -51,6 +51,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     "serving/v2.py": ("tests/serving/test_v2.py", "tests/serving/test_routes.py", "tests/serving/test_model.py"),
     "serving/engine.py": ("tests/serving/test_engine.py", "tests/serving/test_model.py",
                           "tests/serving/test_limits.py"),
+    # The engine's parts split out of engine.py: the flat tree walk, the steps' numpy twins, the input range.
+    "serving/flatforest.py": ("tests/serving/test_engine.py",),
+    "serving/transforms.py": ("tests/serving/test_engine.py",),
+    "serving/inputrange.py": ("tests/serving/test_engine.py", "tests/serving/test_limits.py"),
     "serving/rows.py": ("tests/serving/test_v2.py", "tests/serving/test_model.py", "tests/batch/test_library.py"),
     "scoring/batch.py": ("tests/batch/test_batch.py",),
     "scoring/library.py": ("tests/batch/test_library.py",),
@@ -107,7 +111,7 @@ def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
     return ("[mutmut]\n"
             f"source_paths ={lines(list(SOURCE_PACKAGES))}\n"
             f"only_mutate ={lines([module])}\n"
-            f"also_copy ={lines(['pipelines'])}\n"
+            f"also_copy ={lines(['pipelines', 'contract'])}\n"
             f"pytest_add_cli_args ={lines(['-m', 'not integration', '-q', '-p', 'no:cacheprovider'])}\n"
             f"pytest_add_cli_args_test_selection ={lines(list(tests))}\n")
 

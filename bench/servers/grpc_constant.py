@@ -13,15 +13,20 @@ from __future__ import annotations
 import argparse
 import http.server
 import struct
+import sys
 import threading
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from contract.files import DEFAULT_MODEL_NAME  # noqa: E402 (after the sys.path line)
+
 LOOPBACK = "127.0.0.1"
 ANSWER = pb.ModelInferResponse(
-    model_name="diabetes-rf", model_version="1",
+    model_name=DEFAULT_MODEL_NAME, model_version="1",
     outputs=[pb.ModelInferResponse.InferOutputTensor(name="predict", datatype="FP64", shape=[1])],
     raw_output_contents=[struct.pack("<d", 150.0)],
 ).SerializeToString()

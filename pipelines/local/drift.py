@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from components import cli, drift, monitor
+from contract.files import DEFAULT_MODEL_NAME
 from components.objectstore import ObjectStore
 from pipelines.local.run import _local_port, object_store
 from pipelines.local.s3server import DEFAULT_DATA_DIR
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-uri", default=os.environ.get(LOG_ENV) or DEFAULT_LOG_URI,
                         help=f"where the server logs traffic (default: ${LOG_ENV}, else {DEFAULT_LOG_URI})")
-    parser.add_argument("--model-name", default="diabetes-rf")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--bucket", default="models")
     parser.add_argument("--start-date", default="", help="first day, YYYY-MM-DD (UTC)")
     parser.add_argument("--end-date", default="", help="last day, YYYY-MM-DD (default: today)")

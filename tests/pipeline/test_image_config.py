@@ -61,8 +61,9 @@ def test_make_upload_passes_the_image_it_was_asked_for():
 
 
 def test_upload_accepts_yaml_that_runs_the_image_asked_for_and_only_then_connects(capsys):
-    # Same image: the check passes and upload goes on to contact Kubeflow (which is not there: exit 1).
+    # Same image: the check passes and upload goes on to probe Kubeflow (which is not there: exit 2).
     code = upload.main(["--host", UNREACHABLE_KFP, "--image", makefile_image("PIPELINE_IMAGE"),
                         "--package", str(TRAINING_YAML)])
-    assert code == 1
-    assert "runs image" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "no Kubeflow Pipelines API at" in err
+    assert "runs image" not in err
