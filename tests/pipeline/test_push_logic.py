@@ -37,7 +37,8 @@ def records(diabetes, model_dir, evaluated) -> tuple[dict, dict, dict]:
 def push_with(tmp_path, diabetes, model_dir, evaluation: dict, store: MemStore, now=NOW) -> push.PushResult:
     path = tmp_path / "evaluation.json"
     path.write_text(json.dumps(evaluation))
-    return push.run(model_dir, diabetes.schema, path, "m", BUCKET, store, "run-7", now, guard=Guard())
+    return push.run(model_dir=model_dir, schema_path=diabetes.schema, evaluation_path=path, model_name="m",
+                    bucket=BUCKET, store=store, run_id="run-7", now=now, guard=Guard())
 
 
 def model_writes(store: MemStore) -> list[tuple[str, str]]:
@@ -170,7 +171,8 @@ def test_push_decides_again_on_a_changed_schema_as_evaluate_said(tmp_path, diabe
     evaluation = {**json.loads(evaluated.read_text()), "allow_schema_change": allowed}
     path = tmp_path / "evaluation-2.json"
     path.write_text(json.dumps(evaluation))
-    pushed = push.run(ridge_models[1], reordered, path, "m", BUCKET, store, "run-8", NOW, guard=Guard())
+    pushed = push.run(model_dir=ridge_models[1], schema_path=reordered, evaluation_path=path, model_name="m",
+                      bucket=BUCKET, store=store, run_id="run-8", now=NOW, guard=Guard())
     assert pushed.version == 2 and pushed.promoted is allowed
     assert ("allowed by allow_schema_change" if allowed else "input schema differs from production v1") in pushed.reason
     assert Registry(store, BUCKET, "m").current().version == (2 if allowed else 1)

@@ -332,7 +332,7 @@ def test_a_passthrough_or_none_step_in_the_middle_of_a_pipeline_is_skipped(skipp
     rows = _queries("regression", 33, seed=4)
     assert_identical(predict(rows), model.predict(rows))
     # The range is carried back through the scaler alone (a passthrough maps nothing).
-    accepted = engine.input_range(model, x.shape[1])
+    accepted = inputrange.input_range(model, x.shape[1])
     assert accepted.reason == "RandomForestRegressor computes in float32 after StandardScaler"
 
 
@@ -366,7 +366,7 @@ def test_the_input_range_is_clamped_to_finite_float64():
     x, y = _DATA["regression"]
     model = make_pipeline(StandardScaler(), RandomForestRegressor(n_estimators=3, random_state=0)).fit(x, y)
     model[0].scale_[0] = 1e300  # set, not fitted: the squares of such values overflow the fit itself
-    accepted = engine.input_range(model, x.shape[1])
+    accepted = inputrange.input_range(model, x.shape[1])
     finite = np.finfo(np.float64).max
     assert accepted.low[0] == -finite and accepted.high[0] == finite
     assert np.all(np.isfinite(accepted.low)) and np.all(np.isfinite(accepted.high))
