@@ -13,26 +13,19 @@ import logging
 import os
 from typing import Any, Iterator
 
-import certifi
 import urllib3
-from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import MinioException
 
 from components.errors import ObjectAlreadyExists, ObjectNotFound, ObjectStoreAccessDenied, ObjectStoreError, PreconditionFailed
 from components.storeerrors import created_meanwhile, is_bare_403, translate
 from contract.settings import parse_bool
-from contract.store import CA_BUNDLE_ENV, DEFAULT_ENDPOINT, ENDPOINT_ENV, StoreSettings
+from contract.store import DEFAULT_ENDPOINT, ENDPOINT_ENV, StoreSettings, minio_client
 
 # Re-exported: the pipeline's steps and tests import the settings with the client.
 __all__ = ["ObjectStore", "StoreSettings", "DEFAULT_ENDPOINT", "ENDPOINT_ENV", "parse_bool", "translate"]
 
 log = logging.getLogger(__name__)
-
-# Fail in seconds, not minutes: minio's default pool waits 5 minutes and retries 5 times.
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 120.0
-RETRIES = 2
 
 # Where a conditional write (If-None-Match) must be one PUT: S3's single-request limit.
 SINGLE_PUT_LIMIT = 5 << 30
@@ -43,21 +36,7 @@ class ObjectStore:
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
-            retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
-            # The CA bundle minio's own default client uses, so "set SSL_CERT_FILE" is true advice.
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get(CA_BUNDLE_ENV) or certifi.where(),
-        )
-        self._client = Minio(
-            settings.endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key,
-            secure=settings.secure,
-            region=settings.region,
-            http_client=http,
-        )
+        self._client = minio_client(settings)
 
     @classmethod
     def from_env(cls, endpoint: str | None = None, secure: bool | str | None = None) -> "ObjectStore":

@@ -14,6 +14,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import certifi
+import urllib3
+from minio import Minio
+
 from contract.errors import ObjectStoreConfigError
 from contract.settings import parse_bool
 
@@ -25,6 +29,11 @@ SECRET_KEY_ENVS = ("MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
 SECURE_ENV = "MINIO_SECURE"
 REGION_ENV = "MINIO_REGION"
 CA_BUNDLE_ENV = "SSL_CERT_FILE"
+
+# Fail in seconds, not minutes: minio's default pool waits 5 minutes and retries 5 times.
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 120.0
+RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -92,3 +101,24 @@ def _split_endpoint(raw: str, secure: bool) -> tuple[str, bool]:
     if not host or "/" in host or " " in host:
         raise ObjectStoreConfigError(f"minio_endpoint {raw!r} is not host:port (e.g. minio-service.kubeflow:9000)")
     return host, secure
+
+
+def minio_client(settings: StoreSettings, read_timeout_s: float = READ_TIMEOUT_S) -> Minio:
+    """The one way this project builds its S3 client: short connect timeout, few retries, the CA bundle.
+
+    Args:
+        settings: where the store is and the keys to it.
+        read_timeout_s: how long one answer may take (the server's inference log waits less).
+
+    Returns:
+        A minio client; it connects on first use.
+    """
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=read_timeout_s),
+        retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
+        # The CA bundle minio's own default client uses, so "set SSL_CERT_FILE" is true advice.
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get(CA_BUNDLE_ENV) or certifi.where(),
+    )
+    return Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
+                 secure=settings.secure, region=settings.region, http_client=http)

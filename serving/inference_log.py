@@ -47,12 +47,8 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-import certifi
-import urllib3
-from minio import Minio
-
 from contract.errors import ObjectStoreConfigError
-from contract.store import CA_BUNDLE_ENV, StoreSettings
+from contract.store import StoreSettings, minio_client
 from serving.metrics import InferenceLogMetrics
 from serving.settings import ServingSettings, SettingsError
 
@@ -67,6 +63,7 @@ CLOSE_TIMEOUT_ENV = "SERVING_INFERENCE_LOG_CLOSE_TIMEOUT_S"
 
 CONTENT_TYPE = "application/x-ndjson"
 YIELD_EVERY = 32  # requests serialised between two GIL hand-offs to the event loop
+WRITE_TIMEOUT_S = 30.0  # one batch PUT; the pipeline client allows 120 s for model files
 GZIP_LEVEL = 5  # a 1-row line shrinks about 3x; higher levels cost more writer CPU for little
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -145,19 +142,14 @@ def _split_uri(raw: str) -> tuple[str, str]:
 
 
 class _ObjectWriter:
-    """Writes objects with minio directly: serving/ shares only the contract with the pipeline's ObjectStore.
+    """Writes objects through the contract's S3 client (serving/ does not import the pipeline's ObjectStore).
 
-    Timeouts and retries as the pipeline's client has them; a failure raises, and the writer thread
-    counts the batch as dropped.
+    A shorter read timeout than the pipeline's: a stalled store must not hold the writer thread long;
+    a failure raises, and the writer thread counts the batch as dropped.
     """
 
     def __init__(self, settings: StoreSettings) -> None:
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=30),
-            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
-            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get(CA_BUNDLE_ENV) or certifi.where())
-        self._client = Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
-                             secure=settings.secure, region=settings.region, http_client=http)
+        self._client = minio_client(settings, read_timeout_s=WRITE_TIMEOUT_S)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
