@@ -82,22 +82,135 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 class Store(Protocol):
     """What the registry needs of an object store (components.objectstore.ObjectStore; tests' MemStore)."""
 
-    def uri(self, bucket: str, key: str = "") -> str: ...
-    def ensure_bucket(self, bucket: str) -> bool: ...
-    def list_children(self, bucket: str, prefix: str) -> list[str]: ...
-    def list_keys(self, bucket: str, prefix: str) -> list[str]: ...
-    def exists(self, bucket: str, key: str) -> bool: ...
-    def get_bytes(self, bucket: str, key: str) -> bytes: ...
-    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None: ...
+    def uri(self, bucket: str, key: str = "") -> str:
+        """Where an object lives, for messages.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key ("" for the bucket itself).
+
+        Returns:
+            An s3:// URI.
+        """
+        ...
+
+    def ensure_bucket(self, bucket: str) -> bool:
+        """Create the bucket unless it exists.
+
+        Args:
+            bucket: the bucket.
+
+        Returns:
+            True when it was created, False when it existed.
+        """
+        ...
+
+    def list_children(self, bucket: str, prefix: str) -> list[str]:
+        """The names one level below a prefix, like a folder listing.
+
+        Args:
+            bucket: the bucket.
+            prefix: a key prefix ending in "/".
+
+        Returns:
+            Child names relative to the prefix (folders end in "/").
+        """
+        ...
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """Every key under a prefix, at any depth.
+
+        Args:
+            bucket: the bucket.
+            prefix: a key prefix.
+
+        Returns:
+            Full keys.
+        """
+        ...
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether an object exists.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            True when it does.
+        """
+        ...
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """An object's content; raises when it is missing.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            The bytes.
+        """
+        ...
+
+    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """An object's content and ETag, for a later conditional replace.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+
+        Returns:
+            (content, etag), or None when the object does not exist.
+        """
+        ...
+
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = ...,
-                  if_absent: bool = False, if_match: str | None = None) -> str: ...
-    def copy(self, bucket: str, source_key: str, target_key: str) -> None: ...
-    def remove(self, bucket: str, key: str) -> None: ...
+                  if_absent: bool = False, if_match: str | None = None) -> str:
+        """Write an object, optionally only if absent (If-None-Match: *) or unchanged (If-Match).
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+            data: the content.
+            content_type: its MIME type.
+            if_absent: refuse (ObjectAlreadyExists) when the key exists.
+            if_match: refuse (PreconditionFailed) unless the current ETag is this one.
+
+        Returns:
+            The new object's ETag.
+        """
+        ...
+
+    def copy(self, bucket: str, source_key: str, target_key: str) -> None:
+        """Copy an object within the bucket, server side.
+
+        Args:
+            bucket: the bucket.
+            source_key: the object to copy.
+            target_key: where the copy goes (replaced when it exists).
+        """
+        ...
+
+    def remove(self, bucket: str, key: str) -> None:
+        """Delete an object; a missing one is not an error.
+
+        Args:
+            bucket: the bucket.
+            key: the object's key.
+        """
+        ...
 
 
 # ---------------------------------------------------------------------------------------- layout
 
 def check_location(bucket: str, model_name: str) -> None:
+    """Refuse a bucket or model name that cannot form the registry's keys and URIs.
+
+    Args:
+        bucket: the S3 bucket name (3-63 lowercase letters, digits, '.', '-').
+        model_name: the model's name (one path segment). Lowercase letters, digits, '.', '_', '-'.
+    """
     if not _BUCKET.match(bucket or ""):
         raise PushError(
             f"bucket {bucket!r} is not a valid bucket name: expected 3-63 lowercase letters, digits, '.', '-'")
@@ -108,34 +221,100 @@ def check_location(bucket: str, model_name: str) -> None:
 
 
 def version_prefix(model_name: str, version: int) -> str:
+    """The folder of one version: ``<model>/v<N>/``.
+
+    Args:
+        model_name: the model's name (one path segment).
+        version: the version number N.
+
+    Returns:
+        The key prefix, ending in '/'.
+    """
     return f"{model_name}/v{version}/"
 
 
 def production_prefix(model_name: str) -> str:
+    """The folder the server loads: ``<model>/production/``.
+
+    Args:
+        model_name: the model's name (one path segment).
+
+    Returns:
+        The key prefix, ending in '/'.
+    """
     return f"{model_name}/{PRODUCTION}/"
 
 
 def pointer_key(model_name: str) -> str:
+    """The production pointer's key: ``<model>/production.json``.
+
+    Args:
+        model_name: the model's name (one path segment).
+
+    Returns:
+        The key.
+    """
     return f"{model_name}/{POINTER_FILE}"
 
 
 def history_key(model_name: str, seq: int) -> str:
+    """One history entry's key: ``<model>/history/<seq, 8 digits>.json`` (sorted by name = by time).
+
+    Args:
+        model_name: the model's name (one path segment).
+        seq: the move's sequence number.
+
+    Returns:
+        The key.
+    """
     return f"{model_name}/{HISTORY}/{seq:08d}.json"
 
 
 def model_key(prefix: str) -> str:
+    """The joblib model's key in a version or production folder.
+
+    Args:
+        prefix: the folder's prefix (ending in '/').
+
+    Returns:
+        The key.
+    """
     return prefix + MODEL_FILE
 
 
 def skops_key(prefix: str) -> str:
+    """The skops model's key in a version or production folder.
+
+    Args:
+        prefix: the folder's prefix (ending in '/').
+
+    Returns:
+        The key.
+    """
     return prefix + SKOPS_FILE
 
 
 def metadata_key(prefix: str) -> str:
+    """The metadata.json key in a version or production folder.
+
+    Args:
+        prefix: the folder's prefix (ending in '/').
+
+    Returns:
+        The key.
+    """
     return prefix + METADATA_FILE
 
 
 def claim_key(prefix: str) -> str:
+    """The claim.json key that reserves a version folder for one writer.
+
+    Args:
+        prefix: the version folder's prefix (ending in '/').
+
+    Returns:
+        The key.
+    """
     return prefix + CLAIM_FILE
 
 
@@ -166,7 +345,15 @@ def _loads(data: bytes) -> Any:
 # ------------------------------------------------------------------------------ conditional writes
 
 def conditional_writes(store: Store, bucket: str) -> bool:
-    """Does the store honour If-None-Match: * and If-Match? Probed with a throwaway object, then deleted."""
+    """Does the store honour If-None-Match: * and If-Match? Probed with a throwaway object, then deleted.
+
+    Args:
+        store: the object store.
+        bucket: an existing bucket, where the probe object is written and deleted.
+
+    Returns:
+        True when both If-None-Match: * and If-Match are honoured, False when either is ignored.
+    """
     key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     etag = store.put_bytes(bucket, key, b"probe 1\n", content_type="text/plain", if_absent=True)
     try:
@@ -192,12 +379,42 @@ class Guard:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
+        """The scope of one registry operation; conditional writes need no set-up.
+
+        Yields:
+            Nothing: the body runs inside it.
+        """
         yield
 
     def create(self, store: Store, bucket: str, key: str, data: bytes, content_type: str) -> str:
+        """Write an object only if its key is absent (If-None-Match: *).
+
+        Args:
+            store: the object store.
+            bucket: the bucket.
+            key: the object's key.
+            data: the content.
+            content_type: its MIME type.
+
+        Returns:
+            The new ETag; ObjectAlreadyExists when the key exists.
+        """
         return store.put_bytes(bucket, key, data, content_type=content_type, if_absent=True)
 
     def replace(self, store: Store, bucket: str, key: str, data: bytes, content_type: str, etag: str) -> str:
+        """Replace an object only if it is still the version read (If-Match).
+
+        Args:
+            store: the object store.
+            bucket: the bucket.
+            key: the object's key.
+            data: the new content.
+            content_type: its MIME type.
+            etag: the ETag it had when read.
+
+        Returns:
+            The new ETag; PreconditionFailed when it changed or is gone.
+        """
         return store.put_bytes(bucket, key, data, content_type=content_type, if_match=etag)
 
 
@@ -217,6 +434,13 @@ class LockGuard(Guard):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
+        """Hold the lock file for the body; re-entrant within this guard.
+
+        RegistryError when the lock cannot be opened or taken within timeout_s.
+
+        Yields:
+            Nothing: the body runs with the lock held.
+        """
         if self._depth == 0:
             self._acquire()
         self._depth += 1
@@ -255,6 +479,18 @@ class LockGuard(Guard):
             raise RuntimeError("registry write outside LockGuard.session()")
 
     def create(self, store: Store, bucket: str, key: str, data: bytes, content_type: str) -> str:
+        """Write an object unless it exists, checked under the lock (must be inside session()).
+
+        Args:
+            store: the object store.
+            bucket: the bucket.
+            key: the object's key.
+            data: the content.
+            content_type: its MIME type.
+
+        Returns:
+            The new ETag; ObjectAlreadyExists when the key exists.
+        """
         self._held()
         if store.exists(bucket, key):
             raise ObjectAlreadyExists(f"cannot write {store.uri(bucket, key)}: it already exists (checked under "
@@ -262,6 +498,19 @@ class LockGuard(Guard):
         return store.put_bytes(bucket, key, data, content_type=content_type)
 
     def replace(self, store: Store, bucket: str, key: str, data: bytes, content_type: str, etag: str) -> str:
+        """Replace an object if its ETag is still ``etag``, checked under the lock (must be inside session()).
+
+        Args:
+            store: the object store.
+            bucket: the bucket.
+            key: the object's key.
+            data: the new content.
+            content_type: its MIME type.
+            etag: the ETag it had when read.
+
+        Returns:
+            The new ETag; PreconditionFailed when it changed or is gone.
+        """
         self._held()
         current = store.get_versioned(bucket, key)
         if current is None or current[1] != etag:
@@ -274,7 +523,17 @@ _PROBED: dict[tuple[str, str], bool] = {}
 
 
 def guard_for(store: Store, bucket: str, env: dict[str, str] | os._Environ | None = None) -> Guard:
-    """Conditional writes when the store honours them, else the lock REGISTRY_LOCK_FILE names, else refuse."""
+    """Conditional writes when the store honours them, else the lock REGISTRY_LOCK_FILE names, else refuse.
+
+    Args:
+        store: the object store.
+        bucket: the registry's bucket (probed once per endpoint and bucket in a process).
+        env: the environment to read REGISTRY_LOCK_FILE from (default os.environ).
+
+    Returns:
+        A Guard (conditional writes) or a LockGuard; RegistryError when the store ignores conditions and no lock
+        file is set.
+    """
     env = os.environ if env is None else env
     # Probed once per endpoint and bucket in a process; stores without settings (tests) every time.
     url = getattr(getattr(store, "settings", None), "url", None)
@@ -315,12 +574,27 @@ class Pointer:
     etag: str | None = None  # None: not stored (production/ from before production.json existed)
 
     def record(self) -> dict:
+        """The pointer as stored in production.json and history entries (without the etag).
+
+        Returns:
+            A JSON-ready dict.
+        """
         record = asdict(self)
         record.pop("etag")
         return record
 
     @classmethod
     def parse(cls, data: bytes, etag: str, where: str) -> "Pointer":
+        """Read production.json, refusing a malformed one with what to do about it.
+
+        Args:
+            data: the file's bytes.
+            etag: its ETag, kept for the compare-and-swap of the next move.
+            where: its URI, for messages.
+
+        Returns:
+            The Pointer; RegistryError when it is not valid JSON or a field is wrong.
+        """
         obj = _loads(data)
         problems = []
         if not isinstance(obj, dict):
@@ -352,6 +626,11 @@ class VersionInfo:
 
     @property
     def complete(self) -> bool:
+        """Whether the version is complete (model, skops and metadata written and checked).
+
+        Returns:
+            True when state is 'complete'.
+        """
         return self.state == COMPLETE
 
 
@@ -371,33 +650,74 @@ class Registry:
     @classmethod
     def for_writing(cls, store: Store, bucket: str, model_name: str, guard: Guard | None = None,
                     env: dict[str, str] | None = None) -> "Registry":
-        """Creates the bucket when missing and probes the store (or takes the given guard)."""
+        """Creates the bucket when missing and probes the store (or takes the given guard).
+
+        Args:
+            store: the object store.
+            bucket: the bucket (created when missing).
+            model_name: the model's name (one path segment).
+            guard: how writes are made safe (default: probed, guard_for).
+            env: the environment guard_for reads (default os.environ).
+
+        Returns:
+            A Registry that can write; PushError for an invalid bucket or model name.
+        """
         check_location(bucket, model_name)
         store.ensure_bucket(bucket)
         return cls(store, bucket, model_name, guard or guard_for(store, bucket, env))
 
     @property
     def guard(self) -> Guard:
+        """The write guard; RuntimeError on a read-only Registry.
+
+        Returns:
+            The Guard.
+        """
         if self._guard is None:
             raise RuntimeError("read-only Registry: use Registry.for_writing to change it")
         return self._guard
 
     def uri(self, key: str = "") -> str:
+        """Where a key of this registry's bucket lives, for messages.
+
+        Args:
+            key: the key ("" for the bucket).
+
+        Returns:
+            An s3:// URI.
+        """
         return self.store.uri(self.bucket, key)
 
     @property
     def production_uri(self) -> str:
+        """The production/ folder the server loads.
+
+        Returns:
+            An s3:// URI ending in '/'.
+        """
         return self.uri(production_prefix(self.model_name))
 
     # ------------------------------------------------------------------ versions
 
     def numbers(self) -> list[int]:
-        """Every v<N> folder that exists (complete or not), sorted: numbers are never reused."""
+        """Every v<N> folder that exists (complete or not), sorted: numbers are never reused.
+
+        Returns:
+            Version numbers, ascending.
+        """
         found = (_VERSION.match(child) for child in self.store.list_children(self.bucket, f"{self.model_name}/"))
         return sorted(int(match.group(1)) for match in found if match)
 
     def inspect(self, number: int, verify: bool = True) -> VersionInfo | None:
-        """A version's state; None when no v<N>/ exists. verify: hash the model (else its size is checked)."""
+        """A version's state; None when no v<N>/ exists.
+
+        Args:
+            number: the version number.
+            verify: hash the model against the metadata's sha256 (False: only its size is checked).
+
+        Returns:
+            The VersionInfo (complete, partial or abandoned, with the problem), or None.
+        """
         prefix = version_prefix(self.model_name, number)
         keys = tuple(self.store.list_keys(self.bucket, prefix))
         if not keys:
@@ -442,10 +762,25 @@ class Registry:
         return VersionInfo(number, COMPLETE, metadata, "", claim, claim_etag, keys)
 
     def versions(self, verify: bool = True) -> list[VersionInfo]:
+        """Every version folder's state, ascending.
+
+        Args:
+            verify: hash each model (False: sizes only, much cheaper).
+
+        Returns:
+            VersionInfo per existing v<N>.
+        """
         return [info for info in (self.inspect(n, verify) for n in self.numbers()) if info is not None]
 
     def complete_version(self, number: int) -> VersionInfo:
-        """A complete, verified v<N>, or a RegistryError saying what it is instead."""
+        """A complete, verified v<N>, or a RegistryError saying what it is instead.
+
+        Args:
+            number: the version number.
+
+        Returns:
+            Its verified VersionInfo; RegistryError naming the complete versions when it is missing or incomplete.
+        """
         info = self.inspect(number, verify=True)
         if info is None:
             known = [v.number for v in self.versions(verify=False) if v.complete]
@@ -460,7 +795,18 @@ class Registry:
 
     def write_version(self, model: bytes, metadata_for: Callable[[int], dict], run_id: str,
                       skops: bytes | None = None) -> int:
-        """Claim the next free v<N> (If-None-Match: * on claim.json), then write the model and its metadata."""
+        """Claim the next free v<N> (If-None-Match: * on claim.json), then write the model and its metadata.
+
+        Args:
+            model: the joblib model's bytes.
+            metadata_for: builds the metadata for the version number claimed.
+            run_id: the pipeline run, recorded in the claim.
+            skops: the skops model's bytes (None: not written).
+
+        Returns:
+            The version number written; PushError when no version could be claimed or a write failed (production
+            untouched).
+        """
         tried = 0
         for _ in range(MAX_VERSION_ATTEMPTS):
             number = max([*self.numbers(), tried]) + 1
@@ -522,7 +868,11 @@ class Registry:
         return f"{self.uri(prefix)} is marked abandoned and emptied (never served)"
 
     def clean_partials(self) -> list[int]:
-        """Tombstone and empty every partial v<N> that no live writer can still be filling; logs each."""
+        """Tombstone and empty every partial v<N> that no live writer can still be filling; logs each.
+
+        Returns:
+            The version numbers cleaned.
+        """
         cleaned = []
         for info in self.versions(verify=False):
             if info.state == ABANDONED:
@@ -557,7 +907,11 @@ class Registry:
     # ------------------------------------------------------------------ pointer and history
 
     def current(self) -> Pointer | None:
-        """The production pointer (production.json); a legacy production/ is adopted; None: no production."""
+        """The production pointer (production.json); a legacy production/ is adopted; None: no production.
+
+        Returns:
+            The Pointer, or None when there is no production model; RegistryError for a malformed pointer.
+        """
         where = self.uri(pointer_key(self.model_name))
         found = self.store.get_versioned(self.bucket, pointer_key(self.model_name))
         if found is not None:
@@ -580,7 +934,12 @@ class Registry:
                        "production/ from before production.json", "adopt")
 
     def production_metadata(self) -> dict | None:
-        """The metadata of the version the pointer names (not production/'s copy, which may lag)."""
+        """The metadata of the version the pointer names (not production/'s copy, which may lag).
+
+        Returns:
+            The metadata dict, or None without production; RegistryError when the pointer names a missing, incomplete or
+            other-hash version.
+        """
         pointer = self.current()
         if pointer is None:
             return None
@@ -600,7 +959,11 @@ class Registry:
         return metadata
 
     def history(self) -> list[dict]:
-        """Every history entry, oldest first."""
+        """Every history entry, oldest first.
+
+        Returns:
+            The entries' dicts (pointer records).
+        """
         prefix = f"{self.model_name}/{HISTORY}/"
         entries = []
         for child in self.store.list_children(self.bucket, prefix):
@@ -621,7 +984,18 @@ class Registry:
             pass  # written by an earlier attempt or a repair: history is never rewritten
 
     def move(self, version: int, *, action: str, by: str, reason: str, expected: Pointer | None) -> Pointer:
-        """Compare-and-swap the pointer from `expected` to v<version>; ProductionMoved when it changed meanwhile."""
+        """Compare-and-swap the pointer from `expected` to v<version>; ProductionMoved when it changed meanwhile.
+
+        Args:
+            version: the version to point at (must be complete).
+            action: push, promote, rollback or adopt, recorded.
+            by: who moved it, recorded.
+            reason: why, recorded.
+            expected: the pointer read before (None: there must be none yet).
+
+        Returns:
+            The new Pointer (its history entry written); ProductionMoved when the pointer changed since read.
+        """
         info = self.complete_version(version)
         if expected is not None and expected.etag is not None:
             # The entry for the move that made `expected` may be missing (store died after the swap): repair it.
@@ -650,7 +1024,14 @@ class Registry:
     # ------------------------------------------------------------------ production/ (derived)
 
     def production_state(self, pointer: Pointer | None = None) -> tuple[bool, str]:
-        """(consistent, description) of production/ against the pointer."""
+        """(consistent, description) of production/ against the pointer.
+
+        Args:
+            pointer: the pointer to compare with (default: read it).
+
+        Returns:
+            (True, description) when production/ holds the pointer's version, else (False, what differs).
+        """
         pointer = pointer if pointer is not None else self.current()
         target = production_prefix(self.model_name)
         if pointer is None:
@@ -674,6 +1055,13 @@ class Registry:
         after_move: the caller just moved the pointer, so a stale production/ is expected (else it is a
         repair, logged as one). Re-checks after copying: a concurrent sync of an older pointer may have
         landed in between.
+
+        Args:
+            after_move: the caller just moved the pointer, so a stale production/ is expected (else it is a repair,
+                logged as one).
+
+        Returns:
+            True when something was copied; RegistryError when production keeps moving.
         """
         copied = False
         for _ in range(MAX_SYNC_ROUNDS):
@@ -704,7 +1092,18 @@ class Registry:
 
     def promote(self, version: int, by: str, reason: str, allow_schema_change: bool = False,
                 action: str = "promote") -> Pointer:
-        """Point production at a complete v<N> of the same task and input schema; production/ follows."""
+        """Point production at a complete v<N> of the same task and input schema; production/ follows.
+
+        Args:
+            version: the complete version to serve.
+            by: who, recorded in the history.
+            reason: why, recorded.
+            allow_schema_change: accept another input schema than production's (clients must change too).
+            action: recorded as the move's action (promote or rollback).
+
+        Returns:
+            The new Pointer; RegistryError for another task or schema, or when production keeps moving.
+        """
         with self.guard.session():
             for _ in range(MAX_MOVE_ATTEMPTS):
                 current = self.current()
@@ -738,7 +1137,11 @@ class Registry:
                                 f"({difference}): clients would get 400s; pass --allow-schema-change to do it anyway")
 
     def rollback_target(self) -> int:
-        """The version production held before the current one, undoing earlier rollbacks (a stack of moves)."""
+        """The version production held before the current one, undoing earlier rollbacks (a stack of moves).
+
+        Returns:
+            The version number; RegistryError when there is no production or no earlier one.
+        """
         stack: list[int] = []
         for entry in self.history():
             if entry.get("action") == "rollback" and stack:
@@ -758,18 +1161,46 @@ class Registry:
         return stack[-2]
 
     def rollback(self, by: str, reason: str, allow_schema_change: bool = False) -> Pointer:
+        """Point production back at the version it held before the current one (see rollback_target).
+
+        Args:
+            by: who, recorded in the history.
+            reason: why, recorded.
+            allow_schema_change: accept another input schema than production's.
+
+        Returns:
+            The new Pointer; RegistryError when there is nothing to roll back to.
+        """
         with self.guard.session():
             target = self.rollback_target()
             return self.promote(target, by, reason, allow_schema_change, action="rollback")
 
 
 def production_metadata(store: Store | None, bucket: str, model_name: str) -> dict | None:
-    """The production version's metadata through the pointer; None without a store or a production model."""
+    """The production version's metadata through the pointer; None without a store or a production model.
+
+    Args:
+        store: the object store, or None.
+        bucket: the bucket.
+        model_name: the model's name (one path segment).
+
+    Returns:
+        The metadata dict, or None.
+    """
     if store is None:
         return None
     return Registry(store, bucket, model_name).production_metadata()
 
 
 def versions(store: Store, bucket: str, model_name: str) -> list[int]:
-    """The complete versions, sorted (partial ones are never counted)."""
+    """The complete versions, sorted (partial ones are never counted).
+
+    Args:
+        store: the object store.
+        bucket: the bucket.
+        model_name: the model's name (one path segment).
+
+    Returns:
+        The complete version numbers, ascending.
+    """
     return [info.number for info in Registry(store, bucket, model_name).versions(verify=False) if info.complete]
