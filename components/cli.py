@@ -20,7 +20,15 @@ ExitMap = Sequence[tuple[type[BaseException], int, str]]
 
 
 def run(action: Callable[[], object], exits: ExitMap) -> int:
-    """Call action(); EXIT_OK, or the status of the first matching error type after printing `error: ...`."""
+    """Call action(); EXIT_OK, or the status of the first matching error type after printing `error: ...`.
+
+    Args:
+        action: the step's work; its return value is ignored.
+        exits: (error type, exit status, message prefix) in order; the first type that matches wins.
+
+    Returns:
+        EXIT_OK, or the matched status; an error of no listed type propagates (a traceback: a bug).
+    """
     try:
         action()
     except Exception as exc:  # re-raised below unless listed

@@ -496,6 +496,15 @@ def _result(isvc: _Api, obj: dict, previous: Served, changed: bool, started: flo
 # ---- command line: make deploy -------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    """``make deploy``: roll a model version out to the InferenceService, rolling back if it is not Ready.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        The exit status: 0 rolled out (or already served), cli.EXIT_BAD_INPUT for bad arguments, cli.EXIT_FAILED
+        when the rollout failed.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", type=int, help="the v<N> to roll out (with --model-name and --bucket)")

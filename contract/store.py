@@ -48,7 +48,11 @@ class StoreSettings:
 
     @property
     def url(self) -> str:
-        """The endpoint as a URL (http:// or https://, as ``secure`` says)."""
+        """The endpoint as a URL (http:// or https://, as ``secure`` says).
+
+        Returns:
+            ``http://<endpoint>`` or ``https://<endpoint>``.
+        """
         return f"{'https' if self.secure else 'http'}://{self.endpoint}"
 
     @classmethod
