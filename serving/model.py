@@ -58,6 +58,13 @@ class SklearnModel(kserve.Model):
     # -- lifecycle -------------------------------------------------------------------------
 
     def load(self) -> bool:
+        """Load and verify the model folder.
+
+        On failure the model stays not ready with load_error set: logged, not raised.
+
+        Returns:
+            True when loaded and ready, False when not.
+        """
         try:
             artifact = load_artifact(self.model_dir)
         except ArtifactError as exc:
@@ -101,25 +108,51 @@ class SklearnModel(kserve.Model):
 
     @property
     def version(self) -> str | None:
+        """The served version (metadata's version), None before a successful load.
+
+        Returns:
+            The version string, or None.
+        """
         return self.artifact.version if self.artifact else None
 
     @property
     def batch_stats(self) -> dict[str, BatchStats]:
-        """Per output: requests, rows and model calls so far (calls < requests when batching works)."""
+        """Per output: requests, rows and model calls so far (calls < requests when batching works).
+
+        Returns:
+            Output name (predict, predict_proba) -> its batcher's BatchStats.
+        """
         return {out: batcher.stats for out, batcher in self._batchers.items()}
 
     @property
     def outputs(self) -> tuple[str, ...]:
+        """The outputs this model answers: predict, and predict_proba for classifiers.
+
+        Returns:
+            Output names, default first.
+        """
         if self.artifact and self.artifact.task == "classification":
             return (PREDICT, PREDICT_PROBA)
         return (PREDICT,)
 
     def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 metadata's inputs: one FP64 tensor [-1, n_features]; [] before load.
+
+        Returns:
+            Tensor descriptions (name, datatype, shape).
+        """
         if self.spec is None:
             return []
         return [{"name": self.spec.name, "datatype": "FP64", "shape": [-1, self.spec.n_features]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
+        """V2 metadata's outputs; [] before load.
+
+        predict is FP64 (regression) or the classes' datatype; classifiers add predict_proba [-1, n_classes].
+
+        Returns:
+            Tensor descriptions (name, datatype, shape).
+        """
         if self.artifact is None:
             return []
         if self.artifact.task == "regression":
@@ -131,7 +164,11 @@ class SklearnModel(kserve.Model):
         ]
 
     def metadata(self) -> dict[str, Any]:
-        """V2 model metadata with the schema behind the tensors (feature names, ranges, target)."""
+        """V2 model metadata with the schema behind the tensors (feature names, ranges, target).
+
+        Returns:
+            The metadata dict (name, versions, platform, inputs, outputs, parameters).
+        """
         inputs, outputs = self.get_input_types(), self.get_output_types()
         body: dict[str, Any] = {"name": self.name, "versions": [], "platform": PLATFORM,
                                 "inputs": inputs, "outputs": outputs}
@@ -176,8 +213,13 @@ class SklearnModel(kserve.Model):
     async def infer_json(self, body: bytes, header_length: str | None = None) -> tuple[bytes, int | None]:
         """A V2 REST request body -> the response body and, when it holds binary outputs, its JSON header's length.
 
-        ``header_length``: the request's Inference-Header-Content-Length (binary tensor extension).
-        Raises v2.InvalidRequest.
+        Args:
+            body: the request body: JSON, or a JSON header followed by binary tensors.
+            header_length: the request's Inference-Header-Content-Length (binary tensor extension), None without one.
+
+        Returns:
+            (response body, JSON header length or None); raises v2.InvalidRequest for a client mistake, ModelNotReady
+            before load.
         """
         spec = self._require_ready()
         request = v2.decode_json_request(body, spec, self.outputs, DEFAULT_OUTPUTS, header_length)
@@ -185,25 +227,54 @@ class SklearnModel(kserve.Model):
         return v2.encode_response(self.name, self.version, request.request_id, results, request.binary)
 
     async def infer_grpc(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        """gRPC ModelInfer, answered in the form it was asked: raw contents in, raw contents out."""
+        """gRPC ModelInfer, answered in the form it was asked: raw contents in, raw contents out.
+
+        Args:
+            message: the decoded ModelInferRequest.
+
+        Returns:
+            The ModelInferResponse; raises v2.InvalidRequest, ModelNotFound (another version), ModelNotReady.
+        """
         request = self.decode_grpc(message)
         return self.encode_grpc(message, await self._results(request))
 
     def infer_grpc_now(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        """``infer_grpc`` computed at once on the calling thread (the engine, no batcher): for small requests."""
+        """``infer_grpc`` computed at once on the calling thread (the engine, no batcher): for small requests.
+
+        Args:
+            message: the decoded ModelInferRequest.
+
+        Returns:
+            The ModelInferResponse; raises as infer_grpc.
+        """
         request = self.decode_grpc(message)
         results = self._record(request, {out: self._batchers[out].predict_now(request.x) for out in request.outputs})
         return self.encode_grpc(message, results)
 
     def decode_grpc(self, message: pb.ModelInferRequest) -> v2.DecodedRequest:
-        """A ModelInferRequest checked (model ready, version served, tensors) and decoded. Raises v2.InvalidRequest."""
+        """A ModelInferRequest checked (model ready, version served, tensors) and decoded.
+
+        Args:
+            message: the decoded ModelInferRequest.
+
+        Returns:
+            The DecodedRequest; raises v2.InvalidRequest, ModelNotFound (another version), ModelNotReady.
+        """
         spec = self._require_ready()
         if message.model_version and message.model_version != self.version:
             raise ModelNotFound(f"{self.name} version {message.model_version} (serving version {self.version})")
         return v2.decode_grpc_request(message, spec, self.outputs, DEFAULT_OUTPUTS)
 
     def encode_grpc(self, message: pb.ModelInferRequest, results: dict[str, np.ndarray]) -> pb.ModelInferResponse:
-        """The answer to ``message`` in the form it used: raw contents in, raw contents out; typed otherwise."""
+        """The answer to ``message`` in the form it used: raw contents in, raw contents out; typed otherwise.
+
+        Args:
+            message: the request being answered (its id and input form).
+            results: output name -> values, in the request's order.
+
+        Returns:
+            The ModelInferResponse.
+        """
         response = pb.ModelInferResponse(model_name=self.name, model_version=self.version or "", id=message.id)
         raw = bool(message.raw_input_contents)
         for name, values in results.items():
@@ -218,7 +289,14 @@ class SklearnModel(kserve.Model):
         return response
 
     async def infer_v1(self, body: bytes) -> bytes:
-        """V1 ``:predict``: {"instances": [row, ...]} (rows as lists or objects keyed by feature) -> predictions."""
+        """V1 ``:predict``: {"instances": [row, ...]} (rows as lists or objects keyed by feature) -> predictions.
+
+        Args:
+            body: the request body (JSON).
+
+        Returns:
+            The JSON response body, {"predictions": [...]}; raises v2.InvalidRequest, ModelNotReady.
+        """
         spec = self._require_ready()
         x = v2.decode_v1_request(body, spec)
         predictions = await self._batchers[PREDICT].predict(x)
@@ -228,7 +306,11 @@ class SklearnModel(kserve.Model):
                             option=orjson.OPT_SERIALIZE_NUMPY)
 
     def config(self) -> dict[str, Any]:
-        """Triton's model configuration (what perf_analyzer and tritonclient's get_model_config read)."""
+        """Triton's model configuration (what perf_analyzer and tritonclient's get_model_config read).
+
+        Returns:
+            The configuration dict; raises ModelNotReady before load.
+        """
         self._require_ready()
         spec, outputs = self.spec, self.get_output_types()
         return {
@@ -243,7 +325,15 @@ class SklearnModel(kserve.Model):
         }
 
     async def predict(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> Any:
-        """kserve's own V2 REST handler (fast route off): an InferRequest; V1 goes to ``infer_v1``."""
+        """kserve's own V2 REST handler (fast route off): an InferRequest; V1 goes to ``infer_v1``.
+
+        Args:
+            payload: an InferRequest (V2) or the parsed V1 body.
+            headers: the request's headers (unused).
+
+        Returns:
+            An InferResponse for V2, {"predictions": [...]} for V1; raises kserve's InvalidInput for a client mistake.
+        """
         spec = self._require_ready()
         if isinstance(payload, InferRequest):
             request = v2.decode_infer_request(payload, spec, self.outputs, DEFAULT_OUTPUTS)

@@ -101,9 +101,25 @@ class V2Routes:
         return b"".join(chunks)
 
     async def infer(self, request: Request) -> Response:
+        """POST .../infer: V2 inference over JSON (or JSON + binary tensors).
+
+        Args:
+            request: the Starlette request (model name, and version when given, in its path).
+
+        Returns:
+            The V2 response, or a JSON error (400, 404, 413, 503).
+        """
         return await self._answer(request, self._infer_v2)
 
     async def predict_v1(self, request: Request) -> Response:
+        """POST /v1/models/{name}:predict: V1 inference, {"instances": [...]}.
+
+        Args:
+            request: the Starlette request (model name, and version when given, in its path).
+
+        Returns:
+            {"predictions": [...]}, or a JSON error.
+        """
         return await self._answer(request, self._infer_v1)
 
     async def _infer_v2(self, model: SklearnModel, request: Request) -> Response:
@@ -147,12 +163,28 @@ class V2Routes:
         return response
 
     async def model_metadata(self, request: Request) -> Response:
+        """GET /v2/models/{name}[/versions/{v}]: V2 model metadata.
+
+        Args:
+            request: the Starlette request (model name, and version when given, in its path).
+
+        Returns:
+            200 with the metadata, or 404 for an unknown model or version.
+        """
         try:
             return _json(HTTPStatus.OK, orjson.dumps(self._model(request).metadata()))
         except ModelNotFound as exc:
             return _error(HTTPStatus.NOT_FOUND, str(exc))
 
     async def model_config(self, request: Request) -> Response:
+        """GET .../config: Triton's model configuration.
+
+        Args:
+            request: the Starlette request (model name, and version when given, in its path).
+
+        Returns:
+            200 with the config, 404 for an unknown model, 503 before it is ready.
+        """
         try:
             return _json(HTTPStatus.OK, orjson.dumps(self._model(request).config()))
         except ModelNotFound as exc:
@@ -161,6 +193,14 @@ class V2Routes:
             return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
 
     async def model_ready(self, request: Request) -> Response:
+        """GET .../ready: whether the model is loaded.
+
+        Args:
+            request: the Starlette request (model name, and version when given, in its path).
+
+        Returns:
+            200 {name, ready: true}, 404 for an unknown model, 503 with the load error when not ready.
+        """
         try:
             model = self._model(request)
         except ModelNotFound as exc:
@@ -170,6 +210,14 @@ class V2Routes:
         return _json(HTTPStatus.OK, orjson.dumps({"name": model.name, "ready": True}))
 
     async def server_ready(self, request: Request) -> Response:
+        """GET /v2/health/ready: whether every model is ready.
+
+        Args:
+            request: the Starlette request.
+
+        Returns:
+            200 {ready: true}, or 503 naming each model that is not ready and why.
+        """
         if await self.dataplane.ready():
             return _json(HTTPStatus.OK, b'{"ready":true}')
         reasons = [str(ModelNotReady(m.name, getattr(m, "load_error", None)))
@@ -177,7 +225,14 @@ class V2Routes:
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, " ".join(["Server is not ready.", *reasons]))
 
     async def repository_load(self, request: Request) -> Response:
-        """kserve's repository load, except that a name this server does not serve is a 404 (kserve: 503)."""
+        """kserve's repository load, except that a name this server does not serve is a 404 (kserve: 503).
+
+        Args:
+            request: the Starlette request (model name in its path).
+
+        Returns:
+            200 when loaded, 404 for a name this server does not serve, else kserve's answer.
+        """
         name = request.path_params["model_name"]
         if self.registry.get_model(name) is None:
             return _error(HTTPStatus.NOT_FOUND, str(ModelNotFound(name)))
@@ -189,6 +244,11 @@ class V2Routes:
 
     # Out of the OpenAPI document: serving.openapi describes them.
     def infer_routes(self) -> list[Route]:
+        """The inference routes (V2 infer, with and without a version, and V1 predict).
+
+        Returns:
+            Starlette routes, hidden from the OpenAPI schema.
+        """
         return [
             Route(_MODEL + "/infer", self.infer, methods=["POST"], include_in_schema=False),
             Route(_VERSIONED + "/infer", self.infer, methods=["POST"], include_in_schema=False),
@@ -196,6 +256,11 @@ class V2Routes:
         ]
 
     def other_routes(self) -> list[Route]:
+        """Metadata, config, readiness and repository-load routes, answered without kserve's per-request overhead.
+
+        Returns:
+            Starlette routes, hidden from the OpenAPI schema.
+        """
         return [
             Route(_MODEL, self.model_metadata, methods=["GET"], include_in_schema=False),
             Route(_VERSIONED, self.model_metadata, methods=["GET"], include_in_schema=False),
@@ -235,7 +300,15 @@ class InferFirst:
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422 for a body kserve's handlers cannot parse (fast route off) -> 400, as on our routes."""
+    """FastAPI's 422 for a body kserve's handlers cannot parse (fast route off) -> 400, as on our routes.
+
+    Args:
+        request: the request that failed validation.
+        exc: FastAPI's RequestValidationError.
+
+    Returns:
+        A 400 JSON error listing each problem (where, what, the value).
+    """
     problems = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')} (got {v2._show(e.get('input'))})"
                 for e in getattr(exc, "errors", lambda: [])()]
     return _error(HTTPStatus.BAD_REQUEST, "invalid request: " + ("; ".join(problems) or str(exc)))
@@ -249,9 +322,15 @@ async def _client_error(request: Request, exc: Exception) -> Response:
 
 
 def quiet_client_errors(app: Starlette) -> None:
-    """kserve's own handlers answer a client mistake in the same ``{"error": ...}`` form, but log an
+    """Answer client mistakes from kserve's own handlers without a logged traceback.
+
+    kserve's own handlers answer a client mistake in the same ``{"error": ...}`` form, but log an
     ERROR with a traceback for each (an unknown model on V1 ready, repository unload, explain ...).
-    Installed after kserve's, these answer it without a log line; server bugs keep kserve's handler."""
+    Installed after kserve's, these answer it without a log line; server bugs keep kserve's handler.
+
+    Args:
+        app: kserve's FastAPI app.
+    """
     for error in (InvalidInput, UnsupportedProtocol, ModelNotFound, ModelNotReady, NotImplementedError):
         app.add_exception_handler(error, _client_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -261,7 +340,16 @@ def register(app: Starlette, dataplane: DataPlane, max_body_bytes: int = DEFAULT
              fast_route: bool = True, offload: Offloader | None = None) -> ASGIApp:
     """Put our routes first on ``app``; return the ASGI app to serve (``app``, or InferFirst over it).
 
-    With ``fast_route`` off, inference is left to kserve's own V2 handler.
+    Args:
+        app: kserve's app.
+        dataplane: kserve's DataPlane (its model registry).
+        max_body_bytes: larger request bodies get a 413.
+        fast_route: answer inference on our routes (False: kserve's own V2 handler answers it; versioned paths are
+            still checked here).
+        offload: decodes and predicts large bodies in a helper process (None: all in the server process).
+
+    Returns:
+        The ASGI app to serve.
     """
     v2_routes = V2Routes(dataplane, max_body_bytes, offload)
     app.router.routes[0:0] = v2_routes.other_routes()
