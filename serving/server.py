@@ -56,13 +56,21 @@ EXTENSIONS = ("binary_tensor_data", "model_configuration")  # beyond kserve's mo
 
 class DataPlane(dataplane.DataPlane):
     def metadata(self) -> dict[str, Any]:
-        """Server metadata whose ``extensions`` name what this server answers."""
+        """Server metadata whose ``extensions`` name what this server answers.
+
+        Returns:
+            The V2 server metadata dict (name, version, extensions).
+        """
         body = super().metadata()
         body["extensions"] = [*body.get("extensions", []), *EXTENSIONS]
         return body
 
     async def ready(self) -> bool:
-        """Ready only when every registered model is (kserve: always, once the process runs)."""
+        """Ready only when every registered model is (kserve: always, once the process runs).
+
+        Returns:
+            True when the server and every registered model are ready.
+        """
         names = list(self.model_registry.get_models())
         return await super().ready() and all([await self.model_registry.is_model_ready(n) for n in names])
 
@@ -96,7 +104,11 @@ class RESTServer(rest_server.RESTServer):
 
     @property
     def serving(self) -> bool:
-        """Uvicorn is up in this process and has not finished its shutdown."""
+        """Uvicorn is up in this process and has not finished its shutdown.
+
+        Returns:
+            True while uvicorn serves.
+        """
         return self._server.started and not self._finished
 
     async def start(self) -> None:
@@ -108,6 +120,11 @@ class RESTServer(rest_server.RESTServer):
             self.stop_offload()
 
     def run(self, sockets: list | None = None) -> None:
+        """Serve HTTP until stopped; then stop the offload helper and flush the inference log.
+
+        Args:
+            sockets: listening sockets the parent opened (None: uvicorn binds its own).
+        """
         # A --workers process: its own inference log writer flushes once it has stopped serving.
         try:
             super().run(sockets)
@@ -122,7 +139,11 @@ class RESTServer(rest_server.RESTServer):
     def configure(self, app: FastAPI) -> ASGIApp:
         """Our routes first, then kserve's middleware, routes and error handlers, as kserve does.
 
-        Returns the ASGI app to serve: with the fast route, inference bypasses the FastAPI app.
+        Args:
+            app: kserve's FastAPI app.
+
+        Returns:
+            The ASGI app to serve: with the fast route, inference bypasses the FastAPI app.
         """
         # kserve makes the deprecated ORJSONResponse the app default, and FastAPI then warns on
         # every response; routes registered after this line use the plain JSONResponse.
@@ -159,6 +180,13 @@ class GRPCServer(grpc_server.GRPCServer):
         self._stopped = asyncio.Event()
 
     async def start(self, max_workers: int) -> None:
+        """Start the gRPC server (our servicer, no interceptors) and wait until it is stopped.
+
+        Returns at once when a stop came first.
+
+        Args:
+            max_workers: threads answering calls.
+        """
         async with self._lifecycle:
             if self._stopping:
                 return
@@ -178,6 +206,11 @@ class GRPCServer(grpc_server.GRPCServer):
         await self._stopped.wait()
 
     async def stop(self, sig: int | None = None) -> None:
+        """Stop accepting calls, finish those in flight within the grace period, then release start().
+
+        Args:
+            sig: the signal that asked for the stop (unused; kserve passes it).
+        """
         async with self._lifecycle:
             self._stopping = True
             if self._server is not None:
@@ -207,7 +240,11 @@ class ModelServer(kserve.ModelServer):
         self._stopping = False
 
     def start(self, models: list[BaseKServeModel]) -> None:
-        """kserve's start, except that a model is registered (not ready) even when its load failed."""
+        """kserve's start, except that a model is registered (not ready) even when its load failed.
+
+        Args:
+            models: the models to serve (their load already tried).
+        """
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = self.enable_latency_logging
@@ -266,6 +303,9 @@ class ModelServer(kserve.ModelServer):
         where uvicorn sees the signal too, else in each worker the parent signals). gRPC keeps
         serving for the drain delay, then refuses new calls and finishes those in flight. The
         models are unloaded only when both are done.
+
+        Args:
+            sig: the signal received (SIGTERM, SIGINT).
         """
         asyncio.create_task(self._drain_and_stop(sig))
 

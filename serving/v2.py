@@ -72,10 +72,27 @@ def _show(value: Any) -> str:
 
 
 def error_body(message: str) -> bytes:
+    """The JSON body of every error answer: ``{"error": message}``.
+
+    Args:
+        message: what went wrong, for the client.
+
+    Returns:
+        The body.
+    """
     return orjson.dumps({"error": message})
 
 
 def parse_json(body: bytes, what: str = "an 'inputs' list") -> dict[str, Any]:
+    """A request body as a JSON object; InvalidRequest when it is empty, malformed or not an object.
+
+    Args:
+        body: the raw body.
+        what: what the object should hold, for the message.
+
+    Returns:
+        The parsed object.
+    """
     if not body:
         raise InvalidRequest(f"request body is empty; expected a JSON object with {what}")
     try:
@@ -88,7 +105,16 @@ def parse_json(body: bytes, what: str = "an 'inputs' list") -> dict[str, Any]:
 
 
 def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
-    """A body and its Inference-Header-Content-Length -> (JSON header, binary tensor data, not copied)."""
+    """A body and its Inference-Header-Content-Length -> (JSON header, binary tensor data, not copied).
+
+    Args:
+        body: the raw body.
+        header_length: the Inference-Header-Content-Length header (None: all JSON).
+
+    Returns:
+        (JSON header, binary data as a memoryview, empty without the header); InvalidRequest for a non-numeric or
+        too large length.
+    """
     if header_length is None:
         return body, memoryview(b"")
     if not header_length.isdigit():
@@ -105,7 +131,18 @@ def decode_json_request(
     body: bytes, spec: InputSpec, available: Sequence[str], default: Sequence[str],
     header_length: str | None = None,
 ) -> DecodedRequest:
-    """A REST V2 request body (JSON, or JSON + binary tensors) -> validated features and outputs."""
+    """A REST V2 request body (JSON, or JSON + binary tensors) -> validated features and outputs.
+
+    Args:
+        body: the raw body.
+        spec: the model's input spec (feature count, names, accepted range).
+        available: the outputs the model offers.
+        default: the outputs answered when the request names none.
+        header_length: the Inference-Header-Content-Length header (None: all JSON).
+
+    Returns:
+        The DecodedRequest (float64 rows, outputs); InvalidRequest naming the field, value and what was expected.
+    """
     header, binary = split_binary(body, header_length)
     request = parse_json(header)
     tensors = _input_list(request.get("inputs"), spec)
@@ -143,7 +180,15 @@ def decode_json_request(
 
 
 def decode_v1_request(body: bytes, spec: InputSpec) -> np.ndarray:
-    """A V1 ``:predict`` body, {"instances": [...]}: rows as lists, or as objects keyed by feature name."""
+    """A V1 ``:predict`` body, {"instances": [...]}: rows as lists, or as objects keyed by feature name.
+
+    Args:
+        body: the raw body.
+        spec: the model's input spec (feature count, names, accepted range).
+
+    Returns:
+        (rows, n_features) float64; InvalidRequest as for V2.
+    """
     request = parse_json(body, "an 'instances' list")
     instances = request.get("instances")
     if not isinstance(instances, list) or not instances:
@@ -195,7 +240,17 @@ def _is_pandas(request: Any, tensors: Sequence[Any], parameters: Callable[[Any],
 def decode_grpc_request(
     request: Any, spec: InputSpec, available: Sequence[str], default: Sequence[str]
 ) -> DecodedRequest:
-    """A gRPC ModelInferRequest (protobuf) -> features; raw contents are read in place with numpy."""
+    """A gRPC ModelInferRequest (protobuf) -> features; raw contents are read in place with numpy.
+
+    Args:
+        request: the ModelInferRequest.
+        spec: the model's input spec (feature count, names, accepted range).
+        available: the outputs the model offers.
+        default: the outputs answered when the request names none.
+
+    Returns:
+        The DecodedRequest (float64 rows, outputs); InvalidRequest naming the field, value and what was expected.
+    """
     tensors = list(request.inputs)
     raw = request.raw_input_contents
     if raw and len(raw) != len(tensors):
@@ -225,7 +280,17 @@ def _grpc_parameters(message: Any) -> dict[str, Any]:
 def decode_infer_request(
     request: InferRequest, spec: InputSpec, available: Sequence[str], default: Sequence[str]
 ) -> DecodedRequest:
-    """kserve's decoded request (REST through kserve's own route, fast route off) -> features."""
+    """kserve's decoded request (REST through kserve's own route, fast route off) -> features.
+
+    Args:
+        request: kserve's InferRequest.
+        spec: the model's input spec (feature count, names, accepted range).
+        available: the outputs the model offers.
+        default: the outputs answered when the request names none.
+
+    Returns:
+        The DecodedRequest (float64 rows, outputs); InvalidRequest naming the field, value and what was expected.
+    """
     tensors = _input_list(request.inputs, spec)
     inputs = [
         _Input(f"inputs[{i}]", t.name, t.datatype, t.shape, functools.partial(_kserve_values, t, f"inputs[{i}]"))
@@ -439,6 +504,16 @@ def _requested_json_outputs(
 
 
 def check_outputs(names: Sequence[Any], available: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
+    """The outputs a request asks for, checked against what the model offers.
+
+    Args:
+        names: the requested output names (empty: the default).
+        available: the outputs the model offers.
+        default: the outputs answered when the request names none.
+
+    Returns:
+        The names, duplicates dropped, in request order; InvalidRequest for a name the model does not offer.
+    """
     if not names:
         return tuple(default)
     for name in names:
@@ -448,6 +523,14 @@ def check_outputs(names: Sequence[Any], available: Sequence[str], default: Seque
 
 
 def datatype_of(values: np.ndarray) -> str:
+    """The V2 datatype of an output array (FP64, INT64, BYTES, ...).
+
+    Args:
+        values: the output values.
+
+    Returns:
+        The datatype name.
+    """
     return _datatype(values.dtype)
 
 
@@ -458,7 +541,14 @@ def _datatype(dtype: np.dtype) -> str:
 
 
 def raw_bytes(values: np.ndarray) -> bytes:
-    """A tensor as the binary extension and gRPC raw contents carry it: little-endian, BYTES length-prefixed."""
+    """A tensor as the binary extension and gRPC raw contents carry it: little-endian, BYTES length-prefixed.
+
+    Args:
+        values: the output values.
+
+    Returns:
+        The bytes.
+    """
     if values.dtype.kind in "biuf":
         return np.ascontiguousarray(values, values.dtype.newbyteorder("<")).tobytes()
     parts = []
@@ -469,7 +559,15 @@ def raw_bytes(values: np.ndarray) -> bytes:
 
 
 def output_tensor(name: str, values: np.ndarray) -> dict[str, Any]:
-    """One V2 output tensor; orjson writes float64 with exact round-trip."""
+    """One V2 output tensor; orjson writes float64 with exact round-trip.
+
+    Args:
+        name: the output's name.
+        values: its values (numbers, or string class labels).
+
+    Returns:
+        The tensor dict (name, datatype, shape, data).
+    """
     if values.dtype.kind in "biuf":
         data: Any = np.ascontiguousarray(values).ravel()
     else:  # string class labels
@@ -481,7 +579,18 @@ def encode_response(
     model_name: str, model_version: str | None, request_id: str | None, results: Mapping[str, np.ndarray],
     binary: Collection[str] = (),
 ) -> tuple[bytes, int | None]:
-    """The V2 response body, and the JSON header's length when some outputs are binary (else None)."""
+    """The V2 response body, and the JSON header's length when some outputs are binary (else None).
+
+    Args:
+        model_name: the model's name.
+        model_version: the served version (None before load).
+        request_id: the request's id, echoed when given.
+        results: output name -> values, in answer order.
+        binary: outputs to send as raw bytes after the JSON header (binary tensor extension).
+
+    Returns:
+        (response body, JSON header length or None).
+    """
     response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         response["id"] = request_id
