@@ -47,6 +47,11 @@ DEFAULT_MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts sto
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: kserve's ModelServer flags plus this server's (model folder or URI, limits).
+
+    Returns:
+        The parser.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m serving", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter, parents=[model_server.parser],
@@ -65,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_settings(args: argparse.Namespace) -> ServingSettings:
-    """The environment's settings (read once, here) with the command line's limit flags on top."""
+    """The environment's settings (read once, here) with the command line's limit flags on top.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The ServingSettings; SETTING_ERRORS for a bad environment value.
+    """
     settings = ServingSettings.from_env(os.environ)
     return dataclasses.replace(settings, limits=settings.limits.with_args(args))
 
@@ -74,7 +86,13 @@ SETTING_ERRORS = (SettingsError, LimitsConfigError, InferenceLogConfigError)  # 
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
-    """OSError with advice when ``port`` is taken: grpcio would only print a C++ error and a traceback."""
+    """OSError with advice when ``port`` is taken: grpcio would only print a C++ error and a traceback.
+
+    Args:
+        host: the address to bind.
+        port: the port.
+        what: HTTP or gRPC, for the message.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like the servers: TIME_WAIT is no conflict
         try:
@@ -91,6 +109,13 @@ def served_name(requested: str | None, model_dir: str) -> str:
 
     A requested name that differs from the metadata's is served, with a warning naming both: a
     KServe ServingRuntime passes the InferenceService's name, which clients call.
+
+    Args:
+        requested: --model_name, None when not given.
+        model_dir: the model folder (its metadata.json).
+
+    Returns:
+        The name clients call.
     """
     try:
         recorded = read_metadata(Path(model_dir)).get("model_name")
@@ -107,6 +132,15 @@ def served_name(requested: str | None, model_dir: str) -> str:
 
 def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: ServingSettings,
           traffic: InferenceLogSettings | None = None) -> None:
+    """Load the model (a failed load still serves, not ready) and run the servers until stopped.
+
+    Args:
+        args: the parsed command line.
+        model_dir: the model folder.
+        log_config: uvicorn's logging configuration (logs.configure).
+        settings: the SERVING_* settings, read once.
+        traffic: inference-log settings, None when the log is off.
+    """
     name = served_name(args.model_name, model_dir)
     traffic_log = InferenceLog(traffic) if traffic else None
     model = SklearnModel(name, model_dir, settings.batching_config, settings.fast_path, traffic_log)
@@ -121,6 +155,12 @@ def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: 
 
 
 def main() -> int:
+    """``python -m serving``: parse, read the settings once, check the ports, fetch the model if given a URI, serve.
+
+    Returns:
+        The exit status: 0 after a clean stop, 1 when the model URI cannot be downloaded, 2 for a bad setting or a
+        taken port.
+    """
     parser = build_parser()
     args = parser.parse_args()
     if args.workers < 1:

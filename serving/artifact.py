@@ -52,14 +52,29 @@ class ModelArtifact:
 
     @property
     def version(self) -> str:
+        """The model's version from metadata.json.
+
+        Returns:
+            The version as a string (V2 versions are strings).
+        """
         return str(self.metadata["version"])
 
     @property
     def task(self) -> str:
+        """regression or classification, from metadata.json.
+
+        Returns:
+            The task.
+        """
         return self.metadata["task"]
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """The input features in column order, from the metadata's schema.
+
+        Returns:
+            The names.
+        """
         return tuple(feature_names(self.metadata["schema"]))
 
 

@@ -185,9 +185,19 @@ class DrainState:
 
     @property
     def draining(self) -> bool:
+        """Whether a stop signal has arrived.
+
+        Returns:
+            True from the first signal on.
+        """
         return self.since is not None
 
     def begin(self, delay_s: float = 0.0) -> None:
+        """Record the first stop signal; later calls change nothing.
+
+        Args:
+            delay_s: how long to keep serving from now, in seconds.
+        """
         if self.since is None:
             self.since, self.delay_s = time.monotonic(), delay_s
 
@@ -207,6 +217,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.drain = drain
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """A new connection: arm the headers deadline at once (a client that never sends a byte is closed too).
+
+        Args:
+            transport: the connection's transport.
+        """
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._arm(self.limits.header_timeout_s, "headers")  # a connection that never sends a byte
@@ -227,6 +242,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The connection closed: cancel its deadline.
+
+        Args:
+            exc: the error that closed it, None for a clean close.
+        """
         self._disarm()
         super().connection_lost(exc)
 
@@ -326,6 +346,14 @@ class DrainingServer(uvicorn.Server):
         self.drain = drain
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The first SIGTERM/SIGINT starts the drain (serve on for the drain delay).
+
+        A second signal is uvicorn's own handling: Ctrl-C twice forces the exit.
+
+        Args:
+            sig: the signal number.
+            frame: the interrupted frame (unused).
+        """
         if self.drain.draining:
             super().handle_exit(sig, frame)  # the second signal: uvicorn's (Ctrl-C twice forces)
             return
@@ -335,11 +363,24 @@ class DrainingServer(uvicorn.Server):
                                     "grace_s": self.limits.grace_s})
 
     async def on_tick(self, counter: int) -> bool:
+        """uvicorn's periodic tick: exit once the drain delay has passed.
+
+        Args:
+            counter: uvicorn's tick counter.
+
+        Returns:
+            True when uvicorn should stop serving.
+        """
         if self.drain.draining and time.monotonic() - self.drain.since >= self.drain.delay_s:
             self.should_exit = True
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: Any = None) -> None:
+        """uvicorn's shutdown, with the grace period counted from the signal (the drain delay is part of it).
+
+        Args:
+            sockets: uvicorn's listening sockets.
+        """
         # uvicorn waits timeout_graceful_shutdown from here; the grace period counts from the signal.
         spent = time.monotonic() - self.drain.since if self.drain.draining else 0.0
         self.config.timeout_graceful_shutdown = max(0.1, self.limits.grace_s - spent)

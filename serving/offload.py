@@ -84,18 +84,49 @@ class Offloader:
         self._executors: list[ProcessPoolExecutor] = []  # started or starting, for shutdown
 
     def wants(self, body: bytes) -> bool:
+        """Whether a body is large enough to decode in the helper process.
+
+        Args:
+            body: the request body.
+
+        Returns:
+            True when offloading is on and the body has at least min_bytes.
+        """
         return 0 < self.min_bytes <= len(body)
 
     def warm(self, model: SklearnModel) -> None:
-        """Start ``model``'s pool in the background, so the first large request does not wait for it."""
+        """Start ``model``'s pool in the background, so the first large request does not wait for it.
+
+        Args:
+            model: the served model.
+        """
         if model.ready:
             self._pool(model)
 
     async def infer_json(self, model: SklearnModel, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
+        """``SklearnModel.infer_json`` in the model's helper process.
+
+        Args:
+            model: the served model.
+            body: the request body.
+            header_length: the Inference-Header-Content-Length header, None without one.
+
+        Returns:
+            (response body, JSON header length or None); raises as SklearnModel.infer_json.
+        """
         _require_ready(model)
         return await self._run(model, _infer_json, body, header_length)
 
     async def infer_v1(self, model: SklearnModel, body: bytes) -> bytes:
+        """``SklearnModel.infer_v1`` in the model's helper process.
+
+        Args:
+            model: the served model.
+            body: the request body.
+
+        Returns:
+            The response body; raises as SklearnModel.infer_v1.
+        """
         _require_ready(model)
         return await self._run(model, _infer_v1, body)
 

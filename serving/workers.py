@@ -56,6 +56,14 @@ class WorkerProcess(RESTServerProcess):
     """
 
     def target(self, sockets: list) -> object:
+        """The worker's entry point: SIGTERM ends it quietly, then kserve's target serves.
+
+        Args:
+            sockets: the listening sockets inherited from the parent.
+
+        Returns:
+            What kserve's target returns.
+        """
         signal.signal(signal.SIGTERM, _exit_on_signal)
         return super().target(sockets)
 
@@ -78,6 +86,11 @@ class WorkerProcesses(RESTServerMultiProcess):
         return process
 
     def init_processes(self, sockets: list) -> None:
+        """Spawn the --workers processes; stops early, without an error, when a stop arrives meanwhile.
+
+        Args:
+            sockets: the listening sockets the workers share.
+        """
         try:
             for _ in range(self._rest_server.config.workers):
                 if self.should_exit.is_set():
@@ -112,6 +125,9 @@ class WorkerProcesses(RESTServerMultiProcess):
         kserve restarts with its own process class and no log configuration, so a worker restarted
         after kill -9 logged plain text and a line per request. The new one gets the same pickled
         server (routes, limits, metrics), spawned with the environment marked like the first.
+
+        Args:
+            sockets: the listening sockets the workers share.
         """
         if self.should_exit.is_set():
             return
