@@ -24,7 +24,14 @@ _HYPHENATED_BY_KEY = {_key(option): option for option in HYPHENATED}
 
 
 def canonical(argv: Iterable[str]) -> list[str]:
-    """``argv`` with each ``--long-option`` (or ``--long-option=value``) in the parser's spelling."""
+    """``argv`` with each ``--long-option`` (or ``--long-option=value``) in the parser's spelling.
+
+    Args:
+        argv: command-line tokens.
+
+    Returns:
+        The tokens, option names respelled, values untouched.
+    """
     result: list[str] = []
     tokens = iter(argv)
     for token in tokens:
@@ -42,7 +49,14 @@ def canonical(argv: Iterable[str]) -> list[str]:
 
 
 def both_spellings(option: str) -> list[str]:
-    """``--grpc-port`` -> ["--grpc-port", "--grpc_port"]: argparse option strings for a flag of ours."""
+    """``--grpc-port`` -> ["--grpc-port", "--grpc_port"]: argparse option strings for a flag of ours.
+
+    Args:
+        option: one spelling, with its leading '--'.
+
+    Returns:
+        The hyphenated and underscored spellings (one entry when they are the same).
+    """
     underscored = _key(option)
     hyphenated = "--" + option[2:].replace("_", "-")
     return list(dict.fromkeys((hyphenated, underscored)))

@@ -78,7 +78,11 @@ class FlatForest:
 
     @property
     def n_nodes(self) -> int:
-        """Nodes of all trees together."""
+        """Nodes of all trees together.
+
+        Returns:
+            The node count (the table holds two slots per node).
+        """
         return len(self.feature) // 2
 
     def sum_leaves(self, X: np.ndarray) -> np.ndarray:

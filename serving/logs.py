@@ -24,6 +24,14 @@ class JsonFormatter(logging.Formatter):
     """{"ts", "level", "logger", "msg", ...extras, "exc"} on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One log record as one JSON line: ts (UTC), level, logger, msg, the record's extra fields, exc.
+
+        Args:
+            record: the log record.
+
+        Returns:
+            The JSON text, without a newline.
+        """
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -67,7 +75,15 @@ def log_config(level: str = "INFO", access_log: bool = False) -> dict[str, Any]:
 
 
 def configure(level: str = "INFO", access_log: bool = False) -> dict[str, Any]:
-    """Set up this process's logging as log_config() describes; returns the dict for the worker processes."""
+    """Set up this process's logging as log_config() describes.
+
+    Args:
+        level: the root level name (DEBUG, INFO, WARNING, ...).
+        access_log: log a line per HTTP request (uvicorn's access log).
+
+    Returns:
+        The logging dict config, for the worker processes to apply too.
+    """
     config = log_config(level, access_log)
     logging.config.dictConfig(config)
     logging.captureWarnings(True)  # a warning becomes one structured line, not raw stderr

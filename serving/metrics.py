@@ -34,6 +34,13 @@ class InferMetrics:
         self._children: dict[tuple[str, str], tuple] = {}
 
     def observe(self, model: str, status: int | str, seconds: float) -> None:
+        """Count one inference request and its latency.
+
+        Args:
+            model: the model's name (or the unknown-model label).
+            status: the HTTP status, or the gRPC status name.
+            seconds: from request read to response built.
+        """
         key = (model, str(status))
         children = self._children.get(key)
         if children is None:

@@ -92,6 +92,13 @@ def document(app: FastAPI, fast_route: bool = True) -> dict[str, Any]:
 
     With the fast route off, inference is kserve's V2 handler, which answers 501 to a
     ``?model_version=`` query (the versioned path stays ours).
+
+    Args:
+        app: kserve's FastAPI app, with every route on.
+        fast_route: whether inference is on our routes (False: kserve's V2 handler).
+
+    Returns:
+        The OpenAPI document as a dict.
     """
     generated = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
                             description=app.description, routes=app.routes)
@@ -119,7 +126,12 @@ def document(app: FastAPI, fast_route: bool = True) -> dict[str, Any]:
 
 
 def install(app: FastAPI, fast_route: bool = True) -> None:
-    """Serve ``document(app)`` at /openapi.json, built on the first request (after every route is on)."""
+    """Serve ``document(app)`` at /openapi.json, built on the first request (after every route is on).
+
+    Args:
+        app: kserve's FastAPI app.
+        fast_route: as for document().
+    """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -57,6 +57,11 @@ class InputSpec:
 
     @property
     def n_features(self) -> int:
+        """Columns the model takes.
+
+        Returns:
+            The feature count.
+        """
         return len(self.feature_names)
 
 

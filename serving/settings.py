@@ -203,12 +203,20 @@ class ServingSettings:
 
     @property
     def batching_config(self) -> BatchingConfig:
-        """The adaptive batcher's configuration."""
+        """The adaptive batcher's configuration.
+
+        Returns:
+            A BatchingConfig (on/off, max rows, window in milliseconds).
+        """
         return BatchingConfig(self.batching, self.batch_max_rows, self.batch_window_ms)
 
     @property
     def offload(self) -> tuple[int, int]:
-        """(bytes from which a body is offloaded, pool processes), as serving.offload.Offloader takes them."""
+        """(bytes from which a body is offloaded, pool processes), as serving.offload.Offloader takes them.
+
+        Returns:
+            (min_bytes, processes); min_bytes 0 turns offloading off.
+        """
         return self.offload_bytes, self.offload_processes
 
 
