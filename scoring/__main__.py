@@ -63,6 +63,15 @@ def _store_environment(data_dir: str | None, needed: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m scoring`` (make score): score files with a registry model, print one line per input.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        EXIT_OK; EXIT_FAILED for bad rows, a schema mismatch or a model that cannot load; EXIT_BAD_INPUT for other
+        mistakes (arguments, paths, the local S3 server).
+    """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from pipelines.local.s3server import LocalS3Error

@@ -62,36 +62,74 @@ class Predictor:
 
     @property
     def name(self) -> str:
+        """The model's name from its metadata ("" when absent).
+
+        Returns:
+            The name.
+        """
         return str(self.artifact.metadata.get("model_name", ""))
 
     @property
     def version(self) -> int:
+        """The model's registry version.
+
+        Returns:
+            The version number.
+        """
         return int(self.artifact.metadata["version"])
 
     @property
     def sha256(self) -> str:
+        """The sha256 of model.joblib as recorded in metadata.json (the version's identity).
+
+        Returns:
+            64 hex digits.
+        """
         return str(self.artifact.metadata["sha256"])
 
     @property
     def task(self) -> str:
+        """regression or classification.
+
+        Returns:
+            The task.
+        """
         return self.artifact.task
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """The input features in column order.
+
+        Returns:
+            The names.
+        """
         return self.spec.feature_names
 
     @property
     def classes(self) -> list[Any]:
-        """Class labels, in predict_proba's column order ([] for a regressor)."""
+        """Class labels, in predict_proba's column order ([] for a regressor).
+
+        Returns:
+            The labels as Python values.
+        """
         return np.asarray(self.artifact.estimator.classes_).tolist() if self.task == "classification" else []
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        """What the server offers for this model: predict, and predict_proba for a classifier."""
+        """What the server offers for this model: predict, and predict_proba for a classifier.
+
+        Returns:
+            Output names, default first.
+        """
         return tuple(self._methods)
 
     @property
     def schema(self) -> dict[str, Any]:
+        """The metadata's schema: features (name, dtype, min, max) and target.
+
+        Returns:
+            The schema dict, as stored.
+        """
         return self.artifact.metadata["schema"]
 
     # -- predicting -------------------------------------------------------------------------

@@ -37,7 +37,12 @@ class Progress:
         self.rows = 0
 
     def update(self, rows: int, fraction: float | None) -> None:
-        """rows: scored so far; fraction: share of the input done (0..1), None when unknown."""
+        """Record progress and redraw the line at most every REDRAW_EVERY_S (when enabled).
+
+        Args:
+            rows: rows scored so far.
+            fraction: share of the input done (0..1), None when unknown.
+        """
         self.rows = rows
         now = self._clock()
         if self.enabled and now - self._drawn >= REDRAW_EVERY_S:
@@ -47,6 +52,16 @@ class Progress:
 
     @staticmethod
     def line(rows: int, fraction: float | None, elapsed: float) -> str:
+        """The progress text: a bar, percent and ETA when the fraction is known, always rows and rows/s.
+
+        Args:
+            rows: rows scored so far.
+            fraction: share done (0..1), None when unknown.
+            elapsed: seconds since the start.
+
+        Returns:
+            The text, without a carriage return.
+        """
         rate = rows / elapsed if elapsed > 0 else 0.0
         text = f"{rows:,} rows, {rate:,.0f} rows/s"
         if fraction is not None and 0 < fraction <= 1:
@@ -62,4 +77,9 @@ class Progress:
 
     @property
     def seconds(self) -> float:
+        """Seconds since the progress started (the injected clock).
+
+        Returns:
+            The elapsed seconds.
+        """
         return self._clock() - self._start
