@@ -93,11 +93,24 @@ class ModuleResult:
     note: str = ""
 
     def count(self, status: str, kind: str = "logic") -> int:
+        """Mutants of one status and kind.
+
+        Args:
+            status: killed, survived, timeout, not run, ...
+            kind: logic (counted), equivalent or prose.
+
+        Returns:
+            How many.
+        """
         return sum(1 for m in self.mutants if m.status == status and m.kind == kind)
 
     @property
     def score(self) -> float | None:
-        """Killed over the mutants that count (timeouts count as killed: the suite did notice)."""
+        """Killed over the mutants that count (timeouts count as killed: the suite did notice).
+
+        Returns:
+            The killed share (0..1) of the logic mutants run, None when none ran.
+        """
         counted = [m for m in self.mutants if m.kind == "logic" and m.status != "not run"]
         if not counted:
             return None
@@ -105,7 +118,15 @@ class ModuleResult:
 
 
 def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
-    """mutmut's settings for one module: mutate only it, run only the fast tier of its tests."""
+    """mutmut's settings for one module: mutate only it, run only the fast tier of its tests.
+
+    Args:
+        module: the module's path, as in MODULES.
+        tests: its test files or folders.
+
+    Returns:
+        setup.cfg's text.
+    """
     def lines(values: list[str]) -> str:
         return "".join(f"\n    {v}" for v in values)
     return ("[mutmut]\n"
@@ -117,6 +138,11 @@ def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
 
 
 def copy_project(into: Path) -> None:
+    """Copy what the tests need (COPIED) into a scratch folder, where mutmut may rewrite files.
+
+    Args:
+        into: the scratch folder.
+    """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "mutants")
     for name in COPIED:
         source = ROOT / name
@@ -127,7 +153,15 @@ def copy_project(into: Path) -> None:
 
 
 def string_only_change(before: str, after: str) -> bool:
-    """True when the two lines differ only inside string literals that hold prose (a space)."""
+    """True when the two lines differ only inside string literals that hold prose (a space).
+
+    Args:
+        before: the original line.
+        after: the mutated line.
+
+    Returns:
+        True for a prose-only change (not counted), False otherwise.
+    """
     def tokens(line: str) -> list[tokenize.TokenInfo] | None:
         # A diff line is often part of a statement (an unclosed bracket): keep the tokens read up to the
         # error that the missing rest causes.
@@ -150,6 +184,15 @@ def string_only_change(before: str, after: str) -> bool:
 
 
 def classify(module: str, mutant: Mutant) -> Mutant:
+    """Mark a mutant equivalent (listed in EQUIVALENT, with why) or prose-only; other mutants stay logic.
+
+    Args:
+        module: the mutated module.
+        mutant: the mutant, changed in place.
+
+    Returns:
+        The same mutant.
+    """
     why = EQUIVALENT.get((module, mutant.before.strip(), mutant.after.strip()))
     if why:
         mutant.kind, mutant.why = "equivalent", why
@@ -159,7 +202,15 @@ def classify(module: str, mutant: Mutant) -> Mutant:
 
 
 def collect(workdir: Path, module: str) -> list[Mutant]:
-    """Read mutmut's verdicts and each mutant's diff (runs inside the copy, where mutmut's state is)."""
+    """Read mutmut's verdicts and each mutant's diff (runs inside the copy, where mutmut's state is).
+
+    Args:
+        workdir: mutmut's scratch copy.
+        module: the mutated module.
+
+    Returns:
+        The mutants with status and diff lines, classified.
+    """
     completed = subprocess.run([sys.executable, "-m", "tools.mutate", "--collect", module], cwd=workdir,
                                capture_output=True, text=True, check=False,
                                env={**_env(), "PYTHONPATH": str(ROOT)})
@@ -228,6 +279,18 @@ def _env() -> dict[str, str]:
 
 
 def mutate(module: str, tests: tuple[str, ...], *, timeout: float, jobs: int, keep: bool) -> ModuleResult:
+    """Run mutmut on one module in a scratch copy, bounded by ``timeout`` (its workers stop with it).
+
+    Args:
+        module: the module's path.
+        tests: the tests that should kill its mutants (fast tier).
+        timeout: seconds for the module; mutants not reached are 'not run'.
+        jobs: mutmut's parallel children.
+        keep: keep the scratch copy and print where.
+
+    Returns:
+        The ModuleResult (with a note when mutmut failed or was stopped).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="mutate-"))
     result = ModuleResult(module)
     try:
@@ -255,6 +318,15 @@ def mutate(module: str, tests: tuple[str, ...], *, timeout: float, jobs: int, ke
 
 
 def report(result: ModuleResult, seconds: float) -> list[str]:
+    """The lines printed for one module: counts per status, the score, each survivor.
+
+    Args:
+        result: the module's result.
+        seconds: how long it took.
+
+    Returns:
+        The lines.
+    """
     score = result.score
     lines = [f"{result.module}: {len(result.mutants)} mutants in {seconds:.0f} s; "
              f"logic: {result.count('killed')} killed, {result.count('timeout')} timed out, "
@@ -272,6 +344,14 @@ def report(result: ModuleResult, seconds: float) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make mutate``: mutation testing of the modules in MODULES, one summary per module.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        0 when every module ran and has a score, else 1.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES),
                         help="only this module (repeatable); default: all")

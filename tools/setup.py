@@ -32,7 +32,17 @@ class PhaseFailed(Exception):
 
 def run_phase(title: str, command: list[str], log: IO[str], out: IO[str] = sys.stdout,
               tail: int = TAIL_LINES) -> None:
-    """Run ``command`` with its output appended to ``log``; one status line on ``out``."""
+    """Run ``command`` with its output appended to ``log``; one status line on ``out``.
+
+    Raises PhaseFailed with the exit status when the command fails, after showing the log's tail.
+
+    Args:
+        title: the phase's name on the status line.
+        command: the command and its arguments.
+        log: the install log, appended to.
+        out: where the status line goes (a live timer on a terminal).
+        tail: log lines shown when the phase fails.
+    """
     interactive = out.isatty()
     started = time.monotonic()
     log.write(f"\n$ {' '.join(command)}\n")
@@ -65,6 +75,14 @@ def run_phase(title: str, command: list[str], log: IO[str], out: IO[str] = sys.s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make install``: create the venv and install the project with its pinned packages, quietly.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        0 on success, else the failed command's exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--venv", default=".venv", help="the virtual environment to create (default: %(default)s)")
     parser.add_argument("--extras", default="pipeline,serve,test", help="the project's extras (default: %(default)s)")
