@@ -65,11 +65,26 @@ def batch_scoring_pipeline(
 
 
 def compile_pipeline(output: str | Path = PACKAGE_PATH) -> Path:
-    """Write the batch-scoring pipeline's YAML (default: the committed one); returns its path."""
+    """Write the batch-scoring pipeline's YAML (default: the committed one).
+
+    Args:
+        output: where to write it.
+
+    Returns:
+        Its path.
+    """
     return compiling.compile_pipeline(batch_scoring_pipeline, output)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.batch_scoring_pipeline [--output PATH]``: compile it.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        The exit status (0).
+    """
     return compiling.main(batch_scoring_pipeline, PIPELINE_NAME, PACKAGE_PATH, argv)
 
 

@@ -43,7 +43,14 @@ EXITS = [
 
 
 def table(registry: Registry) -> str:
-    """Every version with its metrics, creation time, data hash, state and the production marker."""
+    """Every version with its metrics, creation time, data hash, state and the production marker.
+
+    Args:
+        registry: the model's registry.
+
+    Returns:
+        The table as text (a line saying so when there are no versions).
+    """
     pointer = registry.current()
     versions = registry.versions(verify=True)
     if not versions:
@@ -76,6 +83,15 @@ def _version(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make models`` / ``python -m pipelines.models list|promote N|rollback``: list versions or move production.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        cli.EXIT_OK, cli.EXIT_BAD_INPUT for a mistake (arguments, settings, access), cli.EXIT_FAILED when the store
+        failed.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["list", "promote", "rollback"])
     parser.add_argument("version", nargs="?", type=_version, help="promote: the N of v<N>")

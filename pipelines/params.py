@@ -31,7 +31,15 @@ class ParamError(PipelineError):
 
 
 def declared(package: str | Path) -> dict[str, dict]:
-    """{name: {"type": "STRING" | "NUMBER_INTEGER" | ..., "default": value}} from the compiled YAML."""
+    """The pipeline's parameters from the compiled YAML.
+
+    Args:
+        package: the compiled pipeline YAML.
+
+    Returns:
+        {name: {"type": "STRING" | "NUMBER_INTEGER" | ..., "default": value}}; ParamError when the file is
+        unreadable.
+    """
     try:
         with open(package) as handle:
             spec = next(yaml.safe_load_all(handle), None)
@@ -64,7 +72,16 @@ def _convert(name: str, kind: str, text: str) -> Any:
 
 
 def parse_overrides(pairs: list[str], package: str | Path) -> dict[str, Any]:
-    """['threshold=0.9', 'estimator=ridge'] -> {'threshold': 0.9, 'estimator': 'ridge'}."""
+    """``--param name=value`` pairs, typed as the YAML declares them.
+
+    Args:
+        pairs: e.g. ['threshold=0.9', 'estimator=ridge'].
+        package: the compiled pipeline YAML.
+
+    Returns:
+        e.g. {'threshold': 0.9, 'estimator': 'ridge'}; ParamError for an unknown name, a missing '=' or a value of
+        the wrong type.
+    """
     spec = declared(package)
     overrides: dict[str, Any] = {}
     for pair in pairs:
@@ -79,7 +96,15 @@ def parse_overrides(pairs: list[str], package: str | Path) -> dict[str, Any]:
 
 
 def effective(overrides: dict[str, Any], package: str | Path) -> dict[str, Any]:
-    """Defaults from the YAML, then the overrides; integers restored (YAML stores 42 as 42.0)."""
+    """Defaults from the YAML, then the overrides; integers restored (YAML stores 42 as 42.0).
+
+    Args:
+        overrides: the parsed --param values.
+        package: the compiled pipeline YAML.
+
+    Returns:
+        Every parameter's value for the run.
+    """
     spec = declared(package)
     values = {name: p["default"] for name, p in spec.items()}
     values.update(overrides)
@@ -95,7 +120,11 @@ def _check_secret_name(values: dict[str, Any], name: str) -> None:
 
 
 def check(values: dict[str, Any]) -> None:
-    """Run the components' validators on the parameters; raises a PipelineError naming the bad one."""
+    """Run the components' validators on the parameters; raises a PipelineError naming the bad one.
+
+    Args:
+        values: every training-pipeline parameter (effective()).
+    """
     _check_secret_name(values, "minio_secret")
     _check_secret_name(values, "source_secret")
     source = str(values.get("source") or "")
@@ -147,7 +176,13 @@ def _check_candidates(values: dict[str, Any]) -> None:
 
 
 def check_batch(values: dict[str, Any]) -> None:
-    """The batch-scoring pipeline's parameters, checked as batch_predict will check them."""
+    """The batch-scoring pipeline's parameters, checked as batch_predict will check them.
+
+    Raises a PipelineError naming the bad one.
+
+    Args:
+        values: every batch-scoring parameter (effective()).
+    """
     from scoring.batch import BatchOptions, model_uri
 
     _check_secret_name(values, "minio_secret")

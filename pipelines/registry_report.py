@@ -38,7 +38,14 @@ def _params(hyperparameters: Any) -> str:
 
 
 def rows(registry: Registry) -> tuple[list[dict[str, Any]], int | None]:
-    """One dict per version (oldest first) and the production version (None if none yet)."""
+    """One dict per version (oldest first) and the production version (None if none yet).
+
+    Args:
+        registry: the model's registry (read only).
+
+    Returns:
+        (versions, production version or None).
+    """
     pointer = registry.current()
     found = []
     for info in registry.versions(verify=True):
@@ -54,7 +61,14 @@ def rows(registry: Registry) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def metrics_plot(versions: list[dict[str, Any]]) -> str | None:
-    """The metrics over versions as an inline PNG <img>; None when no version has metrics."""
+    """The metrics over versions as an inline PNG <img>; None when no version has metrics.
+
+    Args:
+        versions: rows() dicts.
+
+    Returns:
+        The <img> tag, or None.
+    """
     import base64
     import io
 
@@ -82,6 +96,17 @@ def metrics_plot(versions: list[dict[str, Any]]) -> str | None:
 
 
 def page(model_name: str, bucket: str, versions: list[dict[str, Any]], production: int | None) -> str:
+    """The registry report as one self-contained HTML page (table of versions, metrics plot).
+
+    Args:
+        model_name: the model's name.
+        bucket: its bucket.
+        versions: rows() dicts.
+        production: the production version, None when none.
+
+    Returns:
+        The HTML.
+    """
     metric_names = sorted({name for v in versions for name in v["metrics"]})
     head = ["", "version", "state", "created (UTC)", "estimator", "hyperparameters", "data source", "data sha256",
             *metric_names]
@@ -104,6 +129,17 @@ def page(model_name: str, bucket: str, versions: list[dict[str, Any]], productio
 
 
 def write(registry: Registry, model_name: str, bucket: str, output: str | Path) -> Path:
+    """Write the report page for a registry.
+
+    Args:
+        registry: the model's registry.
+        model_name: the model's name.
+        bucket: its bucket.
+        output: the HTML file (its folder is created).
+
+    Returns:
+        The written path.
+    """
     versions, production = rows(registry)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +148,14 @@ def write(registry: Registry, model_name: str, bucket: str, output: str | Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make report``: write the registry's HTML report.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        0, or cli.EXIT_BAD_INPUT for a bad argument or an unusable local S3 server.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--bucket", default="models")

@@ -148,11 +148,26 @@ def training_pipeline(
 
 
 def compile_pipeline(output: str | Path = PACKAGE_PATH) -> Path:
-    """Write the training pipeline's YAML (default: the committed one); returns its path."""
+    """Write the training pipeline's YAML (default: the committed one).
+
+    Args:
+        output: where to write it.
+
+    Returns:
+        Its path.
+    """
     return compiling.compile_pipeline(training_pipeline, output)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.training_pipeline [--output PATH]``: compile it.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        The exit status (0).
+    """
     return compiling.main(training_pipeline, PIPELINE_NAME, PACKAGE_PATH, argv)
 
 

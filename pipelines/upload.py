@@ -73,6 +73,11 @@ def probe_host(host: str, options: Mapping[str, Any] | None = None, timeout: flo
     kfp.Client's own check retries for about half a minute and prints a traceback per try. A 401 or
     403 passes: an auth proxy stands in front of the API, and the call that follows names the fix.
     A redirect (Kubeflow's gateway sends one to its login page) is refused with the credentials to pass.
+
+    Args:
+        host: the KFP API's URL.
+        options: kfp.Client options from client_options (token, cookies, TLS).
+        timeout: seconds for the one GET.
     """
     options = options or {}
     headers = {"Accept": "application/json"}
@@ -134,13 +139,75 @@ class PipelinesClient(Protocol):
 
     pipelines: Any  # the generated PipelineService API: pipeline_service_create_pipeline(pipeline=...)
 
-    def list_pipelines(self, page_size: int, filter: str | None, namespace: str | None) -> Any: ...
+    def list_pipelines(self, page_size: int, filter: str | None, namespace: str | None) -> Any:
+        """One page of the pipelines visible here.
+
+        Args:
+            page_size: the most pipelines to return.
+            filter: a KFP filter (JSON), e.g. on the display name; None: all.
+            namespace: the namespace (multi-user Kubeflow), None for the default.
+
+        Returns:
+            kfp's list response (``.pipelines``, None when empty).
+        """
+        ...
+
     def upload_pipeline_version(self, pipeline_package_path: str, pipeline_version_name: str, pipeline_id: str,
-                                description: str) -> Any: ...
-    def list_pipeline_versions(self, pipeline_id: str, page_size: int, sort_by: str, filter: str | None) -> Any: ...
-    def create_experiment(self, name: str, namespace: str | None) -> Any: ...
+                                description: str) -> Any:
+        """Add a compiled YAML as a new version of an existing pipeline.
+
+        Args:
+            pipeline_package_path: the compiled YAML.
+            pipeline_version_name: the version's name (unique within the pipeline).
+            pipeline_id: the pipeline's id.
+            description: the version's description.
+
+        Returns:
+            The created version (``.pipeline_version_id``).
+        """
+        ...
+
+    def list_pipeline_versions(self, pipeline_id: str, page_size: int, sort_by: str, filter: str | None) -> Any:
+        """One page of a pipeline's versions.
+
+        Args:
+            pipeline_id: the pipeline's id.
+            page_size: the most versions to return.
+            sort_by: a KFP sort order, e.g. "created_at desc".
+            filter: a KFP filter (JSON), e.g. on the display name; None: all.
+
+        Returns:
+            kfp's list response (``.pipeline_versions``, None when empty).
+        """
+        ...
+
+    def create_experiment(self, name: str, namespace: str | None) -> Any:
+        """The experiment with this name, created when missing.
+
+        Args:
+            name: the experiment's name.
+            namespace: the namespace (multi-user Kubeflow), None for the default.
+
+        Returns:
+            The experiment (``.experiment_id``).
+        """
+        ...
+
     def run_pipeline(self, experiment_id: str, job_name: str, params: dict, pipeline_id: str,
-                     version_id: str) -> Any: ...
+                     version_id: str) -> Any:
+        """Start a run of one pipeline version.
+
+        Args:
+            experiment_id: the experiment the run belongs to.
+            job_name: the run's display name.
+            params: the pipeline's parameters for this run.
+            pipeline_id: the pipeline's id.
+            version_id: the version to run.
+
+        Returns:
+            The run (``.run_id``).
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -152,6 +219,14 @@ class Published:
 
 
 def version_name(package: Path) -> str:
+    """The pipeline version's name: the project's release and the YAML's hash, so the same YAML is one version.
+
+    Args:
+        package: the compiled pipeline YAML.
+
+    Returns:
+        ``<release>-<12 hex digits of sha256>`` (release 'dev' when the project is not installed).
+    """
     digest = hashlib.sha256(package.read_bytes()).hexdigest()[:12]
     try:
         release = metadata.version(PROJECT)
@@ -161,14 +236,26 @@ def version_name(package: Path) -> str:
 
 
 def executor_images(package: Path) -> set[str]:
-    """The container images the compiled YAML's steps run (deploymentSpec.executors.*.container.image)."""
+    """The container images the compiled YAML's steps run (deploymentSpec.executors.*.container.image).
+
+    Args:
+        package: the compiled pipeline YAML.
+
+    Returns:
+        The image names (empty when no step runs a container).
+    """
     spec = next(yaml.safe_load_all(package.read_text()), None) or {}
     executors = spec.get("deploymentSpec", {}).get("executors", {})
     return {executor["container"]["image"] for executor in executors.values() if "container" in executor}
 
 
 def check_image(package: Path, expected: str) -> None:
-    """Refuse YAML compiled for another image than the one asked for (make upload PIPELINE_IMAGE=...)."""
+    """Refuse YAML compiled for another image than the one asked for (make upload PIPELINE_IMAGE=...).
+
+    Args:
+        package: the compiled pipeline YAML.
+        expected: the image every step must run.
+    """
     found = executor_images(package)
     if found != {expected}:
         raise PipelineError(
@@ -178,7 +265,18 @@ def check_image(package: Path, expected: str) -> None:
 
 def client_options(host: str, namespace: str | None = None, token: str | None = None, cookies: str | None = None,
                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """kfp.Client keyword arguments: flags first, then the environment."""
+    """kfp.Client keyword arguments: flags first, then the environment.
+
+    Args:
+        host: the KFP API's URL.
+        namespace: --namespace, None when not given.
+        token: --token (a bearer token), None when not given.
+        cookies: --cookies (a Cookie header, e.g. Dex's session), None when not given.
+        env: the environment to read the fallbacks from (default os.environ).
+
+    Returns:
+        The keyword arguments for kfp.Client.
+    """
     env = os.environ if env is None else env
     options: dict[str, Any] = {"host": host}
     if namespace:
@@ -219,7 +317,18 @@ def _versions(client: PipelinesClient, pipeline_id: str, name: str) -> list:
 
 def publish(client: PipelinesClient, package: Path, pipeline_name: str = PIPELINE_NAME,
             namespace: str | None = None, description: str = PIPELINE_DESCRIPTION) -> Published:
-    """Create the pipeline with this YAML as its named version, add it as a version, or find it."""
+    """Create the pipeline with this YAML as its named version, add it as a version, or find it.
+
+    Args:
+        client: the KFP client.
+        package: the compiled pipeline YAML.
+        pipeline_name: the pipeline's display name.
+        namespace: the namespace, None for the default.
+        description: the pipeline's description.
+
+    Returns:
+        Published: the ids, the version's name and what was done (created pipeline, added version, version exists).
+    """
     import kfp_server_api  # kfp's own API models; imported here so the CLI's --help stays fast
 
     name = version_name(package)
@@ -243,7 +352,19 @@ def publish(client: PipelinesClient, package: Path, pipeline_name: str = PIPELIN
 def start_run(client: PipelinesClient, published: Published, arguments: dict[str, Any],
               experiment: str = DEFAULT_EXPERIMENT, namespace: str | None = None,
               pipeline_name: str = PIPELINE_NAME) -> str:
-    """Start a run of the published version; returns the run id."""
+    """Start a run of the published version.
+
+    Args:
+        client: the KFP client.
+        published: what publish() returned.
+        arguments: the run's parameters.
+        experiment: the experiment's name (created when missing).
+        namespace: the namespace, None for the default.
+        pipeline_name: the run name's prefix (a UTC timestamp follows).
+
+    Returns:
+        The run id.
+    """
     experiment_id = client.create_experiment(name=experiment, namespace=namespace).experiment_id
     job_name = f"{pipeline_name}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     run = client.run_pipeline(experiment_id=experiment_id, job_name=job_name, params=arguments,
@@ -274,6 +395,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make upload``: check the compiled YAML and its parameters, publish it to KFP, optionally start a run.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        0 on success, 1 when the KFP API refused or failed, 2 for a mistake found before contacting it (arguments,
+        parameters, image, no API).
+    """
     args = _parser().parse_args(argv)
     kind = PIPELINES[args.pipeline]
     package = Path(args.package) if args.package else kind.package
