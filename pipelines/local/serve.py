@@ -55,7 +55,14 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def check_model_exists(uri: str) -> dict[str, Any]:
-    """The production metadata.json, or a plain explanation of why there is none."""
+    """The production metadata.json, or a plain explanation of why there is none.
+
+    Args:
+        uri: s3://bucket/<model>/production (the model folder).
+
+    Returns:
+        The metadata dict; LocalServeError saying what to run when there is no model there.
+    """
     bucket, prefix = _split_s3(uri)
     try:
         metadata = ObjectStore.from_env().get_json(bucket, f"{prefix}/{METADATA_FILE}")
@@ -96,7 +103,13 @@ def _get(url: str, body: bytes | None = None) -> tuple[int, Any]:
 
 
 def wait_until_ready(proc: subprocess.Popen, base: str, model: str) -> None:
-    """Wait for the server to listen; it loads before listening, so readiness is then final."""
+    """Wait for the server to listen; it loads before listening, so readiness is then final.
+
+    Args:
+        proc: the server process.
+        base: its http:// base URL.
+        model: the served model's name.
+    """
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if proc.poll() is not None:
@@ -112,7 +125,14 @@ def wait_until_ready(proc: subprocess.Popen, base: str, model: str) -> None:
 
 
 def sample_request(metadata: dict[str, Any]) -> dict[str, Any]:
-    """One row in the middle of each feature's training range, from the model's own schema."""
+    """One row in the middle of each feature's training range, from the model's own schema.
+
+    Args:
+        metadata: the V2 model metadata (GET /v2/models/<name>).
+
+    Returns:
+        A V2 request body as a dict.
+    """
     tensor = metadata["inputs"][0]
     features = tensor["parameters"]["features"]
     row = [round((f.get("min", 0.0) + f.get("max", 0.0)) / 2, 6) for f in features]
@@ -120,6 +140,14 @@ def sample_request(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def demo(base: str, model: str) -> None:
+    """Send one sample request and print it with the answer.
+
+    The body is saved to SAMPLE_FILE for the curl and hey commands printed after it.
+
+    Args:
+        base: the server's http:// base URL.
+        model: the served model's name.
+    """
     _, metadata = _get(f"{base}/v2/models/{model}")
     request = sample_request(metadata)
     body = json.dumps(request)
@@ -137,7 +165,15 @@ def demo(base: str, model: str) -> None:
 
 
 def served_name(requested: str | None, metadata: dict[str, Any]) -> str:
-    """--model-name when given (a warning names both when the metadata says otherwise), else the metadata's."""
+    """--model-name when given (a warning names both when the metadata says otherwise), else the metadata's.
+
+    Args:
+        requested: --model-name, None when not given.
+        metadata: the production metadata.
+
+    Returns:
+        The name to serve under.
+    """
     recorded = metadata.get("model_name")
     if requested is None:
         return str(recorded or DEFAULT_MODEL_NAME)
@@ -148,6 +184,14 @@ def served_name(requested: str | None, metadata: dict[str, Any]) -> str:
 
 
 def server_command(args: argparse.Namespace) -> list[str]:
+    """The ``python -m serving`` command line for these options.
+
+    Args:
+        args: the parsed options (model URI and name, host, ports).
+
+    Returns:
+        The argv list.
+    """
     return [
         sys.executable, "-m", "serving", "--model_uri", args.model_uri, "--model_name", args.model_name,
         "--host", args.host, "--http_port", str(args.port), "--grpc_port", str(args.grpc_port),
@@ -156,6 +200,11 @@ def server_command(args: argparse.Namespace) -> list[str]:
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server, then SIGKILL it after STOP_TIMEOUT_S; waits until it is gone.
+
+    Args:
+        proc: the server process.
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -166,6 +215,17 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``make serve``: check the ports and the model, start the server, wait for ready, serve until Ctrl-C.
+
+    With --demo, one sample request is sent once the server is ready.
+
+    Args:
+        args: the parsed options.
+
+    Returns:
+        0 after a clean stop or Ctrl-C, 1 when the server exited with an error; LocalServeError for a taken port or
+        no model.
+    """
     for port in (args.port, args.grpc_port):
         if not _port_free(args.host, port):
             raise LocalServeError(
@@ -202,6 +262,14 @@ def _interrupt(_signum: int, _frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.local.serve``: run() with its errors as messages.
+
+    Args:
+        argv: the command line without the program name (default sys.argv[1:]).
+
+    Returns:
+        0, 1 for an error (explained on stderr), 130 when interrupted.
+    """
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="send one sample request and print curl/hey commands")

@@ -17,7 +17,15 @@ from pipelines.local.s3server import LocalS3Server
 
 @contextlib.contextmanager
 def object_store(data_dir: Path, port: int) -> Iterator[tuple[str, bool, str]]:
-    """(endpoint, secure, description): the user's MinIO when MINIO_ENDPOINT is set, else a local server."""
+    """The user's MinIO when MINIO_ENDPOINT is set, else a local S3 server for the block.
+
+    Args:
+        data_dir: the local server's data folder.
+        port: the local server's port.
+
+    Yields:
+        (endpoint, secure, description of where it is); the local server stops on leaving.
+    """
     if os.environ.get("MINIO_ENDPOINT"):
         settings = StoreSettings.from_env()
         yield settings.endpoint, settings.secure, f"{settings.url} (MINIO_ENDPOINT)"
