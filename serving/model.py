@@ -328,11 +328,11 @@ class SklearnModel(kserve.Model):
         """kserve's own V2 REST handler (fast route off): an InferRequest; V1 goes to ``infer_v1``.
 
         Args:
-            payload: an InferRequest (V2) or the parsed V1 body.
+            payload: kserve's InferRequest; anything else (a V1 body) is refused.
             headers: the request's headers (unused).
 
         Returns:
-            An InferResponse for V2, {"predictions": [...]} for V1; raises kserve's InvalidInput for a client mistake.
+            The InferResponse; v2.InvalidRequest (a kserve InvalidInput: 400) for a client mistake, ModelNotReady.
         """
         spec = self._require_ready()
         if isinstance(payload, InferRequest):
