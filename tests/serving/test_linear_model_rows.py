@@ -3,8 +3,9 @@
 The pipeline's default winner on diabetes is StandardScaler + Ridge, whose predict is ``X @ coef_``.
 numpy adds a row's products in one order for a 1-row matrix (BLAS dot) and in another for more rows
 (BLAS gemv), so scikit-learn itself may answer a row alone and the same row inside a batch 1 ulp
-apart (with OpenBLAS 0.3.31: 1 of the first 10 rows for this fit, 4 for the pipeline's). The reference is therefore predict on exactly
-the rows of each request: the server must add nothing to that difference and hide none of it.
+apart (OpenBLAS 0.3.31: 1 of the first 10 rows for this fit, 4 for the pipeline's). The reference
+is therefore predict on exactly the rows of each request: the server must add nothing to that
+difference and hide none of it.
 The forest tests (test_model.py) cannot see this: trees add leaf values in tree order at any batch size.
 """
 
