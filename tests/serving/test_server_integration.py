@@ -173,9 +173,7 @@ def test_plain_http_answers_equal_sklearn(conn, regressor, diabetes) -> None:
     status, body = get(conn, "POST", f"/v2/models/{MODEL}/infer", rows_body(x), {"Content-Type": "application/json"})
     assert status == 200
     np.testing.assert_array_equal(json.loads(body)["outputs"][0]["data"], regressor.predict(x))
-    # Single rows against the batch: within 1e-15 (a linear model's 1-row and n-row dot products may differ
-    # by 1 ulp in scikit-learn itself); bit for bit is test_single_row_answers_equal_sklearn_on_that_row_bit_for_bit.
-    np.testing.assert_allclose(single_rows(conn, x[:10]), regressor.predict(x[:10]), rtol=1e-15, atol=0)
+    # Single rows, bit for bit: test_single_row_answers_equal_sklearn_on_that_row_bit_for_bit.
 
 
 def single_rows(conn, x: np.ndarray) -> list[float]:
@@ -186,8 +184,8 @@ def single_rows(conn, x: np.ndarray) -> list[float]:
 def test_single_row_answers_equal_sklearn_on_that_row_bit_for_bit(conn, regressor, diabetes) -> None:
     """Each single-row answer is bit for bit scikit-learn's predict on that one row, as the server parsed it.
 
-    Not predict on the 10-row batch: the pushed model is the pipeline's winner, StandardScaler + Ridge on
-    diabetes, and Ridge.predict is ``X @ coef_``. numpy hands a (1, 10) matrix to BLAS's dot kernel and a
+    Not predict on the 10-row batch: the pushed model is the pipeline's winner (today StandardScaler +
+    Ridge on diabetes), and Ridge.predict is ``X @ coef_``. numpy hands a (1, 10) matrix to BLAS's dot kernel and a
     (10, 10) one to gemv, which add the 10 products in different orders, so scikit-learn itself answers
     one row and the same row inside a batch up to 1 ulp apart (4 of these 10 rows, OpenBLAS 0.3.31 here).
     Trees add leaf values in tree order whatever the batch, so forests are bit-identical either way.
