@@ -28,9 +28,9 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serving_bench as sb  # noqa: E402  (the bench's model, server start and answer check)
+from servebench import common, loadtools, models, processes, report, servers  # noqa: E402  (the serving bench's parts)
 
-REPO = sb.REPO
+REPO = common.REPO
 TOOL_DIR = REPO / ".tools" / "perf"  # git-ignored
 PERF_ANALYZER = TOOL_DIR / "perf_analyzer"
 LIBCUDART = TOOL_DIR / "lib" / "libcudart.so.12"
@@ -56,7 +56,7 @@ def install() -> None:
         if dest.exists():
             continue
         wheels = TOOL_DIR / "wheels"
-        sb.say(f"==> pip download {requirement} into {wheels.relative_to(REPO)}")
+        common.say(f"==> pip download {requirement} into {wheels.relative_to(REPO)}")
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheels),
                         requirement], check=True)
         name = requirement.split("==")[0].replace("-", "_")
@@ -68,7 +68,7 @@ def install() -> None:
     if subprocess.run(["dpkg", "-s", LIBB64], capture_output=True).returncode != 0:
         if os.geteuid() != 0:
             raise SystemExit(f"perf_analyzer needs Debian's {LIBB64}: sudo apt-get install -y {LIBB64}")
-        sb.say(f"==> apt-get install {LIBB64}")
+        common.say(f"==> apt-get install {LIBB64}")
         subprocess.run("apt-get update -qq && apt-get install -y -qq " + LIBB64, shell=True, check=True,
                        stdout=subprocess.DEVNULL)
 
@@ -85,8 +85,8 @@ def input_data(folder: Path) -> Path:
 
 
 def run_perf(mode: str, url: str, data: Path, concurrency: int, window_ms: int, out: Path) -> dict[str, float]:
-    argv = sb._pinned(sb.LOAD_CORE, [
-        str(PERF_ANALYZER), "-m", sb.MODEL_NAME, "-u", url, *MODES[mode], "--input-data", str(data),
+    argv = loadtools.pinned(common.LOAD_CORE, [
+        str(PERF_ANALYZER), "-m", common.MODEL_NAME, "-u", url, *MODES[mode], "--input-data", str(data),
         "--concurrency-range", f"{concurrency}:{concurrency}", "-p", str(window_ms), "-f", str(out),
     ])
     env = {**os.environ, "LD_LIBRARY_PATH": str(LIBCUDART.parent)}
@@ -102,7 +102,7 @@ def run_perf(mode: str, url: str, data: Path, concurrency: int, window_ms: int, 
 def render(rows: list[tuple[str, int, dict]], started: dt.datetime, load_avg: tuple, window_ms: int) -> str:
     lines = [
         "# perf_analyzer against this server", "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; machine: {sb.machine()}; load average at start: "
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; machine: {report.machine()}; load average at start: "
         + ", ".join(f"{v:.2f}" for v in load_avg),
         "- model: RandomForestRegressor(100 trees) on sklearn:diabetes (the serving benchmark's), default server settings",
         f"- method: perf_analyzer 2.41.0 (tritonclient wheel) pinned to core 1, server to core 0, loopback; 1-row "
@@ -125,27 +125,27 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("taskset (util-linux) is needed to pin server and load to separate cores")
     install()
     started, load_avg = dt.datetime.now(dt.timezone.utc), os.getloadavg()
-    sb.WORK.mkdir(parents=True, exist_ok=True)
-    model_dir = sb.build_model_folder(sb.WORK / "model")
-    bodies, data = sb.write_bodies(sb.WORK), input_data(sb.WORK)
-    ports = sb.free_ports()
+    common.WORK.mkdir(parents=True, exist_ok=True)
+    model_dir = models.build_model_folder(common.WORK / "model")
+    bodies, data = models.write_bodies(common.WORK), input_data(common.WORK)
+    ports = processes.free_ports()
     rows = []
-    with sb.running(sb._ours(ports, model_dir), ports, {}, sb.WORK / "logs" / "perf-server.log"):
-        problem = sb.answer_problem(f"http://127.0.0.1:{ports.http}/v2/models/{sb.MODEL_NAME}/infer", bodies,
-                                    sb.expected_answers(model_dir))
+    with processes.running(servers.ours_command(ports, model_dir), ports, {}, common.WORK / "logs" / "perf-server.log"):
+        problem = models.answer_problem(f"http://127.0.0.1:{ports.http}/v2/models/{common.MODEL_NAME}/infer", bodies,
+                                    models.expected_answers(model_dir))
         if problem:
             raise SystemExit(f"the server's answers are wrong, no load run: {problem}")
         for mode in MODES:
             url = f"127.0.0.1:{ports.grpc if mode == 'gRPC' else ports.http}"
             for concurrency in map(int, args.concurrency.split(",")):
-                result = run_perf(mode, url, data, concurrency, args.window_ms, sb.WORK / "perf.csv")
-                sb.say(f"    {mode:<11} c={concurrency:<3} {result['rps']:8.0f} infer/s  p50 {result['p50']:.2f} ms  "
+                result = run_perf(mode, url, data, concurrency, args.window_ms, common.WORK / "perf.csv")
+                common.say(f"    {mode:<11} c={concurrency:<3} {result['rps']:8.0f} infer/s  p50 {result['p50']:.2f} ms  "
                        f"p99 {result['p99']:.2f} ms")
                 rows.append((mode, concurrency, result))
     table = render(rows, started, load_avg, args.window_ms)
     print(table)
     Path(args.out).write_text(table)
-    sb.say(f"saved {Path(args.out).relative_to(REPO) if Path(args.out).is_relative_to(REPO) else args.out}")
+    common.say(f"saved {Path(args.out).relative_to(REPO) if Path(args.out).is_relative_to(REPO) else args.out}")
     return 0
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serving_bench as sb  # noqa: E402  (the serving bench's model, body, hey parsing and RSS helpers)
+from servebench import common, loadtools, models, processes  # noqa: E402  (the serving bench's parts)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def wait_for_line(path: Path, text: str, timeout: float = 120) -> None:
 
 
 def rss_mib(pid: int) -> float:
-    return sum(mib for _, mib in sb.rss_by_process(pid))
+    return sum(mib for _, mib in processes.rss_by_process(pid))
 
 
 def main() -> int:
@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=6, help="10 s windows (default: %(default)s, 60 s)")
     parser.add_argument("--window_s", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rows", type=int, default=1, choices=sb.ROWS, help="rows per request")
+    parser.add_argument("--rows", type=int, default=1, choices=common.ROWS, help="rows per request")
     parser.add_argument("--max_rss_growth_mib", type=float, default=50.0)
     parser.add_argument("--max_p99_drift", type=float, default=3.0,
                         help="last window's p99 over the first's; loopback on a shared machine is noisy")
@@ -53,33 +53,33 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         folder = Path(tmp)
-        model_dir = sb.build_model_folder(folder / "model")
-        bodies = sb.write_bodies(folder)
-        ports = sb.free_ports()
+        model_dir = models.build_model_folder(folder / "model")
+        bodies = models.write_bodies(folder)
+        ports = processes.free_ports()
         url = f"http://127.0.0.1:{ports.http}"
         log_path = folder / "server.log"
-        argv = [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", sb.MODEL_NAME,
+        argv = [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", common.MODEL_NAME,
                 "--host", "127.0.0.1", "--http_port", str(ports.http), "--grpc_port", str(ports.grpc)]
         try:
-            with sb.running(argv, ports, env={}, log_path=log_path, core=None, cwd=ROOT) as (server, _):
+            with processes.running(argv, ports, env={}, log_path=log_path, core=None, cwd=ROOT) as (server, _):
                 if os.environ.get("SERVING_OFFLOAD_BYTES", "").strip() != "0":
                     wait_for_line(log_path, "offload pool started")
-                infer = f"{url}/v2/models/{sb.MODEL_NAME}/infer"
-                sb.run_hey(infer, bodies[args.rows], args.rows, 4, requests=sb.WARMUP_REQUESTS, core=None)
+                infer = f"{url}/v2/models/{common.MODEL_NAME}/infer"
+                loadtools.run_hey(infer, bodies[args.rows], args.rows, 4, requests=common.WARMUP_REQUESTS, core=None)
                 start_rss = rss_mib(server.pid)
                 print(f"soak: {args.windows} x {args.window_s:.0f} s, hey -c {args.concurrency}, {args.rows}-row V2 "
                       f"bodies, loopback; server RSS after warm-up {start_rss:.1f} MiB")
                 print(f"{'window':>6} {'requests':>9} {'failed':>7} {'req/s':>8} {'p99 ms':>8} {'RSS MiB':>8}")
                 windows = []
                 for index in range(args.windows):
-                    load = sb.run_hey(infer, bodies[args.rows], args.rows, args.concurrency,
+                    load = loadtools.run_hey(infer, bodies[args.rows], args.rows, args.concurrency,
                                       seconds=args.window_s, core=None)
                     rss = rss_mib(server.pid)
                     windows.append((load, rss))
                     print(f"{index + 1:>6} {load.requests:>9} {load.errors:>7} {load.rps:>8.0f} {load.p99:>8.2f} "
                           f"{rss:>8.1f}")
                 alive = server.poll() is None
-        except sb.ServerFailed as exc:
+        except processes.ServerFailed as exc:
             raise SystemExit(f"the server did not start: {exc}") from None
 
     sent = sum(load.requests for load, _ in windows)
