@@ -40,33 +40,35 @@ _DATA = {
 
 # name -> (task, model factory, methods with a fast path)
 MODELS = {
-    "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=100, random_state=0), ["predict"]),
-    "extra-trees-regressor": ("regression", lambda: ExtraTreesRegressor(n_estimators=30, random_state=0), ["predict"]),
+    "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=10, random_state=0), ["predict"]),
+    "extra-trees-regressor": ("regression", lambda: ExtraTreesRegressor(n_estimators=6, random_state=0), ["predict"]),
     "rf-classifier-binary": (
-        "binary", lambda: RandomForestClassifier(n_estimators=30, random_state=0), ["predict", "predict_proba"]),
+        "binary", lambda: RandomForestClassifier(n_estimators=6, random_state=0), ["predict", "predict_proba"]),
     "extra-trees-multiclass": (
-        "multiclass", lambda: ExtraTreesClassifier(n_estimators=20, random_state=0), ["predict", "predict_proba"]),
+        "multiclass", lambda: ExtraTreesClassifier(n_estimators=6, random_state=0), ["predict", "predict_proba"]),
     "scaled-imputed-rf": ("regression", lambda: make_pipeline(
-        SimpleImputer(strategy="median"), StandardScaler(), RandomForestRegressor(n_estimators=30, random_state=0)),
+        SimpleImputer(strategy="median"), StandardScaler(), RandomForestRegressor(n_estimators=6, random_state=0)),
         ["predict"]),
     "minmax-rf-classifier": ("binary", lambda: make_pipeline(
-        MinMaxScaler(), RandomForestClassifier(n_estimators=20, random_state=0)), ["predict", "predict_proba"]),
+        MinMaxScaler(), RandomForestClassifier(n_estimators=6, random_state=0)), ["predict", "predict_proba"]),
     "generic-step-rf": ("regression", lambda: make_pipeline(  # a step with no numpy twin keeps its transform
-        FunctionTransformer(np.tanh), RandomForestRegressor(n_estimators=20, random_state=0)), ["predict"]),
-    "hist-gb-regressor": ("regression", lambda: HistGradientBoostingRegressor(random_state=0), ["predict"]),
+        FunctionTransformer(np.tanh), RandomForestRegressor(n_estimators=6, random_state=0)), ["predict"]),
+    "hist-gb-regressor": ("regression", lambda: HistGradientBoostingRegressor(max_iter=15, random_state=0), ["predict"]),
     "scaled-hist-gb-binary": ("binary", lambda: make_pipeline(
-        StandardScaler(), HistGradientBoostingClassifier(max_iter=50, random_state=0)), ["predict", "predict_proba"]),
+        StandardScaler(), HistGradientBoostingClassifier(max_iter=15, random_state=0)), ["predict", "predict_proba"]),
     "sparse-one-hot-rf": ("regression", lambda: make_pipeline(  # sparse step output: sklearn walks it
         ColumnTransformer([("sex", OneHotEncoder(handle_unknown="ignore"), [1])], remainder="passthrough", sparse_threshold=1.0),
-        RandomForestRegressor(n_estimators=10, random_state=0)), ["predict"]),
+        RandomForestRegressor(n_estimators=4, random_state=0)), ["predict"]),
     "project-pipeline-rf": ("regression", lambda: Pipeline(  # what components/train.py builds for trees
-        [("model", RandomForestRegressor(n_estimators=100, random_state=1))]), ["predict"]),
+        [("model", RandomForestRegressor(n_estimators=10, random_state=1))]), ["predict"]),
 }
 CASES = [(name, method) for name, (_, _, methods) in MODELS.items() for method in methods]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fitted() -> dict:
+    """Small forests (a few trees each) fitted once: parity does not need many trees, and mutation
+    testing reruns this file once per mutant."""
     models = {}
     for name, (task, factory, _) in MODELS.items():
         x, y = _DATA[task]
@@ -87,7 +89,7 @@ def assert_identical(got: np.ndarray, want: np.ndarray) -> None:
     assert np.array_equal(got, want), f"max abs difference {np.max(np.abs(got - want))}"
 
 
-@pytest.mark.parametrize("n_rows", [1, 32, 1000])
+@pytest.mark.parametrize("n_rows", [1, 32, 300])  # 300: past one ROWS_PER_CHUNK
 @pytest.mark.parametrize("name,method", CASES)
 def test_fast_path_equals_sklearn(fitted, name, method, n_rows):
     model = fitted[name]
@@ -102,7 +104,7 @@ def test_single_rows_equal_sklearn(fitted, name, method):
     # One row at a time is where a vectorised sum could silently reorder additions.
     model = fitted[name]
     predict = compile_predictor(model, method, fast=True)
-    x = _queries(MODELS[name][0], 150, seed=7)
+    x = _queries(MODELS[name][0], 30, seed=7)
     got = np.concatenate([predict(row[None, :]) for row in x])
     want = np.concatenate([getattr(model, method)(row[None, :]) for row in x])
     assert_identical(got, want)
