@@ -224,7 +224,12 @@ def _tail(path: Path) -> str:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    # mutmut forks each mutant's worker from a process that already ran the tests; once OpenMP
+    # (libgomp: HistGradientBoosting) has started its thread pool there, a forked child that enters a
+    # parallel region waits forever on it (seen: every engine mutant "timed out" in futex_wait).
+    # With one thread no pool is started; on 2 shared cores one thread is also the faster choice.
+    return {**env, "OMP_NUM_THREADS": "1"}
 
 
 def mutate(module: str, tests: tuple[str, ...], *, timeout: float, jobs: int, keep: bool) -> ModuleResult:
