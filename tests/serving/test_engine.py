@@ -6,6 +6,7 @@ own method on the same rows, and first checks that the fast path is really the o
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -450,3 +451,14 @@ def test_boosters_beyond_the_node_limit_are_left_to_sklearn(fitted, monkeypatch)
     assert describe(compile_predictor(model)).startswith(FAST)  # at the limit: still flattened
     monkeypatch.setattr(engine, "MAX_FLAT_NODES", nodes - 1)
     assert describe(compile_predictor(model)).startswith("scikit-learn")
+
+
+def test_a_booster_raw_score_of_exactly_zero_is_the_first_class(fitted):
+    # sklearn's binary booster predicts classes_[1] for raw > 0 only (as argmax([0.5, 0.5]) is 0).
+    model = copy.deepcopy(fitted["hist-gb-named"])
+    model._baseline_prediction = np.zeros_like(model._baseline_prediction)
+    for predictors in model._predictors:
+        predictors[0].nodes["value"] = 0.0
+    x = _queries("binary-named", 5, seed=2)
+    assert list(model.predict(x)) == [model.classes_[0]] * 5 == ["benign"] * 5
+    assert_identical(compile_predictor(model)(x), model.predict(x))
