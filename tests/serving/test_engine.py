@@ -6,7 +6,11 @@ own method on the same rows, and first checks that the fast path is really the o
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -37,36 +41,49 @@ _DATA = {
     "binary": load_breast_cancer(return_X_y=True),
     "multiclass": load_iris(return_X_y=True),
 }
+# Labels that are not 0..k-1: the kernel must map the winning column back to classes_.
+_DATA["binary-named"] = (_DATA["binary"][0], np.array(["malignant", "benign"])[_DATA["binary"][1]])
 
 # name -> (task, model factory, methods with a fast path)
 MODELS = {
-    "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=100, random_state=0), ["predict"]),
-    "extra-trees-regressor": ("regression", lambda: ExtraTreesRegressor(n_estimators=30, random_state=0), ["predict"]),
+    "rf-regressor": ("regression", lambda: RandomForestRegressor(n_estimators=10, random_state=0), ["predict"]),
+    "extra-trees-regressor": ("regression", lambda: ExtraTreesRegressor(n_estimators=6, random_state=0), ["predict"]),
     "rf-classifier-binary": (
-        "binary", lambda: RandomForestClassifier(n_estimators=30, random_state=0), ["predict", "predict_proba"]),
+        "binary", lambda: RandomForestClassifier(n_estimators=6, random_state=0), ["predict", "predict_proba"]),
     "extra-trees-multiclass": (
-        "multiclass", lambda: ExtraTreesClassifier(n_estimators=20, random_state=0), ["predict", "predict_proba"]),
+        "multiclass", lambda: ExtraTreesClassifier(n_estimators=6, random_state=0), ["predict", "predict_proba"]),
     "scaled-imputed-rf": ("regression", lambda: make_pipeline(
-        SimpleImputer(strategy="median"), StandardScaler(), RandomForestRegressor(n_estimators=30, random_state=0)),
+        SimpleImputer(strategy="median"), StandardScaler(), RandomForestRegressor(n_estimators=6, random_state=0)),
         ["predict"]),
     "minmax-rf-classifier": ("binary", lambda: make_pipeline(
-        MinMaxScaler(), RandomForestClassifier(n_estimators=20, random_state=0)), ["predict", "predict_proba"]),
+        MinMaxScaler(), RandomForestClassifier(n_estimators=6, random_state=0)), ["predict", "predict_proba"]),
     "generic-step-rf": ("regression", lambda: make_pipeline(  # a step with no numpy twin keeps its transform
-        FunctionTransformer(np.tanh), RandomForestRegressor(n_estimators=20, random_state=0)), ["predict"]),
-    "hist-gb-regressor": ("regression", lambda: HistGradientBoostingRegressor(random_state=0), ["predict"]),
+        FunctionTransformer(np.tanh), RandomForestRegressor(n_estimators=6, random_state=0)), ["predict"]),
+    "hist-gb-regressor": ("regression", lambda: HistGradientBoostingRegressor(max_iter=15, random_state=0), ["predict"]),
+    "poisson-hist-gb": ("regression", lambda: HistGradientBoostingRegressor(  # log link: exp of the raw sum
+        loss="poisson", max_iter=15, random_state=0), ["predict"]),
+    "nan-step-hist-gb": ("regression", lambda: make_pipeline(  # NaN out of a step: the booster's own predict
+        FunctionTransformer(lambda x: np.where(x > 0, x, np.nan)), HistGradientBoostingRegressor(max_iter=15, random_state=0)),
+        ["predict"]),
+    "rf-classifier-named": (
+        "binary-named", lambda: RandomForestClassifier(n_estimators=4, random_state=0), ["predict", "predict_proba"]),
+    "hist-gb-named": (
+        "binary-named", lambda: HistGradientBoostingClassifier(max_iter=10, random_state=0), ["predict", "predict_proba"]),
     "scaled-hist-gb-binary": ("binary", lambda: make_pipeline(
-        StandardScaler(), HistGradientBoostingClassifier(max_iter=50, random_state=0)), ["predict", "predict_proba"]),
+        StandardScaler(), HistGradientBoostingClassifier(max_iter=15, random_state=0)), ["predict", "predict_proba"]),
     "sparse-one-hot-rf": ("regression", lambda: make_pipeline(  # sparse step output: sklearn walks it
         ColumnTransformer([("sex", OneHotEncoder(handle_unknown="ignore"), [1])], remainder="passthrough", sparse_threshold=1.0),
-        RandomForestRegressor(n_estimators=10, random_state=0)), ["predict"]),
+        RandomForestRegressor(n_estimators=4, random_state=0)), ["predict"]),
     "project-pipeline-rf": ("regression", lambda: Pipeline(  # what components/train.py builds for trees
-        [("model", RandomForestRegressor(n_estimators=100, random_state=1))]), ["predict"]),
+        [("model", RandomForestRegressor(n_estimators=10, random_state=1))]), ["predict"]),
 }
 CASES = [(name, method) for name, (_, _, methods) in MODELS.items() for method in methods]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fitted() -> dict:
+    """Small forests (a few trees each) fitted once: parity does not need many trees, and mutation
+    testing reruns this file once per mutant."""
     models = {}
     for name, (task, factory, _) in MODELS.items():
         x, y = _DATA[task]
@@ -87,7 +104,7 @@ def assert_identical(got: np.ndarray, want: np.ndarray) -> None:
     assert np.array_equal(got, want), f"max abs difference {np.max(np.abs(got - want))}"
 
 
-@pytest.mark.parametrize("n_rows", [1, 32, 1000])
+@pytest.mark.parametrize("n_rows", [1, 32, 300])  # 300: past one ROWS_PER_CHUNK
 @pytest.mark.parametrize("name,method", CASES)
 def test_fast_path_equals_sklearn(fitted, name, method, n_rows):
     model = fitted[name]
@@ -102,7 +119,7 @@ def test_single_rows_equal_sklearn(fitted, name, method):
     # One row at a time is where a vectorised sum could silently reorder additions.
     model = fitted[name]
     predict = compile_predictor(model, method, fast=True)
-    x = _queries(MODELS[name][0], 150, seed=7)
+    x = _queries(MODELS[name][0], 30, seed=7)
     got = np.concatenate([predict(row[None, :]) for row in x])
     want = np.concatenate([getattr(model, method)(row[None, :]) for row in x])
     assert_identical(got, want)
@@ -317,9 +334,10 @@ def test_multi_output_forests_classifiers_to_sklearn_regressors_fast():
     assert_identical(predict(rows), regressor.predict(rows))  # (7, 2): not flattened to one column
 
 
-def test_a_regressor_has_no_fast_predict_proba():
+def test_methods_other_than_predict_and_predict_proba_are_the_models_own():
+    # (A regressor's predict_proba cannot be asked for: the model has none, compile_predictor's getattr raises.)
     model = RandomForestRegressor(n_estimators=3, random_state=0).fit(*_DATA["regression"])
-    assert describe(compile_predictor(model, "apply")).startswith("scikit-learn")
+    assert compile_predictor(model, "apply") == model.apply
 
 
 @pytest.mark.parametrize("skipped", [None, "passthrough"])
@@ -371,3 +389,76 @@ def test_the_input_range_is_clamped_to_finite_float64():
     assert accepted.low[0] == -finite and accepted.high[0] == finite
     assert np.all(np.isfinite(accepted.low)) and np.all(np.isfinite(accepted.high))
     assert -finite < accepted.low[1] and accepted.high[1] < finite  # the other features are narrowed
+
+
+def test_descriptions_name_the_estimator_method_and_table(fitted):
+    forest = fitted["rf-regressor"]
+    nodes = sum(tree.tree_.node_count for tree in forest.estimators_)
+    depth = max(tree.tree_.max_depth for tree in forest.estimators_)
+    assert describe(compile_predictor(forest)) == \
+        f"flat tree walk for RandomForestRegressor.predict (10 trees, {nodes} nodes, depth {depth})"
+    booster = fitted["scaled-hist-gb-binary"][-1]
+    nodes = sum(len(predictors[0].nodes) for predictors in booster._predictors)
+    depth = max(int(predictors[0].nodes["depth"].max()) for predictors in booster._predictors)
+    assert describe(compile_predictor(fitted["scaled-hist-gb-binary"], "predict_proba")) == \
+        f"flat tree walk for HistGradientBoostingClassifier.predict_proba (15 trees, {nodes} nodes, depth {depth})"
+
+
+def test_each_choice_is_logged_once_at_info_with_its_reason(fitted, caplog):
+    ridge = Ridge().fit(*_DATA["regression"])
+    no_count = RandomForestRegressor(n_estimators=2, random_state=0).fit(*_DATA["regression"])
+    del no_count.n_features_in_
+    forest = fitted["rf-regressor"]
+    with caplog.at_level(logging.INFO, logger="serving.engine"):
+        compile_predictor(forest, "predict", fast=False)
+        compile_predictor(no_count, "predict")
+        compile_predictor(ridge, "predict")
+        fast = compile_predictor(forest, "predict")
+    assert [r.getMessage() for r in caplog.records if r.name == "serving.engine"] == [
+        "prediction engine: scikit-learn predict (fast path switched off)",
+        "prediction engine: scikit-learn predict (model does not record its feature count)",
+        "prediction engine: scikit-learn predict (Ridge has no fast path)",
+        f"prediction engine: {fast.description}",
+    ]
+
+
+def test_the_kernel_leaves_odd_input_to_the_estimator_and_adds_no_warning(fitted):
+    # What FastPredictor passes on after its steps: float64 beyond float32's range (the cast overflows,
+    # silently: sklearn reports it) or, from a step that changes the width, the wrong number of columns.
+    kernel = compile_predictor(fitted["rf-regressor"])._kernel
+    seen: list[np.ndarray] = []
+    spy = dataclasses.replace(kernel, fallback=lambda X: seen.append(X) or "the estimator's answer")
+    huge = _queries("regression", 3, seed=1)
+    huge[1, 4] = 1e300
+    narrow = _queries("regression", 3, seed=1)[:, :9]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert spy(huge) == "the estimator's answer" and spy(narrow) == "the estimator's answer"
+    assert seen[0] is huge and seen[1] is narrow
+
+
+def test_forest_tables_hold_float32_thresholds_boosters_float64(fitted):
+    # Half the memory for forests (float32 is what sklearn's trees compare in), rounded down so
+    # that the branch taken is sklearn's (test_features_equal_to_a_threshold_take_sklearn_branch).
+    assert compile_predictor(fitted["rf-regressor"])._kernel.forest.threshold.dtype == np.float32
+    assert compile_predictor(fitted["hist-gb-regressor"])._kernel.forest.threshold.dtype == np.float64
+
+
+def test_boosters_beyond_the_node_limit_are_left_to_sklearn(fitted, monkeypatch):
+    model = fitted["hist-gb-regressor"]
+    nodes = sum(len(predictors[0].nodes) for predictors in model._predictors)
+    monkeypatch.setattr(engine, "MAX_FLAT_NODES", nodes)
+    assert describe(compile_predictor(model)).startswith(FAST)  # at the limit: still flattened
+    monkeypatch.setattr(engine, "MAX_FLAT_NODES", nodes - 1)
+    assert describe(compile_predictor(model)).startswith("scikit-learn")
+
+
+def test_a_booster_raw_score_of_exactly_zero_is_the_first_class(fitted):
+    # sklearn's binary booster predicts classes_[1] for raw > 0 only (as argmax([0.5, 0.5]) is 0).
+    model = copy.deepcopy(fitted["hist-gb-named"])
+    model._baseline_prediction = np.zeros_like(model._baseline_prediction)
+    for predictors in model._predictors:
+        predictors[0].nodes["value"] = 0.0
+    x = _queries("binary-named", 5, seed=2)
+    assert list(model.predict(x)) == [model.classes_[0]] * 5 == ["benign"] * 5
+    assert_identical(compile_predictor(model)(x), model.predict(x))
