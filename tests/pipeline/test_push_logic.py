@@ -143,14 +143,69 @@ def test_a_push_answers_what_it_wrote(tmp_path, diabetes, ridge_models, evaluate
     assert Registry(store, BUCKET, "m").current().version == 2
 
 
-def test_git_commit_is_this_checkout_s_head(monkeypatch):
+def _git(*args: str, cwd) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd,
+                          capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A throw-away git repository with one commit, standing in for the project's checkout.
+
+    A temporary repository rather than the project's own: mutation testing and unpacked copies run
+    where the project is no checkout, and there this test must still pin git_commit down.
+    """
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    _git("init", "-q", cwd=repo)
+    _git("commit", "-q", "--allow-empty", "-m", "one", cwd=repo)
     monkeypatch.delenv(push.GIT_COMMIT_ENV, raising=False)
-    head = subprocess.run(["git", "-C", str(push._PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=False)
-    if head.returncode != 0:
-        pytest.skip(f"{push._PROJECT_ROOT} is not a git checkout here (an unpacked copy): nothing to compare with")
-    assert push.git_commit() == head.stdout.strip()
-    assert re.fullmatch(r"[0-9a-f]{40}", push.git_commit())
+    monkeypatch.setattr(push, "_PROJECT_ROOT", repo)
+    return repo
+
+
+def test_git_commit_is_the_checkout_s_head(checkout):
+    head = _git("rev-parse", "HEAD", cwd=checkout)
+    assert re.fullmatch(r"[0-9a-f]{40}", head)
+    assert push.git_commit() == head
+    _git("commit", "-q", "--allow-empty", "-m", "two", cwd=checkout)  # follows HEAD, not a cached value
+    assert push.git_commit() == _git("rev-parse", "HEAD", cwd=checkout) != head
+
+
+def test_git_commit_prefers_the_image_s_variable_and_ignores_it_empty(checkout, monkeypatch):
+    monkeypatch.setenv(push.GIT_COMMIT_ENV, "abc123")
+    assert push.git_commit() == "abc123"
+    monkeypatch.setenv(push.GIT_COMMIT_ENV, "")  # empty: not a commit, ask git
+    assert push.git_commit() == _git("rev-parse", "HEAD", cwd=checkout)
+
+
+def test_git_commit_is_unknown_without_a_git_program(checkout, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no git program at all: OSError, not a crash
+    assert push.git_commit() == "unknown"
+
+
+@pytest.mark.parametrize("returncode, stdout", [(0, "abc123\n"), (0, ""), (128, "f" * 40 + "\n")])
+def test_git_commit_is_unknown_unless_git_succeeds_with_a_full_id(checkout, monkeypatch, returncode, stdout):
+    calls = []
+
+    def fake_run(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, returncode, stdout=stdout, stderr="")
+
+    monkeypatch.setattr(push.subprocess, "run", fake_run)
+    assert push.git_commit() == "unknown"
+    assert calls == [["git", "-C", str(checkout), "rev-parse", "HEAD"]]
+
+
+def test_git_commit_is_unknown_when_git_hangs(checkout, monkeypatch):
+    def hang(args, **kwargs):
+        raise subprocess.TimeoutExpired(args, kwargs["timeout"])
+
+    monkeypatch.setattr(push.subprocess, "run", hang)
+    assert push.git_commit() == "unknown"
 
 
 def test_categorical_features_are_named_in_the_lineage(diabetes, ridge_models, evaluated):
