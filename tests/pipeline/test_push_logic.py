@@ -13,6 +13,7 @@ import json
 import math
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -245,3 +246,78 @@ def test_refreshing_production_is_tried_twice_then_reported(tmp_path, diabetes, 
         push_with(tmp_path, diabetes, ridge_models[1], json.loads(evaluated.read_text()), store)
     assert Registry(store, BUCKET, "m").current().version == 2  # the pointer moved; production/ lags
 
+
+
+def test_refreshing_production_reports_an_unmoved_pointer_as_unchanged(tmp_path, diabetes, ridge_models, evaluated):
+    store = MemStore()
+    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    del store.objects[BUCKET]["m/production/metadata.json"]  # production/ lags its pointer
+    store.fail("copy", "m/production/metadata.json", times=2)
+    # The same model again: nothing new, so the pointer stays and only production/ is repaired (and fails).
+    with pytest.raises(PushError, match=r"^production.json is unchanged, but s3://models/m/production/ could not be "
+                                        r"refreshed from it \(injected: connection lost before copy "):
+        push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    assert Registry(store, BUCKET, "m").current().version == 1
+
+
+def test_a_normal_push_copies_into_production_without_calling_it_a_repair(tmp_path, diabetes, ridge_models,
+                                                                         evaluated, caplog):
+    caplog.set_level("INFO", logger="components.registry")
+    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), MemStore())
+    assert "copying v1 into s3://models/m/production/" in caplog.text
+    assert "repairing" not in caplog.text
+
+
+def test_an_unreadable_production_score_refuses_the_push_naming_it(tmp_path, diabetes, ridge_models, evaluated):
+    store = MemStore()
+    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    v1 = json.loads(store.objects[BUCKET]["m/v1/metadata.json"])
+    v1["primary_metric"]["value"] = "n/a"  # sha256 unchanged: still a complete version
+    store.objects[BUCKET]["m/v1/metadata.json"] = json.dumps(v1).encode()
+    with pytest.raises(PushError, match=r"^s3://models/m/production/metadata.json has no numeric "
+                                        r"primary_metric.value: cannot compare; production was not moved$"):
+        push_with(tmp_path, diabetes, ridge_models[1], json.loads(evaluated.read_text()), store)
+    assert not [key for key in store.keys(BUCKET) if key.startswith("m/v2/")]
+
+
+def test_metadata_defaults_for_optional_inputs(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    evaluation.pop("allow_schema_change", None)
+    training.pop("profile", None)
+    del schema["features"]
+    metadata = push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", NOW)
+    params = metadata["lineage"]["params"]
+    assert (params["allow_schema_change"], params["categorical_features"], params["bucket"]) == (False, [], "")
+    assert "profile" not in metadata
+
+
+def test_the_training_profile_is_carried_into_the_metadata(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    training["profile"] = {"rows": 3, "features": {"age": {"mean": 0.5}}}
+    metadata = push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", NOW)
+    assert metadata["profile"] == training["profile"]
+
+
+def test_every_missing_key_is_named_at_once(diabetes, ridge_models, evaluated):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    del training["estimator"], evaluation["threshold"]
+    with pytest.raises(PushError, match=r"records lack estimator, threshold$"):
+        push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", NOW)
+
+
+@pytest.fixture
+def new_york_clock(monkeypatch):
+    """The machine's local zone set to one that is not UTC (restored after the test)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_created_at_is_utc_whatever_the_machine_s_zone(diabetes, ridge_models, evaluated, new_york_clock):
+    training, schema, evaluation = records(diabetes, ridge_models[0], evaluated)
+    assert time.strftime("%z", time.localtime(NOW.timestamp())) == "-0500"  # the zone did change
+    plus_two = dt.datetime(2026, 12, 2, 10, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    metadata = push.build_metadata("m", 1, b"x", training, schema, evaluation, "run-7", plus_two)
+    assert metadata["created_at"] == "2026-12-02T08:00:05Z"
