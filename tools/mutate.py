@@ -69,6 +69,34 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "None is falsy: subprocess.run raises on a failed git either way (it does not)",
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=6, check=False)"):
         "git rev-parse answers in milliseconds: a 5 or 6 s limit cannot be told apart",
+    # pipeline and batch modules
+    ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
+        "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
+    ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, )"):
+        "check defaults to False",
+    ("components/push.py", '"allow_schema_change": bool(evaluation.get("allow_schema_change", False)),',
+     '"allow_schema_change": bool(evaluation.get("allow_schema_change", None)),'):
+        "bool(None) is False, as bool(False)",
+    ("components/push.py", '"allow_schema_change": bool(evaluation.get("allow_schema_change", False)),',
+     '"allow_schema_change": bool(evaluation.get("allow_schema_change", )),'):
+        "get's default is None: bool(None) is False",
+    ("components/push.py", 'allow_schema_change = bool(evaluation.get("allow_schema_change", False))',
+     'allow_schema_change = bool(evaluation.get("allow_schema_change", None))'):
+        "bool(None) is False, as bool(False)",
+    ("components/push.py", 'allow_schema_change = bool(evaluation.get("allow_schema_change", False))',
+     'allow_schema_change = bool(evaluation.get("allow_schema_change", ))'):
+        "get's default is None: bool(None) is False",
+    ("components/push.py", "created_at = now or dt.datetime.now(dt.timezone.utc)",
+     "created_at = now or dt.datetime.now(None)"):
+        "a naive local time, which build_metadata's astimezone(utc) reads as local: the same UTC instant",
+    ("components/push.py",
+     "base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket, skops)",
+     "base = build_metadata(model_name, None, model, training, schema, evaluation, run_id, created_at, bucket, skops)"):
+        "base's version is a placeholder: every attempt's metadata replaces it with its own number",
+    ("components/push.py",
+     "base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket, skops)",
+     "base = build_metadata(model_name, 1, model, training, schema, evaluation, run_id, created_at, bucket, skops)"):
+        "base's version is a placeholder: every attempt's metadata replaces it with its own number",
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout",
