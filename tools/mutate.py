@@ -126,6 +126,34 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "return _EnsembleKernel(flat, None, finish, getattr(model, method), _name(model, method, flat))"):
         "no cast: what reaches a booster is float64 (a step's output) or the request's int/float array, and "
         "comparing it with float64 thresholds promotes it to float64 exactly as sklearn's own cast does",
+    # pipeline and batch modules
+    ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
+        "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
+    ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, )"):
+        "check defaults to False",
+    ("components/push.py", '"allow_schema_change": bool(evaluation.get("allow_schema_change", False)),',
+     '"allow_schema_change": bool(evaluation.get("allow_schema_change", None)),'):
+        "bool(None) is False, as bool(False)",
+    ("components/push.py", '"allow_schema_change": bool(evaluation.get("allow_schema_change", False)),',
+     '"allow_schema_change": bool(evaluation.get("allow_schema_change", )),'):
+        "get's default is None: bool(None) is False",
+    ("components/push.py", 'allow_schema_change = bool(evaluation.get("allow_schema_change", False))',
+     'allow_schema_change = bool(evaluation.get("allow_schema_change", None))'):
+        "bool(None) is False, as bool(False)",
+    ("components/push.py", 'allow_schema_change = bool(evaluation.get("allow_schema_change", False))',
+     'allow_schema_change = bool(evaluation.get("allow_schema_change", ))'):
+        "get's default is None: bool(None) is False",
+    ("components/push.py", "created_at = now or dt.datetime.now(dt.timezone.utc)",
+     "created_at = now or dt.datetime.now(None)"):
+        "a naive local time, which build_metadata's astimezone(utc) reads as local: the same UTC instant",
+    ("components/push.py",
+     "base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket, skops)",
+     "base = build_metadata(model_name, None, model, training, schema, evaluation, run_id, created_at, bucket, skops)"):
+        "base's version is a placeholder: every attempt's metadata replaces it with its own number",
+    ("components/push.py",
+     "base = build_metadata(model_name, 0, model, training, schema, evaluation, run_id, created_at, bucket, skops)",
+     "base = build_metadata(model_name, 1, model, training, schema, evaluation, run_id, created_at, bucket, skops)"):
+        "base's version is a placeholder: every attempt's metadata replaces it with its own number",
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout",
