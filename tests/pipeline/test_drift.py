@@ -166,13 +166,10 @@ def test_metrics_are_flat_scalars(trained):
 
 # ------------------------------------------------------------------ the profile reaches metadata.json
 
-def test_push_records_the_training_profile_in_the_versions_metadata(diabetes, diabetes_rf, evaluated):
-    store = MemStore()
-    pushed = push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
-                      evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
-    metadata = Registry(store, "models", "m").production_metadata()
+def test_push_records_the_training_profile_in_the_versions_metadata(production_store, diabetes_rf):
+    metadata = Registry(production_store, "models", "m").production_metadata()
     training = json.loads((diabetes_rf / "training.json").read_text())
-    assert pushed.version == 1 and metadata["profile"] == training["profile"]
+    assert metadata["version"] == 1 and metadata["profile"] == training["profile"]
     features = [f["name"] for f in metadata["schema"]["features"]]
     assert list(metadata["profile"]["features"]) == features
     assert metadata["profile"]["rows"] == training["train_rows"]
@@ -199,14 +196,6 @@ def evaluate_against(store, diabetes, model_dir, test_path, folder, threshold=0.
                         model_name="m", bucket="models", store=store, data_source=diabetes.source, seed=42,
                         test_fraction=0.2, evaluation_path=folder / "evaluation.json", report_path=folder / "report.md",
                         html_path=folder / "report.html", plots_dir=folder / "plots", **options)
-
-
-@pytest.fixture
-def production_store(diabetes, diabetes_rf, evaluated) -> MemStore:
-    store = MemStore()
-    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
-             evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
-    return store
 
 
 def shifted_test_split(diabetes, folder, names=("bmi", "s5")):
