@@ -21,7 +21,9 @@ only appends references to a bounded buffer; serialising, compressing and the PU
 writer thread. A full buffer (the store is slow or down) and a failed write drop rows, counted in
 /metrics (``serving_inference_log_*``). Shutdown flushes what is buffered, for at most
 ``SERVING_INFERENCE_LOG_CLOSE_TIMEOUT_S``. Requests big enough to be offloaded to the helper process
-(``SERVING_OFFLOAD_BYTES``) are decoded there and are not logged; they are counted as skipped.
+(``SERVING_OFFLOAD_BYTES``) are sampled alike before they go (``sample``); the helper hands a sampled
+one's rows and outputs back with its answer when the buffer has room for them (``keep``), else only
+their number, counted as dropped (``dropped``).
 
 The store is reached with the model download's settings: ``AWS_ENDPOINT_URL`` / ``AWS_ACCESS_KEY_ID``
 / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION``, or the project's ``MINIO_*`` ones, which win.
@@ -207,9 +209,43 @@ class InferenceLog:
     # -- on the event loop ---------------------------------------------------------------
 
     def record(self, model: str, version: str | None, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
-        """Keep a sampled request's rows and outputs for the writer; never raises, never blocks on I/O."""
+        """Keep a sampled request's rows and outputs for the writer; never raises, never blocks on I/O.
+
+        Args:
+            model: the model's name (the ``model=`` partition).
+            version: the version that answered, or None.
+            x: the request's rows in schema order (kept by reference: the caller must not change them).
+            outputs: each requested output, one value or row per input row.
+
+        Returns:
+            None; a request not sampled, or one the full buffer cannot take, is only counted.
+        """
+        if self._rand() < self.settings.sample:
+            self.keep(model, version, x, outputs)
+
+    def sample(self) -> int | None:
+        """Draw whether a request answered elsewhere (the offload pool) is logged, before it is computed.
+
+        Returns:
+            None when it is not sampled; else how many rows the buffer can still take (maybe 0): the
+            pool hands back a sampled request's rows when they fit, else only their number for ``dropped``.
+        """
         if self._rand() >= self.settings.sample:
-            return
+            return None
+        return max(self.settings.max_rows - self._held, 0)  # read without the lock: keep() checks again
+
+    def keep(self, model: str, version: str | None, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> None:
+        """``record`` for a request already sampled (by ``record`` or ``sample``).
+
+        Args:
+            model: the model's name.
+            version: the version that answered, or None.
+            x: the request's rows in schema order (kept by reference).
+            outputs: each requested output, one value or row per input row.
+
+        Returns:
+            None; when the buffer cannot take the rows they are counted as dropped.
+        """
         rows = len(x)
         with self._cond:
             counts = self.metrics.counts
@@ -229,10 +265,18 @@ class InferenceLog:
             elif self._queued >= self.settings.batch_rows:
                 self._cond.notify()
 
-    def skipped(self, reason: str) -> None:
-        """A request that is not logged for ``reason`` (offloaded: its rows were decoded in another process)."""
+    def dropped(self, rows: int) -> None:
+        """A sampled request whose rows never reached the buffer: more than it could take (``sample``'s room).
+
+        Args:
+            rows: how many rows the request had.
+
+        Returns:
+            None; the rows count as sampled and dropped (buffer_full).
+        """
         with self._cond:
-            self.metrics.counts[f"skipped_{reason}"] += 1
+            self.metrics.counts["sampled"] += rows
+            self.metrics.counts["dropped_buffer_full"] += rows
 
     # -- lifecycle -------------------------------------------------------------------------
 
