@@ -202,6 +202,27 @@ def compare(profile: dict, feature_names: Sequence[str], x: np.ndarray, threshol
             "retrain_recommended": recommended, "reason": reason}
 
 
+def summary(report: dict) -> dict[str, float]:
+    """The few drift numbers a training run logs as KFP Metrics (evaluate's data vs production's profile).
+
+    Args:
+        report: a ``compare`` report.
+
+    Returns:
+        rows, drifting_features (count), retrain_recommended (1 or 0), max_psi and max_out_of_range_share
+        over the features, and target_psi when the target was compared; missing statistics are left out.
+    """
+    flat = {"rows": float(report["rows"]), "drifting_features": float(len(report["drifting_features"])),
+            "retrain_recommended": 1.0 if report["retrain_recommended"] else 0.0}
+    for key, name in (("psi", "max_psi"), ("out_of_range_share", "max_out_of_range_share")):
+        values = [result[key] for result in report["features"].values() if result[key] is not None]
+        if values:
+            flat[name] = float(max(values))
+    if report.get("target") and report["target"]["psi"] is not None:
+        flat["target_psi"] = float(report["target"]["psi"])
+    return flat
+
+
 def metrics(report: dict) -> dict[str, float]:
     """The report's numbers as flat KFP Metrics (scalars only; a missing statistic is left out)."""
     flat = {"rows": float(report["rows"]), "drifting_features": float(len(report["drifting_features"])),

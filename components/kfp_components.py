@@ -177,6 +177,7 @@ def evaluate(
     seed: int,
     test_fraction: float,
     allow_schema_change: bool,
+    drift_gate: bool,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
@@ -201,7 +202,10 @@ def evaluate(
         test_fraction: Share held out, recorded for the same reason.
         allow_schema_change: Let a model whose input schema (feature names, order) differs from
             production's replace it; otherwise the gate refuses it.
-        metrics: The test-split metrics.
+        drift_gate: Refuse to deploy when the new data drifts from production's training profile
+            (off: the drift is only reported, in the report and as drift_* Metrics).
+        metrics: The test-split metrics, and drift_* (rows, drifting_features, max_psi, ...) when
+            production has a training profile to compare the new data with.
         classification_metrics: The confusion matrix (classification only).
         report: Markdown: the metrics, the comparison with production and the decision.
         html_report: One self-contained page with every plot (the Kubeflow UI renders it).
@@ -224,10 +228,15 @@ def evaluate(
                       model_name=model_name, bucket=bucket, store=ObjectStore.from_env(minio_endpoint, minio_secure),
                       data_source=source, seed=seed, test_fraction=test_fraction, evaluation_path=evaluation.path,
                       report_path=report.path, allow_schema_change=allow_schema_change, selection_path=selection.path,
-                      html_path=html_report.path, plots_dir=plots.path)
+                      html_path=html_report.path, plots_dir=plots.path, drift_gate=drift_gate)
     for name, value in result["metrics"].items():
         if value is not None:
             metrics.log_metric(name, value)
+    if result["drift"] and "features" in result["drift"]:
+        from components import drift
+
+        for name, value in drift.summary(result["drift"]).items():
+            metrics.log_metric(f"drift_{name}", value)
     matrix = result["confusion_matrix"]
     if matrix:
         classification_metrics.log_confusion_matrix([str(label) for label in matrix["labels"]], matrix["matrix"])

@@ -70,6 +70,7 @@ def training_pipeline(
     minio_secret: str = MINIO_SECRET,
     source_secret: str = SOURCE_SECRET,
     allow_schema_change: bool = False,
+    drift_gate: bool = False,
     deploy_isvc: str = DEFAULT_ISVC,
     deploy_namespace: str = "sklearn-kserve-mlops",
     deploy_canary_percent: int = -1,
@@ -101,6 +102,8 @@ def training_pipeline(
         source_secret: Kubernetes Secret whose key url holds the full http(s) source with its credentials
             (source is then that URL redacted); optional: without it the source is fetched as given.
         allow_schema_change: Let a model with other input features (names or order) replace production.
+        drift_gate: Refuse to deploy when this run's data drifts from production's training profile;
+            off: the drift is reported (report, drift_* Metrics) and does not block the retrain it calls for.
         deploy_isvc: InferenceService to roll a promoted version out to; empty: no deploy step.
         deploy_namespace: Namespace of that InferenceService (the run's ServiceAccount needs the Role model-deployer there).
         deploy_canary_percent: 0-100: traffic share of the new revision (serverless only); -1: leave it as it is.
@@ -127,7 +130,7 @@ def training_pipeline(
                          model=trained.outputs["model"], selection=trained.outputs["selection"], threshold=threshold,
                          model_name=model_name, bucket=bucket,
                          source=source, seed=seed, test_fraction=test_fraction,
-                         allow_schema_change=allow_schema_change, **store)
+                         allow_schema_change=allow_schema_change, drift_gate=drift_gate, **store)
     with_bucket_access(sized(evaluated), minio_secret).set_caching_options(False)
 
     with dsl.If(evaluated.outputs["deploy"] == True, name="deploy"):  # noqa: E712 (KFP condition syntax)

@@ -60,7 +60,7 @@ class InferenceLogMetrics:
     """
 
     def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()  # sampled, written, dropped_<reason>, skipped_<reason>
+        self.counts: collections.Counter[str] = collections.Counter()  # sampled, written, dropped_<reason>
         self.buffered = 0  # rows waiting for, or in, a write
         self.last_flush = 0.0  # Unix time of the last successful write
         _LIVE_LOGS.add(self)
@@ -83,14 +83,10 @@ class _InferenceLogCollector(Collector):
         yield CounterMetricFamily("serving_inference_log_written_rows",
                                   "rows written to the object store by the inference log", value=total["written"])
         dropped = CounterMetricFamily("serving_inference_log_dropped_rows", "sampled rows not written: buffer_full "
-                                      "(store slow or down), store_error, shutdown", labels=["reason"])
+                                      "(store slow or down, or one request larger than the room left), store_error, shutdown", labels=["reason"])
         for reason in _LOG_DROP_REASONS:
             dropped.add_metric([reason], total[f"dropped_{reason}"])
         yield dropped
-        skipped = CounterMetricFamily("serving_inference_log_skipped_requests", "requests the inference log could "
-                                      "not see (offloaded: decoded in the helper process)", labels=["reason"])
-        skipped.add_metric(["offloaded"], total["skipped_offloaded"])
-        yield skipped
         yield GaugeMetricFamily("serving_inference_log_buffered_rows",
                                 "rows waiting for, or in, a write to the object store",
                                 value=sum(metrics.buffered for metrics in logs))

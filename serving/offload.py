@@ -15,6 +15,7 @@ pool is shut down once the server has answered its last request.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import multiprocessing
 import os
@@ -24,9 +25,12 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
+import numpy as np
 from kserve.errors import ModelNotReady
 
+from serving.inference_log import InferenceLog
 from serving.model import SklearnModel
 from serving.settings import DEFAULT_OFFLOAD_BYTES, DEFAULT_OFFLOAD_PROCESSES
 
@@ -36,13 +40,60 @@ PARENT_CHECK_S = 0.5
 
 _model: SklearnModel | None = None  # in a pool process: its copy of the model
 
+# What a pool process hands back to the inference log: None (not sampled, or failed before an answer),
+# (version, rows, outputs), or the row count of a sampled request the buffer had no room for.
+Taken = tuple[str | None, np.ndarray, dict[str, np.ndarray]] | int | None
+
+
+class _Capture:
+    """The inference log's stand-in in a pool process: keeps the one request it computes (one at a time)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.taken: Taken = None
+
+    def record(self, model: str, version: str | None, x: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        """What SklearnModel hands the log.
+
+        Args:
+            model: the model's name (the serving process knows it).
+            version: the version that answered.
+            x: the decoded rows.
+            outputs: the computed outputs.
+
+        Returns:
+            None; ``taken`` holds the request, or only its row count when it exceeds ``room``.
+        """
+        self.taken = (version, x, outputs) if len(x) <= self.room else len(x)
+
+
+class _LogDropper(pickle.Pickler):
+    """Pickles the model for its pool without the inference log: the pool captures, the serving process logs."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        """None in the log's place (its settings may hold test doubles that do not pickle, and it is never used).
+
+        Args:
+            obj: each object pickled.
+
+        Returns:
+            A reduction to None for an InferenceLog, else NotImplemented (pickled as usual).
+        """
+        return (type(None), ()) if isinstance(obj, InferenceLog) else NotImplemented
+
+
+def _without_log(model: SklearnModel) -> bytes:
+    buffer = io.BytesIO()
+    _LogDropper(buffer).dump(model)
+    return buffer.getvalue()
+
 
 def _start(model_state: bytes) -> None:
     global _model
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _model = pickle.loads(model_state)
-    _model.inference_log = None  # the serving process logs (and counts as skipped) what it offloads
+    _model.inference_log = None  # set per request to a _Capture when the serving process sampled it
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -57,12 +108,38 @@ def _started() -> bool:
     return _model is not None
 
 
-def _infer_json(body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
-    return asyncio.run(_model.infer_json(body, header_length))
+def _captured(room: int | None, infer, *args):
+    """``infer(*args)`` in the pool process, with the request captured for the log when ``room`` is not None."""
+    capture = _Capture(room) if room is not None else None
+    _model.inference_log = capture
+    try:
+        return asyncio.run(infer(*args)), capture.taken if capture else None
+    finally:
+        _model.inference_log = None
 
 
-def _infer_v1(body: bytes) -> bytes:
-    return asyncio.run(_model.infer_v1(body))
+def _infer_json(body: bytes, header_length: str | None, room: int | None) -> tuple[tuple[bytes, int | None], Taken]:
+    return _captured(room, _model.infer_json, body, header_length)
+
+
+def _infer_v1(body: bytes, room: int | None) -> tuple[bytes, Taken]:
+    return _captured(room, _model.infer_v1, body)
+
+
+def _sample(model: SklearnModel) -> int | None:
+    """The log's draw for a request about to be offloaded: None (not logged) or the buffer's room in rows."""
+    return model.inference_log.sample() if model.inference_log is not None else None
+
+
+def _keep(model: SklearnModel, taken: Taken) -> None:
+    """Hand what the pool captured to the serving process's log (on the event loop: an append, a count)."""
+    if taken is None or model.inference_log is None:
+        return
+    if isinstance(taken, int):
+        model.inference_log.dropped(taken)
+    else:
+        version, x, outputs = taken
+        model.inference_log.keep(model.name, version, x, outputs)
 
 
 def _require_ready(model: SklearnModel) -> None:
@@ -104,31 +181,35 @@ class Offloader:
             self._pool(model)
 
     async def infer_json(self, model: SklearnModel, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
-        """``SklearnModel.infer_json`` in the model's helper process.
+        """``model.infer_json`` in the pool, logged as it would be on the loop.
 
         Args:
-            model: the served model.
-            body: the request body.
-            header_length: the Inference-Header-Content-Length header, None without one.
+            model: the model the request names (its pool is started on first use).
+            body: the V2 request body.
+            header_length: the request's Inference-Header-Content-Length, or None.
 
         Returns:
-            (response body, JSON header length or None); raises as SklearnModel.infer_json.
+            The response body and, for binary outputs, its JSON header's length.
         """
         _require_ready(model)
-        return await self._run(model, _infer_json, body, header_length)
+        answer, taken = await self._run(model, _infer_json, body, header_length, _sample(model))
+        _keep(model, taken)
+        return answer
 
     async def infer_v1(self, model: SklearnModel, body: bytes) -> bytes:
-        """``SklearnModel.infer_v1`` in the model's helper process.
+        """``model.infer_v1`` in the pool, logged as it would be on the loop.
 
         Args:
-            model: the served model.
-            body: the request body.
+            model: the model the request names.
+            body: the V1 ``:predict`` request body.
 
         Returns:
-            The response body; raises as SklearnModel.infer_v1.
+            The response body.
         """
         _require_ready(model)
-        return await self._run(model, _infer_v1, body)
+        answer, taken = await self._run(model, _infer_v1, body, _sample(model))
+        _keep(model, taken)
+        return answer
 
     def _pool(self, model: SklearnModel) -> Future[ProcessPoolExecutor]:
         starting = self._pools.get(id(model))
@@ -149,7 +230,7 @@ class Offloader:
 
     def _start_pool(self, model: SklearnModel) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start, initargs=(pickle.dumps(model),))
+                                   initializer=_start, initargs=(_without_log(model),))
         self._executors.append(pool)
         pool.submit(_started).result()
         log.info("offload pool started", extra={"model": model.name, "processes": self.processes,

@@ -56,12 +56,6 @@ def _error(status: int, message: str) -> Response:
     return _json(status, v2.error_body(message))
 
 
-def _skip_log(model: SklearnModel) -> None:
-    """An offloaded body is decoded in the helper process: the inference log cannot see its rows."""
-    if model.inference_log is not None:
-        model.inference_log.skipped("offloaded")
-
-
 _MODEL = "/v2/models/{model_name}"
 _VERSIONED = _MODEL + "/versions/{model_version}"
 
@@ -125,7 +119,6 @@ class V2Routes:
     async def _infer_v2(self, model: SklearnModel, request: Request) -> Response:
         body, header = await self._body(request), request.headers.get(v2.BINARY_HEADER)
         if self.offload is not None and self.offload.wants(body):
-            _skip_log(model)
             body, header_length = await self.offload.infer_json(model, body, header)
         else:
             body, header_length = await model.infer_json(body, header)
@@ -136,7 +129,6 @@ class V2Routes:
     async def _infer_v1(self, model: SklearnModel, request: Request) -> Response:
         body = await self._body(request)
         if self.offload is not None and self.offload.wants(body):
-            _skip_log(model)
             return _json(HTTPStatus.OK, await self.offload.infer_v1(model, body))
         return _json(HTTPStatus.OK, await model.infer_v1(body))
 

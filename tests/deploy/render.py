@@ -60,6 +60,9 @@ CHART_MODES = (
     ChartMode("existing-secret", ("objectStore.existingSecret=my-s3-credentials",)),
     # The inference log on (README "Inference log"); off in every other mode.
     ChartMode("inference-log", ("inferenceLog.uri=s3://inference-logs/diabetes-rf/",), overlay="serverless-inference-log"),
+    # ... with the chart's MinIO, whose bucket Job makes the log's bucket and write policy.
+    ChartMode("with-minio-inference-log", ("minio.enabled=true", "inferenceLog.uri=s3://inference-logs/diabetes-rf/"),
+              overlay="with-minio-inference-log"),
 )
 
 

@@ -1,5 +1,6 @@
 """The standalone MinIO's setup Job: bucket, a read-only user for the model server and a write user
-for the pipeline's push step, each with its policy, idempotently.
+for the pipeline's push step, each with its policy, idempotently; with LOG_URI, the inference log's
+bucket and a put-only policy on its prefix for the server's keys.
 
 setup-bucket.sh runs here against a stand-in `mc` that keeps users and attached policies in a
 folder and answers `admin user info` in mc's text layout ("PolicyName: a,b"), refusing to attach
@@ -32,7 +33,9 @@ with (state / "calls.log").open("a") as log:
 attached = state / "attached.json"
 policies = json.loads(attached.read_text()) if attached.exists() else {{}}
 if args[:3] == ["admin", "policy", "create"]:
-    json.loads(Path(args[5]).read_text())  # a missing or broken policy file fails like mc
+    text = Path(args[5]).read_text()  # a missing or broken policy file fails like mc
+    json.loads(text)
+    (state / f"policy-{{args[4]}}.json").write_text(text)
 elif args[:3] == ["admin", "user", "info"]:
     key = args[4]
     print(f"AccessKey: {{key}}\\nStatus: enabled\\nPolicyName: {{','.join(policies.get(key, []))}}\\nMemberOf: []")
@@ -55,8 +58,9 @@ def mc(tmp_path) -> Path:
     return tmp_path
 
 
-def _run_setup(mc: Path, reader: str = "reader", writer: str = "writer") -> subprocess.CompletedProcess:
+def _run_setup(mc: Path, reader: str = "reader", writer: str = "writer", **log: str) -> subprocess.CompletedProcess:
     env = {
+        **log,
         "PATH": f"{mc / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "MC_CONFIG_DIR": str(mc / "mc-config"),
         "POLICY_DIR": str(COMPONENT),
@@ -131,3 +135,49 @@ def test_policies_grant_least_privilege_on_the_bucket_only():
     # this against the calls it makes. Abort cleans up its own failed multipart upload.
     assert writer == {bucket: {"s3:GetBucketLocation", "s3:ListBucket"},
                       objects: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}}
+
+
+LOG_URI = "s3://inference-logs/diabetes-rf/"
+
+
+def test_without_log_uri_there_is_no_log_bucket_or_policy(mc):
+    assert _run_setup(mc).returncode == 0
+    assert not [call for call in _calls(mc) if "inference" in call]
+
+
+def test_log_uri_adds_its_bucket_and_a_put_only_policy_on_its_prefix_for_the_servers_keys(mc):
+    done = _run_setup(mc, LOG_URI=LOG_URI)
+    assert done.returncode == 0, done.stderr
+    assert "mb --ignore-existing store/inference-logs" in _calls(mc)
+    # The model server's user (model-reader-s3's keys) reads models and may put log objects, nothing more.
+    assert _attached(mc) == {"reader": ["model-reader", "inference-log-writer"], "writer": ["model-writer"]}
+    policy = json.loads((mc / "policy-inference-log-writer.json").read_text())
+    assert _actions(policy) == {"arn:aws:s3:::inference-logs/diabetes-rf/*": {"s3:PutObject"}}
+    assert "inference log s3://inference-logs/diabetes-rf/ ready" in done.stdout
+    again = _run_setup(mc, LOG_URI=LOG_URI)
+    assert again.returncode == 0, again.stderr
+    assert _attached(mc)["reader"] == ["model-reader", "inference-log-writer"]  # attached once
+
+
+@pytest.mark.parametrize("uri, resource", [
+    ("s3://logs", "arn:aws:s3:::logs/*"),
+    ("s3://logs/a/b//", "arn:aws:s3:::logs/a/b/*"),  # as the server keys it: prefix a/b/
+])
+def test_the_policy_prefix_is_the_one_the_server_writes_under(mc, uri, resource):
+    assert _run_setup(mc, LOG_URI=uri).returncode == 0
+    assert set(_actions(json.loads((mc / "policy-inference-log-writer.json").read_text()))) == {resource}
+
+
+def test_other_log_keys_get_their_own_user(mc):
+    done = _run_setup(mc, LOG_URI=LOG_URI, LOG_WRITER_ACCESS_KEY="logger", LOG_WRITER_SECRET_KEY="logger-secret")
+    assert done.returncode == 0, done.stderr
+    assert "admin user add store logger logger-secret" in _calls(mc)
+    assert _attached(mc) == {"reader": ["model-reader"], "writer": ["model-writer"], "logger": ["inference-log-writer"]}
+
+
+@pytest.mark.parametrize("uri", ["/var/log/traffic", "s3://", "s3:///prefix", 's3://logs/a"b', "s3://logs/*"])
+def test_a_bad_log_uri_is_refused_before_anything_changes(mc, uri):
+    done = _run_setup(mc, LOG_URI=uri)
+    assert done.returncode != 0
+    assert f"LOG_URI='{uri}' is invalid: expected s3://bucket/prefix/" in done.stderr
+    assert not (mc / "calls.log").exists()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from pathlib import Path
 
 import pytest
 
-from components import evaluate, train
+from components import evaluate, push, train
 from components.objectstore import ObjectStore
 
 from .helpers import Ingested, run_ingest
+from .memstore import MemStore
+
+PUSHED_AT = dt.datetime(2026, 12, 2, 20, 0, tzinfo=dt.timezone.utc)  # when production_store's v1 was pushed
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +69,15 @@ def evaluated(diabetes, diabetes_rf, tmp_path_factory) -> Path:
                  model_name="m", bucket="models", store=None, data_source=diabetes.source, seed=42, test_fraction=0.2,
                  evaluation_path=folder / "evaluation.json", report_path=folder / "report.md")
     return folder / "evaluation.json"
+
+
+@pytest.fixture
+def production_store(diabetes, diabetes_rf, evaluated) -> MemStore:
+    """An in-memory store whose model "m" (bucket "models") has production v1: diabetes_rf with its training profile."""
+    memory = MemStore()
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema, evaluation_path=evaluated, model_name="m",
+             bucket="models", store=memory, run_id="run-1", now=PUSHED_AT)
+    return memory
 
 
 @pytest.fixture

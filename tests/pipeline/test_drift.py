@@ -166,13 +166,10 @@ def test_metrics_are_flat_scalars(trained):
 
 # ------------------------------------------------------------------ the profile reaches metadata.json
 
-def test_push_records_the_training_profile_in_the_versions_metadata(diabetes, diabetes_rf, evaluated):
-    store = MemStore()
-    pushed = push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
-                      evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
-    metadata = Registry(store, "models", "m").production_metadata()
+def test_push_records_the_training_profile_in_the_versions_metadata(production_store, diabetes_rf):
+    metadata = Registry(production_store, "models", "m").production_metadata()
     training = json.loads((diabetes_rf / "training.json").read_text())
-    assert pushed.version == 1 and metadata["profile"] == training["profile"]
+    assert metadata["version"] == 1 and metadata["profile"] == training["profile"]
     features = [f["name"] for f in metadata["schema"]["features"]]
     assert list(metadata["profile"]["features"]) == features
     assert metadata["profile"]["rows"] == training["train_rows"]
@@ -199,14 +196,6 @@ def evaluate_against(store, diabetes, model_dir, test_path, folder, threshold=0.
                         model_name="m", bucket="models", store=store, data_source=diabetes.source, seed=42,
                         test_fraction=0.2, evaluation_path=folder / "evaluation.json", report_path=folder / "report.md",
                         html_path=folder / "report.html", plots_dir=folder / "plots", **options)
-
-
-@pytest.fixture
-def production_store(diabetes, diabetes_rf, evaluated) -> MemStore:
-    store = MemStore()
-    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
-             evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
-    return store
 
 
 def shifted_test_split(diabetes, folder, names=("bmi", "s5")):
@@ -245,12 +234,59 @@ def test_evaluate_flags_shifted_features_and_gates_only_when_asked(production_st
     assert not gated["deploy"] and "drifted from production v1" in gated["reason"] and "drift_gate" in gated["reason"]
 
 
-def rewrite_production(store, change) -> None:
+def rewrite_production(store, change, bucket: str = "models") -> None:
     """Edit production v1's metadata.json in place (both copies), e.g. as an older push wrote it."""
     for key in ("m/v1/metadata.json", "m/production/metadata.json"):
-        metadata = json.loads(store.get_bytes("models", key))
+        metadata = json.loads(store.get_bytes(bucket, key))
         change(metadata)
-        store.put_bytes("models", key, json.dumps(metadata).encode())
+        store.put_bytes(bucket, key, json.dumps(metadata).encode())
+
+
+def test_the_drift_summary_is_a_few_scalars_a_training_run_can_log(trained):
+    _, y, prof = trained
+    rows = synthetic(np.random.default_rng(5), 400)
+    rows[:, 1] += 2.0
+    report = drift.compare(prof, NAMES, rows, targets=list(2 * rows[:, 0] + rows[:, 2]))
+    summary = drift.summary(report)
+    assert set(summary) == {"rows", "drifting_features", "retrain_recommended", "max_psi", "max_out_of_range_share",
+                            "target_psi"}
+    assert (summary["rows"], summary["drifting_features"], summary["retrain_recommended"]) == (400.0, 1.0, 1.0)
+    assert summary["max_psi"] == max(r["psi"] for r in report["features"].values()) == report["features"]["f1"]["psi"]
+    assert summary["max_out_of_range_share"] == report["features"]["f1"]["out_of_range_share"] > 0
+
+
+@pytest.mark.integration  # the KFP component reaches the store through MINIO_* (the session's S3 server)
+def test_the_evaluate_component_logs_drift_metrics_and_gates_with_drift_gate(s3_env, bucket, diabetes, diabetes_rf,
+                                                                             evaluated, ridge_models, tmp_path):
+    from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+    from components import kfp_components
+    from components.objectstore import ObjectStore
+
+    store = ObjectStore.from_env()
+    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema, evaluation_path=evaluated, model_name="m",
+             bucket=bucket, store=store, run_id="run-1", now=NOW)
+    rewrite_production(store, lambda m: m["primary_metric"].update(value=-1e9), bucket)  # only drift may say no
+    shifted = shifted_test_split(diabetes, tmp_path)
+
+    def run(drift_gate: bool) -> tuple[bool, dict]:
+        folder = tmp_path / f"gate-{drift_gate}"
+        outputs = {"metrics": Metrics(uri=str(folder / "metrics")),
+                   "classification_metrics": ClassificationMetrics(uri=str(folder / "cm")),
+                   "report": Markdown(uri=str(folder / "report.md")), "html_report": HTML(uri=str(folder / "r.html")),
+                   "plots": Artifact(uri=str(folder / "plots")), "evaluation": Artifact(uri=str(folder / "e.json"))}
+        gate = kfp_components.evaluate.python_func(
+            test_data=Dataset(uri=str(shifted)), schema=Artifact(uri=str(diabetes.schema)),
+            model=Model(uri=str(ridge_models[0])), selection=Artifact(uri=""), threshold=-1e9, model_name="m",
+            bucket=bucket, minio_endpoint=s3_env["MINIO_ENDPOINT"], minio_secure=False, source=diabetes.source,
+            seed=42, test_fraction=0.2, allow_schema_change=False, drift_gate=drift_gate, **outputs)
+        return gate.deploy, outputs["metrics"].metadata
+
+    deploy, metrics = run(drift_gate=False)
+    assert deploy and metrics["drift_drifting_features"] == 2.0 and metrics["drift_retrain_recommended"] == 1.0
+    assert metrics["drift_max_psi"] > 0.2 and {"drift_rows", "drift_target_psi", "r2"} <= set(metrics)
+    deploy, _ = run(drift_gate=True)
+    assert not deploy
 
 
 def test_evaluate_without_a_production_profile_says_so(production_store, diabetes, ridge_models, tmp_path):

@@ -47,26 +47,18 @@ def served(diabetes, diabetes_rf, evaluated):
     return x, joblib.load(diabetes_rf / "model.joblib")
 
 
-@pytest.fixture
-def store(diabetes, diabetes_rf, evaluated) -> MemStore:
-    memory = MemStore()
-    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
-             evaluation_path=evaluated, model_name="m", bucket="models", store=memory, run_id="run-1", now=NOW)
-    return memory
-
-
 def measure(store, tmp_path, days: int = 2, **thresholds):
     return monitor.run(store, LOG_URI, "m", "models", monitor.Window.of(last_days=days, today=TODAY),
                        drift.Thresholds(**thresholds), tmp_path / "report.json", tmp_path / "report.html",
                        tmp_path / "plots", tmp_path / "report.md")
 
 
-def test_traffic_like_the_training_data_does_not_drift(store, served, tmp_path):
+def test_traffic_like_the_training_data_does_not_drift(production_store, served, tmp_path):
     x, model = served
     rows = x[np.random.default_rng(0).integers(0, len(x), 300)]
-    write_log(store, TODAY, rows[:150], model.predict(rows[:150]), seq=1)
-    write_log(store, TODAY - dt.timedelta(days=1), rows[150:], model.predict(rows[150:]), seq=2)
-    result = measure(store, tmp_path)
+    write_log(production_store, TODAY, rows[:150], model.predict(rows[:150]), seq=1)
+    write_log(production_store, TODAY - dt.timedelta(days=1), rows[150:], model.predict(rows[150:]), seq=2)
+    result = measure(production_store, tmp_path)
     assert (result["rows"], result["objects"], result["production_version"]) == (300, 2, 1)
     assert result["drifting_features"] == [] and not result["retrain_recommended"]
     assert not result["prediction"]["drifting"]
@@ -74,15 +66,16 @@ def test_traffic_like_the_training_data_does_not_drift(store, served, tmp_path):
     assert list((tmp_path / "plots").glob("*.png")) == []  # a plot per drifting feature: none
 
 
-def test_two_shifted_features_are_flagged_plotted_and_recommend_retraining(store, served, diabetes, tmp_path):
+def test_two_shifted_features_are_flagged_plotted_and_recommend_retraining(production_store, served, diabetes,
+                                                                          tmp_path):
     x, model = served
     rows = x[np.random.default_rng(1).integers(0, len(x), 300)].copy()
     names = [f["name"] for f in json.loads(diabetes.schema.read_text())["features"]]
     for name in SHIFTED:
         column = names.index(name)
         rows[:, column] += x[:, column].std()
-    write_log(store, TODAY, rows, model.predict(rows))
-    result = measure(store, tmp_path)
+    write_log(production_store, TODAY, rows, model.predict(rows))
+    result = measure(production_store, tmp_path)
     assert result["drifting_features"] == SHIFTED and result["retrain_recommended"]
     assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == ["drift_bmi.png", "drift_s5.png"]
     page = (tmp_path / "report.html").read_text()
@@ -92,39 +85,38 @@ def test_two_shifted_features_are_flagged_plotted_and_recommend_retraining(store
     assert "| ⚠ | bmi |" in (tmp_path / "report.md").read_text()
 
 
-def test_only_the_window_the_model_and_well_formed_rows_are_read(store, served, tmp_path):
+def test_only_the_window_the_model_and_well_formed_rows_are_read(production_store, served, tmp_path):
     x, model = served
     rows = x[:120]
-    write_log(store, TODAY, rows, model.predict(rows))
-    write_log(store, TODAY - dt.timedelta(days=5), rows + 1, model.predict(rows))  # outside the window
-    write_log(store, TODAY, rows + 1, model.predict(rows), model="other")  # another model's partition
-    store.put_bytes("logs", f"inference/model=m/date={TODAY}/host-7-0a1b2c3d-000009.jsonl.gz", b"not gzip")
+    write_log(production_store, TODAY, rows, model.predict(rows))
+    write_log(production_store, TODAY - dt.timedelta(days=5), rows + 1, model.predict(rows))  # outside the window
+    write_log(production_store, TODAY, rows + 1, model.predict(rows), model="other")  # another model's partition
+    not_gzip = f"inference/model=m/date={TODAY}/host-7-0a1b2c3d-000009.jsonl.gz"
+    production_store.put_bytes("logs", not_gzip, b"not gzip")
     bad = gzip.compress(b'{"inputs": [1, 2], "outputs": {}}\nnot json\n')  # another schema's row, a broken line
-    store.put_bytes("logs", f"inference/model=m/date={TODAY}/host-7-0a1b2c3d-000010.jsonl.gz", bad)
-    result = measure(store, tmp_path)
+    production_store.put_bytes("logs", f"inference/model=m/date={TODAY}/host-7-0a1b2c3d-000010.jsonl.gz", bad)
+    result = measure(production_store, tmp_path)
     assert (result["rows"], result["objects"], result["skipped_rows"]) == (120, 2, 2)
     assert result["bad_objects"] == [f"inference/model=m/date={TODAY}/host-7-0a1b2c3d-000009.jsonl.gz"]
     assert result["served_versions"] == {"1": 120} and result["drifting_features"] == []
 
 
-def test_max_rows_bounds_what_is_held(store, served, tmp_path):
+def test_max_rows_bounds_what_is_held(production_store, served, tmp_path):
     x, model = served
-    write_log(store, TODAY, x[:200], model.predict(x[:200]))
-    traffic = monitor.read_traffic(store, LOG_URI, "m", monitor.Window(TODAY, TODAY), x.shape[1], max_rows=50)
+    write_log(production_store, TODAY, x[:200], model.predict(x[:200]))
+    window = monitor.Window(TODAY, TODAY)
+    traffic = monitor.read_traffic(production_store, LOG_URI, "m", window, x.shape[1], max_rows=50)
     assert len(traffic.inputs) == 50 and traffic.truncated
 
 
-def test_a_production_version_without_a_profile_decides_nothing(diabetes, diabetes_rf, evaluated, served, tmp_path):
-    store = MemStore()
-    push.run(model_dir=diabetes_rf, schema_path=diabetes.schema,
-             evaluation_path=evaluated, model_name="m", bucket="models", store=store, run_id="run-1", now=NOW)
+def test_a_production_version_without_a_profile_decides_nothing(production_store, served, tmp_path):
     for key in ("m/v1/metadata.json", "m/production/metadata.json"):  # as pushed before profiles existed
-        metadata = json.loads(store.get_bytes("models", key))
+        metadata = json.loads(production_store.get_bytes("models", key))
         del metadata["profile"]
-        store.put_bytes("models", key, json.dumps(metadata).encode())
+        production_store.put_bytes("models", key, json.dumps(metadata).encode())
     x, model = served
-    write_log(store, TODAY, x[:100] + 1, model.predict(x[:100]))
-    result = measure(store, tmp_path)
+    write_log(production_store, TODAY, x[:100] + 1, model.predict(x[:100]))
+    result = measure(production_store, tmp_path)
     assert not result["retrain_recommended"] and "v1 has no training profile" in result["reason"]
     assert result["rows"] == 100
 

@@ -44,6 +44,7 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
         "hyperparameters": "{}", "cv_folds": 5, "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
         "minio_secret": "mlpipeline-minio-artifact", "source_secret": "training-source", "allow_schema_change": False,
+        "drift_gate": False,
         "deploy_isvc": "diabetes-rf",
         "deploy_namespace": "sklearn-kserve-mlops", "deploy_canary_percent": -1, "deploy_timeout_s": 300,
     }

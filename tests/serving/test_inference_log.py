@@ -313,3 +313,43 @@ def test_grpc_and_kserve_route_answers_are_recorded_too(regressor_dir, diabetes)
     assert [r["inputs"] for r in logged] == [*x.tolist(), *x.tolist(), *x.tolist()]
     assert [r["outputs"]["predict"] for r in logged] == [*predicted, *predicted, *kserve_answer.outputs[0].data]
     assert {r["version"] for r in logged} == {"3"}
+
+
+@pytest.mark.integration  # spawns the offload pool's process: a few seconds
+def test_offloaded_requests_are_sampled_and_logged_like_the_others(regressor_dir, diabetes) -> None:
+    from serving.offload import Offloader
+
+    x = diabetes[0]
+    store, draws = MemoryStore(), iter([0.0, 0.9, 0.0, 0.0])  # sampled, not sampled, sampled, sampled
+    log = InferenceLog(settings(SERVING_INFERENCE_LOG_SAMPLE="0.5", SERVING_INFERENCE_LOG_BATCH_ROWS="400",
+                                SERVING_INFERENCE_LOG_MAX_ROWS="400"),
+                       store=lambda: store, rand=lambda: next(draws))
+    model = SklearnModel("diabetes-rf", regressor_dir, inference_log=log)
+    assert model.load()
+    offload = Offloader(min_bytes=1, processes=1)
+
+    def v2_body(rows: np.ndarray) -> bytes:
+        return orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(rows.shape),
+                                         "data": rows.tolist()}]})
+
+    async def run() -> tuple[dict, list]:
+        v2 = orjson.loads((await offload.infer_json(model, v2_body(x[:3]), None))[0])
+        await offload.infer_json(model, v2_body(x[3:5]), None)  # not sampled: never reaches the log
+        v1 = orjson.loads(await offload.infer_v1(model, orjson.dumps({"instances": x[5:6].tolist()})))
+        await offload.infer_json(model, v2_body(x[:442]), None)  # sampled, but more rows than the buffer holds (400)
+        return v2, v1["predictions"]
+
+    try:
+        v2, v1 = asyncio.run(run())
+    finally:
+        offload.shutdown()
+        # The spawn context started multiprocessing's resource tracker for this test process; a
+        # server stops with it, a test must stop it itself (a private call, in 3.11 and 3.12 alike).
+        from multiprocessing import resource_tracker
+        resource_tracker._resource_tracker._stop()
+    log.close()
+    logged = store.rows()
+    assert [r["inputs"] for r in logged] == x[[0, 1, 2, 5]].tolist()
+    assert [r["outputs"]["predict"] for r in logged] == [*v2["outputs"][0]["data"], *v1]
+    assert {r["version"] for r in logged} == {"3"} and {r["model"] for r in logged} == {"diabetes-rf"}
+    assert log.metrics.counts == {"sampled": 4 + 442, "written": 4, "dropped_buffer_full": 442}
