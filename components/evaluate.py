@@ -360,7 +360,7 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
     consistent, production_state = registry.production_state() if registry is not None else (True, "")
     decision = decide(metric, scores[metric], float(threshold), task, production, production_uri, schema=schema,
                       training_fingerprint=trained_as, allow_schema_change=bool(allow_schema_change),
-                      baseline=baseline, min_gain=float(min_gain_over_baseline), baseline_strategy=BASELINE_STRATEGY[task])
+                      baseline=baseline, min_gain=float(min_gain_over_baseline))
     drifted = data_drift(production, schema, x, y, drift_thresholds)
     if drift_gate and decision.deploy and drifted and drifted.get("retrain_recommended"):
         decision = Decision(False, f"the data drifted from production v{drifted['against_version']}'s training data "

@@ -131,8 +131,7 @@ def check_production(production: Any, production_uri: str) -> dict | None:
     return production
 
 
-def baseline_check(metric: str, value: float, baseline: float | None, min_gain: float,
-                   strategy: str = "") -> tuple[bool, str]:
+def baseline_check(metric: str, value: float, baseline: float | None, min_gain: float, task: str) -> tuple[bool, str]:
     """Whether value beats the trivial baseline by at least min_gain, and the words that say so.
 
     Args:
@@ -140,7 +139,7 @@ def baseline_check(metric: str, value: float, baseline: float | None, min_gain: 
         value: the candidate's primary metric.
         baseline: the baseline's score on the same test split; None: not measured, nothing to beat.
         min_gain: the least value - baseline that passes (equal passes, within TIE_TOLERANCE).
-        strategy: the baseline's strategy (mean, most_frequent), named in the text when known.
+        task: regression or classification: which baseline (BASELINE_STRATEGY) the text names.
 
     Returns:
         (passes, text): text is '' without a baseline, else a clause naming both numbers.
@@ -148,7 +147,7 @@ def baseline_check(metric: str, value: float, baseline: float | None, min_gain: 
     if baseline is None:
         return True, ""
     gain = value - baseline
-    what = f"baseline ({BASELINE_TEXT[strategy]})" if strategy in BASELINE_TEXT else "baseline"
+    what = f"baseline ({BASELINE_TEXT[BASELINE_STRATEGY[task]]})" if task in BASELINE_STRATEGY else "baseline"
     if gain + TIE_TOLERANCE < min_gain:
         return False, (f"{metric} {value:.4f} does not beat the {what} {baseline:.4f} by min_gain_over_baseline "
                        f"{min_gain:.4f} (gain {gain:+.4f})")
@@ -157,8 +156,7 @@ def baseline_check(metric: str, value: float, baseline: float | None, min_gain: 
 
 def decide(metric: str, value: float | None, threshold: float, task: str, production: Any,
            production_uri: str, *, schema: Any = None, training_fingerprint: str | None = None,
-           allow_schema_change: bool = False, baseline: float | None = None, min_gain: float = 0.0,
-           baseline_strategy: str = "") -> Decision:
+           allow_schema_change: bool = False, baseline: float | None = None, min_gain: float = 0.0) -> Decision:
     """Deploy when value reaches threshold, beats the baseline by min_gain and is not worse than production.
 
     Args:
@@ -167,8 +165,7 @@ def decide(metric: str, value: float | None, threshold: float, task: str, produc
         threshold: the least value that deploys.
         baseline: the trivial baseline's value on the same test split; None: no baseline check
             (push decides again without it: the baseline cannot change between the two).
-        min_gain: the least value - baseline that deploys.
-        baseline_strategy: mean or most_frequent, for the reason.
+        min_gain: the least value - baseline that deploys (0: as good as the baseline is enough).
         task: regression or classification; a production model of another task is not compared.
         production: production's metadata.json as parsed, or None when there is none.
         production_uri: its s3:// folder, for the messages.
@@ -192,7 +189,7 @@ def decide(metric: str, value: float | None, threshold: float, task: str, produc
                                "(same sha256) with the same parameters", nothing_new=True)
     if value < threshold:
         return Decision(False, f"{metric} {value:.4f} is below the threshold {threshold:.4f}")
-    beats, against_baseline = baseline_check(metric, value, baseline, min_gain, baseline_strategy)
+    beats, against_baseline = baseline_check(metric, value, baseline, min_gain, task)
     if not beats:
         return Decision(False, against_baseline)
     passed = f"{metric} {value:.4f} >= threshold {threshold:.4f}" + (f", {against_baseline}" if against_baseline else "")

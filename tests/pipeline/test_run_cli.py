@@ -66,6 +66,10 @@ def no_external_store(monkeypatch):
         (["--param", "threshold=high"], "parameter threshold='high' is invalid: expected a number"),
         (["--param", "minio_endpoint=h:9000"], "set those (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead"),
         (["--param", "model_name=a/b"], "model_name 'a/b' is invalid"),
+        (["--param", "min_gain_over_baseline=1.5"], "parameter min_gain_over_baseline=1.5 is invalid: expected a "
+                                                    "number from 0 to 1"),
+        (["--param", "min_gain_over_baseline=x"], "parameter min_gain_over_baseline='x' is invalid: expected a number"),
+        (["--param", "threshold=nan"], "parameter threshold=nan is invalid: expected a finite number"),
     ],
 )
 def test_bad_parameters_stop_before_anything_starts(no_external_store, tmp_path, capsys, argv, expected):
