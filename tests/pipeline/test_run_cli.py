@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
 
 import pytest
 
-from pipelines.local import run
+from pipelines.local import run, serve
 from pipelines.local.runner import Event, LocalRun, _Tap
 
 # Lines as kfp.local 2.17 prints them (copied from a real run, ANSI colours included).
@@ -155,3 +156,62 @@ def test_local_runs_turn_the_deploy_step_off(tmp_path):
     older = tmp_path / "older.yaml"  # a package compiled before the deploy step existed
     older.write_text("root:\n  inputDefinitions:\n    parameters:\n      seed: {parameterType: NUMBER_INTEGER}\n")
     assert local_arguments(older, {"seed": 1}) == {"seed": 1}
+
+
+@pytest.fixture
+def no_pipeline(monkeypatch, tmp_path):
+    """run.main up to the summary without kfp.local or an S3 server: records what it would serve."""
+    served: list[list[str]] = []
+
+    @contextlib.contextmanager
+    def store(data_dir, port):
+        yield "http://127.0.0.1:1", False, "a stand-in"
+
+    monkeypatch.setattr(run, "object_store", store)
+    monkeypatch.setattr(run.preflight, "check", lambda values: None)
+    monkeypatch.setattr(serve, "main", lambda argv: served.append(argv) or 0)
+    return served
+
+
+@pytest.mark.parametrize("model_name, bucket", [("bc-rf", "models"), ("diabetes-rf", "team-a")])
+def test_make_run_serves_the_model_name_and_bucket_it_trained(no_pipeline, monkeypatch, tmp_path, capsys,
+                                                               model_name, bucket):
+    pushed = {"version": 1, "model_uri": f"s3://{bucket}/{model_name}/v1/", "production_uri":
+              f"s3://{bucket}/{model_name}/production/", "promoted": True, "reason": "no production model yet"}
+    monkeypatch.setattr(run, "run_compiled", lambda *a, **k: finished_run(tmp_path, True, pushed))
+    code = run.main(["--param", f"model_name={model_name}", "--param", f"bucket={bucket}", "--data-dir",
+                     str(tmp_path / "s3"), "--then-serve=--port 9090 --grpc-port 9091"])
+    assert code == 0
+    assert no_pipeline == [["--demo", "--model-uri", f"s3://{bucket}/{model_name}/production/", "--data-dir",
+                            str(tmp_path / "s3"), "--s3-port", "9000", "--port", "9090", "--grpc-port", "9091"]]
+    assert f"production: s3://{bucket}/{model_name}/production/" in capsys.readouterr().out
+
+
+def test_an_explicit_model_uri_in_serve_args_wins(no_pipeline, monkeypatch, tmp_path):
+    pushed = {"version": 1, "model_uri": "s3://models/bc-rf/v1/", "production_uri": "s3://models/bc-rf/production/",
+              "promoted": True, "reason": "no production model yet"}
+    monkeypatch.setattr(run, "run_compiled", lambda *a, **k: finished_run(tmp_path, True, pushed))
+    assert run.main(["--param", "model_name=bc-rf", "--then-serve=--model-uri s3://models/bc-rf/v1/"]) == 0
+    (argv,) = no_pipeline
+    assert serve.build_parser().parse_args(argv).model_uri == "s3://models/bc-rf/v1/"  # argparse: the last one
+
+
+def test_nothing_is_served_when_the_gate_refused_the_first_model(no_pipeline, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(run, "run_compiled", lambda *a, **k: finished_run(tmp_path, False, None))
+    assert run.main(["--param", "model_name=bc-rf", "--then-serve="]) == 0
+    assert no_pipeline == []
+    assert "nothing to serve: this model has no production version yet" in capsys.readouterr().out
+
+
+def test_without_then_serve_nothing_is_served(no_pipeline, monkeypatch, tmp_path):
+    monkeypatch.setattr(run, "run_compiled", lambda *a, **k: finished_run(tmp_path, True, None))
+    assert run.main([]) == 0 and no_pipeline == []
+
+
+@pytest.mark.parametrize("serve_args, expected", [("--no-such-flag", "unrecognized arguments: --no-such-flag"),
+                                                  ("--port 'x", "is not a command line")])
+def test_bad_serve_args_stop_before_the_run(no_pipeline, monkeypatch, tmp_path, capsys, serve_args, expected):
+    monkeypatch.setattr(run, "run_compiled", lambda *a, **k: pytest.fail("the run started"))
+    with contextlib.suppress(SystemExit):
+        assert run.main([f"--then-serve={serve_args}"]) == run.EXIT_BAD_INPUT  # as the Makefile passes it
+    assert expected in capsys.readouterr().err
