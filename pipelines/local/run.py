@@ -48,32 +48,43 @@ EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class Progress:
-    """One line per step, '  ingest ... ok 1.6 s', completed when the step ends; its warnings below it."""
+    """One line per step, '  ingest          ... ok 1.6 s', completed when the step ends; its warnings below it.
+
+    Tasks that run side by side (a dsl.ParallelFor) each get their own line, with their own time,
+    when they end: the line opened by the first becomes their heading.
+    """
+
+    WIDTH = 15  # the longest step name, plan-candidates
 
     def __init__(self, out: TextIO | None = None) -> None:
         # Bound now: while the pipeline runs, sys.stdout is the runner's log tap.
         self._out = out if out is not None else sys.stdout
-        self._warnings: list[str] = []
-        self._open: str | None = None
+        self._warnings: dict[str, list[str]] = {}
+        self._running: set[str] = set()
+        self._open: str | None = None  # the task whose line waits for its "ok"
 
     def __call__(self, event: Event) -> None:
-        # Steps of a ParallelFor run side by side: a line left open by one is closed before another's.
+        task = event.task or event.step
         if event.kind == "start":
-            if self._open is not None:
-                self._write("\n")
-            self._write(f"  {event.step:<13} ...")
-            self._open = event.step
+            if self._running and self._open is not None:
+                self._write(" in parallel:\n")
+                self._open = None
+            elif not self._running:
+                self._write(f"  {event.step:<{self.WIDTH}} ...")
+                self._open = task
+            self._running.add(task)
         elif event.kind == "warning":
-            self._warnings.append(event.message)
+            self._warnings.setdefault(task, []).append(event.message)
         elif event.kind == "end":
             status = "ok" if event.status == "SUCCESS" else "FAILED"
-            if self._open != event.step:
-                self._write(f"\n  {event.step:<13} ..." if self._open is not None else f"  {event.step:<13} ...")
-            self._write(f" {status} {event.seconds:.1f} s\n")
-            self._open = None
-            for message in self._warnings:
+            self._running.discard(task)
+            if self._open == task:
+                self._write(f" {status} {event.seconds:.1f} s\n")
+                self._open = None
+            else:
+                self._write(f"    {event.label or event.step:<{self.WIDTH}} {status} {event.seconds:.1f} s\n")
+            for message in self._warnings.pop(task, []):
                 self._write(f"    ! {message}\n")
-            self._warnings.clear()
 
     def _write(self, text: str) -> None:
         self._out.write(text)

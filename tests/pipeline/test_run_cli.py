@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import queue
 import socket
+import threading
 
 import pytest
 
@@ -52,7 +54,91 @@ def test_progress_prints_one_line_per_step_and_warnings_under_it():
                   Event("end", "train", "FAILURE", 0.5)):
         progress(event)
     assert out.getvalue().splitlines() == [
-        "  ingest        ... ok 1.2 s", "    ! dropped 3 rows", "  train         ... FAILED 0.5 s"]
+        "  ingest          ... ok 1.2 s", "    ! dropped 3 rows", "  train           ... FAILED 0.5 s"]
+
+
+class TaskThread:
+    """A thread that writes what it is told, when told: kfp.local's ParallelFor tasks print from threads."""
+
+    def __init__(self, tap) -> None:
+        self._tap, self._jobs = tap, queue.Queue()
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            text, done = job
+            for piece in text.partition("\n")[:2] if text.endswith("\n") else (text,):
+                self._tap.write(piece)  # print's way: the text, then the newline on its own
+            done.set()
+
+    def say(self, text: str) -> None:
+        done = threading.Event()
+        self._jobs.put((text, done))
+        assert done.wait(5)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(5)
+
+
+def kfp_task_lines(step: str, iteration: int) -> tuple[str, str, str]:
+    """kfp.local's start line, a line naming the iteration's output folder, and its end line."""
+    return (f"08:28:53.606 - INFO - Executing task \x1b[96m'{step}'\x1b[0m\n",
+            f'        "outputFile": "/tmp/out/run-1/sklearn-training-2026/for-loop-1-iteration-{iteration}/{step}/Output"\n',
+            f"08:28:58.544 - INFO - Task \x1b[96m'{step}'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n")
+
+
+def test_parallel_tasks_of_one_step_each_get_their_own_timer_and_line():
+    """Two threads run four cross-validate tasks (as kfp.local's ParallelFor does, two at a time):
+    each end is timed from its own start, though all four share the step's name."""
+    clock = [0.0]
+    out, log, events = io.StringIO(), io.StringIO(), []
+    progress = run.Progress(out)
+    tap = _Tap(log, None, lambda event: (events.append(event), progress(event)), clock=lambda: clock[0])
+    first, second = TaskThread(tap), TaskThread(tap)
+    try:
+        lines = {i: kfp_task_lines("cross-validate", i) for i in range(4)}
+        script = [(0.0, first, lines[0][0]), (0.0, second, lines[1][0]), (0.1, first, lines[0][1]),
+                  (0.1, second, lines[1][1]),
+                  (4.9, first, lines[0][2]),  # task 0 ends at 4.9 s: the thread takes task 2
+                  (4.9, first, lines[2][0]), (5.0, first, lines[2][1]),
+                  (5.0, second, "    [KFP Executor 2026-12-03 08:28:58,502 WARNING]: slow fold\n"),
+                  (5.1, second, lines[1][2]),  # task 1 ends 0.2 s after task 2 started: 5.1 s of its own
+                  (5.1, second, lines[3][0]), (5.2, second, lines[3][1]), (8.0, second, lines[3][2]),
+                  (8.3, first, lines[2][2])]
+        for at, thread, text in script:
+            clock[0] = at
+            thread.say(text)
+    finally:
+        first.stop()
+        second.stop()
+    assert tap.tasks == [("cross-validate [0]", pytest.approx(4.9)), ("cross-validate [1]", pytest.approx(5.1)),
+                         ("cross-validate [3]", pytest.approx(2.9)), ("cross-validate [2]", pytest.approx(3.4))]
+    assert tap.phases == {"cross-validate": pytest.approx(8.3)}  # the whole fan-out
+    assert len({event.task for event in events}) == 4
+    assert out.getvalue().splitlines() == [
+        "  cross-validate  ... in parallel:",
+        "    cross-validate [0] ok 4.9 s",
+        "    cross-validate [1] ok 5.1 s",
+        "    ! slow fold",
+        "    cross-validate [3] ok 2.9 s",
+        "    cross-validate [2] ok 3.4 s",
+    ]
+
+
+def test_lines_of_two_threads_are_not_mixed_up():
+    log = io.StringIO()
+    tap = _Tap(log, None, lambda event: None)
+    first, second = TaskThread(tap), TaskThread(tap)
+    try:
+        first.say("first half ")
+        second.say("other thread's line\n")
+        first.say("second half\n")
+    finally:
+        first.stop()
+        second.stop()
+    assert log.getvalue() == "other thread's line\nfirst half second half\n"
 
 
 @pytest.fixture
