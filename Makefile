@@ -51,8 +51,7 @@ lock: ## Rewrite constraints.txt from .venv (after changing pins in pyproject.to
 install: $(STAMP) ## Create .venv and install the project (idempotent)
 
 run: $(STAMP) ## Train with the compiled pipeline on kfp.local, push to S3, then serve the model [RUN_ARGS="--param threshold=0.3"] [SERVE_ARGS=]
-	@$(PY) -m pipelines.local.run $(RUN_ARGS)
-	@$(PY) -m pipelines.local.serve --demo $(SERVE_ARGS)
+	@$(PY) -m pipelines.local.run $(RUN_ARGS) --then-serve="$(SERVE_ARGS)"
 
 compile: $(STAMP) ## Compile the pipelines (training, batch scoring, monitor) to pipelines/*.yaml [PIPELINE_IMAGE= or REGISTRY= VERSION=] [COMPILE_DIR=elsewhere]
 	@PIPELINE_IMAGE="$(PIPELINE_IMAGE)" $(PY) -m pipelines.training_pipeline $(if $(COMPILE_DIR),--output "$(COMPILE_DIR)/training_pipeline.yaml",)

@@ -1,7 +1,9 @@
 """Evaluate: score the candidate on the held-out split and decide whether to deploy it.
 
 Primary metric: R² for regression, macro F1 for classification (both higher is better).
-The gate (components.gate) deploys when the primary metric reaches the threshold AND is not
+The gate (components.gate) deploys when the primary metric reaches the threshold, beats a
+trivial baseline fitted on the training split (DummyRegressor mean / DummyClassifier
+most_frequent, scored on the same test split) by min_gain_over_baseline, AND is not
 worse than the primary metric recorded in the production model's metadata.json, if any. The
 production score was measured on that model's own held-out split: comparable when data
 source, seed and test fraction are the same (the report says when they are not).
@@ -17,6 +19,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 from sklearn import metrics as skm
+from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from components import drift
 from components.artifacts import (
@@ -30,7 +33,7 @@ from components.artifacts import (
 )
 from components.datasets import read_dataset
 from components.errors import DriftError, EvaluateError
-from components.gate import PRIMARY_METRIC, Decision, decide, fingerprint
+from components.gate import BASELINE_STRATEGY, PRIMARY_METRIC, Decision, check_min_gain, decide, fingerprint
 from components.objectstore import ObjectStore
 from components.registry import Registry, check_location, production_prefix
 from components.sources import redact_source
@@ -103,6 +106,32 @@ def classification_metrics(model, x: np.ndarray, y: np.ndarray, classes: list) -
     return scores, matrix
 
 
+def baseline_score(task: str, train_path: str | Path, schema: dict, x_test: np.ndarray, y_test: np.ndarray) -> float | None:
+    """The primary metric of a model that ignores the features, fitted on the training split.
+
+    DummyRegressor(strategy="mean") for regression, DummyClassifier(strategy="most_frequent") for
+    classification: the least a real model must beat, scored like the candidate on the same rows.
+
+    Args:
+        task: regression or classification.
+        train_path: the training split (CSV) ingest wrote.
+        schema: the ingested schema.
+        x_test: the test features.
+        y_test: the true test values.
+
+    Returns:
+        Its R² or macro F1 on the test split (None where not computable, e.g. R² of one row).
+    """
+    x_train, y_train = read_dataset(train_path, schema)
+    strategy = BASELINE_STRATEGY[task]
+    if task == "regression":
+        predicted = DummyRegressor(strategy=strategy).fit(x_train, y_train).predict(x_test)
+        return regression_metrics(y_test, predicted)["r2"]
+    dummy = DummyClassifier(strategy=strategy).fit(x_train, y_train)
+    return finite_or_none(skm.f1_score(y_test, dummy.predict(x_test), average="macro",
+                                       labels=schema["target"]["classes"], zero_division=0))
+
+
 def _training_record(model_dir: str | Path) -> dict:
     """training.json beside the model; {} when absent (a model folder made by hand has no lineage)."""
     path = Path(model_dir) / TRAINING_FILE
@@ -118,7 +147,9 @@ def _same_split(production: dict, data_source: str, split: dict) -> bool:
 
 # What each metric is measured in: RMSE and MAE are in the target's own units.
 METRIC_UNITS = {"r2": "(1 is perfect)", "rmse": "target units", "mae": "target units", "accuracy": "share of rows",
-                "f1_macro": "(1 is perfect)", "roc_auc": "(1 is perfect, 0.5 is chance)"}
+                "f1_macro": "(1 is perfect)", "roc_auc": "(1 is perfect, 0.5 is chance)",
+                "baseline_r2": "(the training mean, on the same rows)",
+                "baseline_f1_macro": "(the most frequent class, on the same rows)"}
 
 
 def _metric_text(value) -> str:
@@ -162,7 +193,8 @@ def report_markdown(evaluation: dict, selection: dict | None = None) -> str:
         f"**Decision: {'DEPLOY' if evaluation['deploy'] else 'NOT DEPLOYED'}** — {evaluation['reason']}",
         "",
         f"Task: {evaluation['task']}, test rows: {evaluation['test_rows']}, "
-        f"primary metric: {primary['name']} (threshold {evaluation['threshold']})",
+        f"primary metric: {primary['name']} (threshold {evaluation['threshold']}"
+        f"{_baseline_text(evaluation.get('baseline'))})",
         "",
         "| metric | value | unit |",
         "|---|---|---|",
@@ -191,6 +223,12 @@ def report_markdown(evaluation: dict, selection: dict | None = None) -> str:
                   .rstrip("\n")
                   if "features" in data_drift else f"Drift: {data_drift['reason']}"]
     return "\n".join(lines) + "\n"
+
+
+def _baseline_text(baseline: dict | None) -> str:
+    if not baseline:
+        return ""
+    return f", and beat the baseline by at least {baseline['min_gain']}"
 
 
 def _drift_title(data_drift: dict) -> str:
@@ -225,7 +263,8 @@ def _write_html(evaluation: dict, selection: dict | None, model, x, y, schema: d
     summary = report.summary_table([
         ("decision", f"{'DEPLOY' if evaluation['deploy'] else 'NOT DEPLOYED'}: {evaluation['reason']}"),
         ("task", evaluation["task"]), ("test rows", str(evaluation["test_rows"])),
-        ("primary metric", f"{primary['name']} {_metric_text(primary['value'])} (threshold {evaluation['threshold']})"),
+        ("primary metric", f"{primary['name']} {_metric_text(primary['value'])} (threshold {evaluation['threshold']}"
+                           f"{_baseline_text(evaluation.get('baseline'))})"),
         *((name, f"{_metric_text(value)} {METRIC_UNITS.get(name, '')}".strip())
           for name, value in evaluation["metrics"].items()),
         *((("selected", f"{selection['winner']['label']}: {selection['reason']}"),) if selection else ()),
@@ -245,7 +284,8 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         test_fraction: float, evaluation_path: str | Path, report_path: str | Path,
         allow_schema_change: bool = False, selection_path: str | Path | None = None,
         html_path: str | Path | None = None, plots_dir: str | Path | None = None,
-        drift_thresholds: drift.Thresholds | None = None, drift_gate: bool = False) -> dict:
+        drift_thresholds: drift.Thresholds | None = None, drift_gate: bool = False,
+        train_path: str | Path | None = None, min_gain_over_baseline: float = 0.0) -> dict:
     """The evaluate step: score the model on the held-out split, compare it with production, decide.
 
     The new data is also compared with production's training profile (components.drift): a
@@ -275,12 +315,16 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         plots_dir: the folder for the plots as PNG files (with html_path).
         drift_thresholds: PSI/KS/out-of-range thresholds for the drift section (None: components.drift's).
         drift_gate: refuse to deploy when the new data drifts from production's training profile.
+        train_path: the training split (CSV): the baseline is fitted on it (the pipeline always
+            passes it); None: no baseline, only the threshold and production count.
+        min_gain_over_baseline: the least primary metric - baseline that deploys.
 
     Returns:
         The evaluation as written: metrics, primary metric, the decision (deploy, reason) and lineage.
     """
     if not isinstance(threshold, (int, float)) or math.isnan(threshold):
         raise EvaluateError(f"threshold={threshold!r} is invalid: expected a number")
+    check_min_gain(min_gain_over_baseline)
     check_location(bucket, model_name)
     data_source = redact_source(data_source)  # it ends up in metadata.json, which the server shows
     schema = read_json(schema_path, "schema")
@@ -298,6 +342,13 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         raise EvaluateError(f"scoring the model on {test_path} failed: {exc}") from exc
 
     metric = PRIMARY_METRIC[task]
+    baseline = None
+    if train_path is not None:
+        try:
+            baseline = baseline_score(task, train_path, schema, x, y)
+        except ValueError as exc:
+            raise EvaluateError(f"scoring the baseline fitted on {train_path} failed: {exc}") from exc
+        scores[f"baseline_{metric}"] = baseline
     production_uri = f"s3://{bucket}/{production_prefix(model_name)}"
     split = {"seed": int(seed), "test_fraction": float(test_fraction)}
     training = _training_record(model_dir)
@@ -308,7 +359,8 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
     production = registry.production_metadata() if registry is not None else None
     consistent, production_state = registry.production_state() if registry is not None else (True, "")
     decision = decide(metric, scores[metric], float(threshold), task, production, production_uri, schema=schema,
-                      training_fingerprint=trained_as, allow_schema_change=bool(allow_schema_change))
+                      training_fingerprint=trained_as, allow_schema_change=bool(allow_schema_change),
+                      baseline=baseline, min_gain=float(min_gain_over_baseline))
     drifted = data_drift(production, schema, x, y, drift_thresholds)
     if drift_gate and decision.deploy and drifted and drifted.get("retrain_recommended"):
         decision = Decision(False, f"the data drifted from production v{drifted['against_version']}'s training data "
@@ -320,6 +372,8 @@ def run(*, test_path: str | Path, schema_path: str | Path, model_dir: str | Path
         "metrics": scores,
         "primary_metric": {"name": metric, "value": scores[metric], "higher_is_better": True},
         "threshold": float(threshold),
+        "baseline": None if train_path is None else {
+            "strategy": BASELINE_STRATEGY[task], "value": baseline, "min_gain": float(min_gain_over_baseline)},
         "production": None if production is None else {
             "uri": production_uri,
             "version": production.get("version"),

@@ -1,6 +1,10 @@
 """The deploy gate: may a candidate replace the production model? Shared by evaluate and push.
 
-Evaluate decides first. Push decides again right before it moves production, because another
+A candidate must reach the threshold, beat a trivial baseline (the training split's most
+frequent class, or its mean, scored on the same test split) by at least min_gain, and not be
+worse than production. The baseline is what makes a low threshold safe: a macro F1 of 0.2 is
+passed by a model that always answers the majority class (0.39 on breast cancer), which never
+beats that baseline. Evaluate decides first. Push decides again right before it moves production, because another
 run may have promoted a better model in between. No scikit-learn here, so push stays light.
 """
 
@@ -16,14 +20,34 @@ from components.errors import EvaluateError
 PRIMARY_METRIC = {"regression": "r2", "classification": "f1_macro"}
 # Equal scores (an identical retrain) count as "not worse"; this absorbs float noise only.
 TIE_TOLERANCE = 1e-9
+# The baseline each task's candidate must beat, by name: what evaluate fits on the training split.
+BASELINE_STRATEGY = {"regression": "mean", "classification": "most_frequent"}
+BASELINE_TEXT = {"mean": "predicting the training mean", "most_frequent": "always the most frequent class"}
 
 
 @dataclass(frozen=True)
 class Decision:
+    """The gate's answer: deploy or not, and why in one line."""
+
     deploy: bool
     reason: str
     # True when production was trained on the same data with the same parameters: nothing to push.
     nothing_new: bool = False
+
+
+def check_min_gain(value: Any) -> float:
+    """min_gain_over_baseline as a float, refused unless a number from 0 to 1.
+
+    Args:
+        value: the parameter as given.
+
+    Returns:
+        The value as a float; EvaluateError naming it otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise EvaluateError(f"parameter min_gain_over_baseline={value!r} is invalid: expected a number from 0 to 1 "
+                            "(how much the primary metric must beat the trivial baseline)")
+    return float(value)
 
 
 def feature_list(schema: Any) -> list[str] | None:
@@ -107,15 +131,41 @@ def check_production(production: Any, production_uri: str) -> dict | None:
     return production
 
 
+def baseline_check(metric: str, value: float, baseline: float | None, min_gain: float, task: str) -> tuple[bool, str]:
+    """Whether value beats the trivial baseline by at least min_gain, and the words that say so.
+
+    Args:
+        metric: the primary metric's name, for the text.
+        value: the candidate's primary metric.
+        baseline: the baseline's score on the same test split; None: not measured, nothing to beat.
+        min_gain: the least value - baseline that passes (equal passes, within TIE_TOLERANCE).
+        task: regression or classification: which baseline (BASELINE_STRATEGY) the text names.
+
+    Returns:
+        (passes, text): text is '' without a baseline, else a clause naming both numbers.
+    """
+    if baseline is None:
+        return True, ""
+    gain = value - baseline
+    what = f"baseline ({BASELINE_TEXT[BASELINE_STRATEGY[task]]})" if task in BASELINE_STRATEGY else "baseline"
+    if gain + TIE_TOLERANCE < min_gain:
+        return False, (f"{metric} {value:.4f} does not beat the {what} {baseline:.4f} by min_gain_over_baseline "
+                       f"{min_gain:.4f} (gain {gain:+.4f})")
+    return True, f"beats the {what} {baseline:.4f} by {gain:.4f} >= {min_gain:.4f}"
+
+
 def decide(metric: str, value: float | None, threshold: float, task: str, production: Any,
            production_uri: str, *, schema: Any = None, training_fingerprint: str | None = None,
-           allow_schema_change: bool = False) -> Decision:
-    """Deploy when value reaches threshold and is not worse than production's primary metric, if any.
+           allow_schema_change: bool = False, baseline: float | None = None, min_gain: float = 0.0) -> Decision:
+    """Deploy when value reaches threshold, beats the baseline by min_gain and is not worse than production.
 
     Args:
         metric: the primary metric's name (r2, f1_macro).
         value: the candidate's value; None (not computable) never deploys.
         threshold: the least value that deploys.
+        baseline: the trivial baseline's value on the same test split; None: no baseline check
+            (push decides again without it: the baseline cannot change between the two).
+        min_gain: the least value - baseline that deploys (0: as good as the baseline is enough).
         task: regression or classification; a production model of another task is not compared.
         production: production's metadata.json as parsed, or None when there is none.
         production_uri: its s3:// folder, for the messages.
@@ -139,8 +189,12 @@ def decide(metric: str, value: float | None, threshold: float, task: str, produc
                                "(same sha256) with the same parameters", nothing_new=True)
     if value < threshold:
         return Decision(False, f"{metric} {value:.4f} is below the threshold {threshold:.4f}")
+    beats, against_baseline = baseline_check(metric, value, baseline, min_gain, task)
+    if not beats:
+        return Decision(False, against_baseline)
+    passed = f"{metric} {value:.4f} >= threshold {threshold:.4f}" + (f", {against_baseline}" if against_baseline else "")
     if production is None:
-        return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f}; no production model yet")
+        return Decision(True, f"{passed}; no production model yet")
     primary = production["primary_metric"]
     if production.get("task") != task or primary.get("name") != metric:
         return Decision(False, (
@@ -156,10 +210,9 @@ def decide(metric: str, value: float | None, threshold: float, task: str, produc
         raise EvaluateError(f"{production_uri}metadata.json has no numeric primary_metric.value: cannot compare")
     best = float(primary["value"])
     if difference:  # allowed: scores on other features are not comparable, so only the threshold counts
-        return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f}; input schema changed "
+        return Decision(True, f"{passed}; input schema changed "
                               f"({difference}), allowed by allow_schema_change: not compared with production "
                               f"v{version}")
     if value + TIE_TOLERANCE < best:
         return Decision(False, f"{metric} {value:.4f} is worse than production v{version} ({best:.4f})")
-    return Decision(True, f"{metric} {value:.4f} >= threshold {threshold:.4f} and not worse than production "
-                          f"v{version} ({best:.4f})")
+    return Decision(True, f"{passed} and not worse than production v{version} ({best:.4f})")

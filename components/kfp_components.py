@@ -164,6 +164,7 @@ def train(
 
 @dsl.component(**NO_PIP)
 def evaluate(
+    train_data: Input[Dataset],
     test_data: Input[Dataset],
     schema: Input[Artifact],
     model: Input[Model],
@@ -178,6 +179,7 @@ def evaluate(
     test_fraction: float,
     allow_schema_change: bool,
     drift_gate: bool,
+    min_gain_over_baseline: float,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[Markdown],
@@ -188,6 +190,7 @@ def evaluate(
     """Score on the test split, log Metrics (and a confusion matrix for classification), decide.
 
     Args:
+        train_data: The training split written by ingest: the baseline (mean / most frequent class) is fitted on it.
         test_data: The held-out split written by ingest.
         schema: The ingested schema.
         model: The model train wrote (model.joblib and training.json).
@@ -204,8 +207,10 @@ def evaluate(
             production's replace it; otherwise the gate refuses it.
         drift_gate: Refuse to deploy when the new data drifts from production's training profile
             (off: the drift is only reported, in the report and as drift_* Metrics).
-        metrics: The test-split metrics, and drift_* (rows, drifting_features, max_psi, ...) when
-            production has a training profile to compare the new data with.
+        min_gain_over_baseline: The least primary metric minus the baseline's that deploys.
+        metrics: The test-split metrics (baseline_r2 / baseline_f1_macro among them), and drift_*
+            (rows, drifting_features, max_psi, ...) when production has a training profile to
+            compare the new data with.
         classification_metrics: The confusion matrix (classification only).
         report: Markdown: the metrics, the comparison with production and the decision.
         html_report: One self-contained page with every plot (the Kubeflow UI renders it).
@@ -213,7 +218,7 @@ def evaluate(
         evaluation: JSON: metrics, primary metric, the deploy decision and why (push reads it).
 
     Returns:
-        deploy: Whether the model passed the gate (threshold, and better than production or tied).
+        deploy: Whether the model passed the gate (threshold, baseline, and better than production or tied).
         reason: Why, in one line.
     """
     from collections import namedtuple
@@ -228,7 +233,8 @@ def evaluate(
                       model_name=model_name, bucket=bucket, store=ObjectStore.from_env(minio_endpoint, minio_secure),
                       data_source=source, seed=seed, test_fraction=test_fraction, evaluation_path=evaluation.path,
                       report_path=report.path, allow_schema_change=allow_schema_change, selection_path=selection.path,
-                      html_path=html_report.path, plots_dir=plots.path, drift_gate=drift_gate)
+                      html_path=html_report.path, plots_dir=plots.path, train_path=train_data.path,
+                      drift_gate=drift_gate, min_gain_over_baseline=min_gain_over_baseline)
     for name, value in result["metrics"].items():
         if value is not None:
             metrics.log_metric(name, value)

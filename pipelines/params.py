@@ -7,6 +7,7 @@ runs the components' own validators before any step starts, so a typo costs no p
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 from components.candidates import resolve
 from components.deploy import check_target
 from components.errors import PipelineError, TrainError
+from components.gate import check_min_gain
 from components.ingest import IngestConfig
 from components.registry import check_location
 from components.sources import SOURCE_URL_ENV, has_secrets, redact_source
@@ -136,6 +138,12 @@ def check(values: dict[str, Any]) -> None:
     IngestConfig.from_params(values["target"], values["task"], values["test_fraction"], values["seed"],
                              values["missing_values"], values["categorical_features"])
     check_location(values["bucket"], values["model_name"])
+    threshold = values.get("threshold", 0.0)
+    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ParamError(f"parameter threshold={threshold!r} is invalid: expected a finite number "
+                         "(the least R² or macro F1 that deploys)")
+    if "min_gain_over_baseline" in values:
+        check_min_gain(values["min_gain_over_baseline"])
     if values.get("deploy_isvc"):  # empty: no deploy step
         canary = values["deploy_canary_percent"]
         check_target(values["deploy_isvc"], values["deploy_namespace"], None if canary == -1 else canary,

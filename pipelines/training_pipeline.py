@@ -63,6 +63,7 @@ def training_pipeline(
     hyperparameters: str = "{}",
     cv_folds: int = 5,
     threshold: float = 0.2,
+    min_gain_over_baseline: float = 0.1,
     model_name: str = DEFAULT_MODEL_NAME,
     bucket: str = "models",
     minio_endpoint: str = "minio-service.kubeflow:9000",
@@ -94,6 +95,8 @@ def training_pipeline(
         hyperparameters: That estimator's hyperparameters as a JSON object, e.g. {"n_estimators": 200}.
         cv_folds: Folds of the cross-validation on the training split (stratified for classification).
         threshold: Minimum primary metric to deploy (R2 for regression, macro F1 for classification).
+        min_gain_over_baseline: How much the primary metric must beat a trivial baseline fitted on the
+            training split (the mean; the most frequent class) on the same test rows, 0-1.
         model_name: Folder of the model in the bucket.
         bucket: Bucket the model is pushed to (created when missing).
         minio_endpoint: host:port of MinIO/S3 (seaweedfs.kubeflow:9000 on Kubeflow 2.16 and later).
@@ -126,7 +129,8 @@ def training_pipeline(
     trained = sized(train(train_data=ingested.outputs["train_data"], schema=ingested.outputs["schema"],
                           cv_results=dsl.Collected(scored.outputs["Output"]), seed=seed))
 
-    evaluated = evaluate(test_data=ingested.outputs["test_data"], schema=ingested.outputs["schema"],
+    evaluated = evaluate(train_data=ingested.outputs["train_data"], test_data=ingested.outputs["test_data"],
+                         schema=ingested.outputs["schema"], min_gain_over_baseline=min_gain_over_baseline,
                          model=trained.outputs["model"], selection=trained.outputs["selection"], threshold=threshold,
                          model_name=model_name, bucket=bucket,
                          source=source, seed=seed, test_fraction=test_fraction,
@@ -139,8 +143,12 @@ def training_pipeline(
                       run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **store)
         with_bucket_access(pushed, minio_secret).set_caching_options(False)
         # Only a version that production now points at reaches the endpoint, and only if asked.
-        with dsl.If(pushed.outputs["promoted"] == True, name="promoted"):  # noqa: E712
-            with dsl.If(deploy_isvc != "", name="rollout"):
+        # "rollout" is the outer condition: kfp.local (2.17) resolves a condition's channel only from
+        # its DAG's inputs, so a condition on a sibling's output (push's promoted) evaluates False
+        # with "Could not resolve parent input" warnings. Nested inside rollout, push's output is an
+        # input of that DAG and resolves; on the cluster both orders mean the same.
+        with dsl.If(deploy_isvc != "", name="rollout"):
+            with dsl.If(pushed.outputs["promoted"] == True, name="promoted"):  # noqa: E712
                 rolled = deploy(model_uri=pushed.outputs["model_uri"], isvc=deploy_isvc, namespace=deploy_namespace,
                                 canary_traffic_percent=deploy_canary_percent, timeout_s=deploy_timeout_s)
                 rolled.set_cpu_request(DEPLOY_CPU_REQUEST).set_memory_request(DEPLOY_MEMORY_REQUEST)

@@ -27,6 +27,8 @@ import os
 import re
 import signal
 import sys
+import threading
+import time
 
 SPAWNING_ENV = "SERVING_SPAWNED_WORKER"
 
@@ -44,6 +46,9 @@ DRAIN_CHUNK = 1 << 20
 HALF_STARTED_SCAN_S = 0.1
 HALF_STARTED_GRACE_S = 2.0  # SIGTERM to a worker still starting, then SIGKILL
 KEEP_ALIVE_INTERVAL_S = 0.5  # kserve's
+PARENT_CHECK_S = 0.5  # how often a worker looks whether its parent is still there
+ORPHAN_GRACE_S = 8.0  # an orphaned worker's own stop before it exits hard
+ORPHAN_SECOND_SIGNAL_S = 0.2  # then the second SIGTERM: no drain for a worker nobody routes to any more
 
 
 class WorkerProcess(RESTServerProcess):
@@ -65,11 +70,40 @@ class WorkerProcess(RESTServerProcess):
             What kserve's target returns.
         """
         signal.signal(signal.SIGTERM, _exit_on_signal)
+        threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True,
+                         name="parent-watch").start()
         return super().target(sockets)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
     sys.exit(0)
+
+
+def _stop_when_orphaned(parent: int, poll_s: float = PARENT_CHECK_S, grace_s: float = ORPHAN_GRACE_S) -> None:
+    """A worker whose parent died (SIGKILL, the OOM killer) stops itself, as if the parent had sent SIGTERM.
+
+    Nothing else would stop it: the parent's terminate_all never runs, and the worker would go on
+    serving on the shared socket, its offload pool and the resource tracker with it (seen: five
+    processes left 10 s after a SIGKILL of the parent). Two SIGTERMs go through the worker's usual
+    stop without its drain (the second signal skips it, see serving.limits.DrainingServer): in-flight
+    requests still finish, the pool is stopped; os._exit ends it if that outlasts grace_s.
+
+    Args:
+        parent: the parent's pid, read when the worker started.
+        poll_s: how often to look.
+        grace_s: how long the usual stop may take before the hard exit.
+
+    Returns:
+        Nothing: it ends the process.
+    """
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    logger.warning("Parent process [%s] is gone: stopping child process [%s]", parent, os.getpid())
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_SECOND_SIGNAL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os._exit(1)
 
 
 class WorkerProcesses(RESTServerMultiProcess):

@@ -1,6 +1,10 @@
 """`make run`, first half: run the compiled pipeline locally and say what came of it.
 
-    python -m pipelines.local.run [--param name=value ...] [--verbose]
+    python -m pipelines.local.run [--param name=value ...] [--verbose] [--then-serve "SERVE FLAGS"]
+
+With --then-serve (what `make run` does, with SERVE_ARGS), a finished run goes on to serve the
+production model of the run's own bucket and model_name (pipelines.local.serve --demo), so
+`--param model_name=bc-rf` serves bc-rf, not the default model.
 
 Object store: MINIO_ENDPOINT (with MINIO_ACCESS_KEY / MINIO_SECRET_KEY, MINIO_SECURE) when set,
 used unchanged; otherwise a local `rclone serve s3` on 127.0.0.1:9000 (LOCAL_S3_PORT overrides)
@@ -18,6 +22,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -43,32 +48,43 @@ EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class Progress:
-    """One line per step, '  ingest ... ok 1.6 s', completed when the step ends; its warnings below it."""
+    """One line per step, '  ingest          ... ok 1.6 s', completed when the step ends; its warnings below it.
+
+    Tasks that run side by side (a dsl.ParallelFor) each get their own line, with their own time,
+    when they end: the line opened by the first becomes their heading.
+    """
+
+    WIDTH = 15  # the longest step name, plan-candidates
 
     def __init__(self, out: TextIO | None = None) -> None:
         # Bound now: while the pipeline runs, sys.stdout is the runner's log tap.
         self._out = out if out is not None else sys.stdout
-        self._warnings: list[str] = []
-        self._open: str | None = None
+        self._warnings: dict[str, list[str]] = {}
+        self._running: set[str] = set()
+        self._open: str | None = None  # the task whose line waits for its "ok"
 
     def __call__(self, event: Event) -> None:
-        # Steps of a ParallelFor run side by side: a line left open by one is closed before another's.
+        task = event.task or event.step
         if event.kind == "start":
-            if self._open is not None:
-                self._write("\n")
-            self._write(f"  {event.step:<13} ...")
-            self._open = event.step
+            if self._running and self._open is not None:
+                self._write(" in parallel:\n")
+                self._open = None
+            elif not self._running:
+                self._write(f"  {event.step:<{self.WIDTH}} ...")
+                self._open = task
+            self._running.add(task)
         elif event.kind == "warning":
-            self._warnings.append(event.message)
+            self._warnings.setdefault(task, []).append(event.message)
         elif event.kind == "end":
             status = "ok" if event.status == "SUCCESS" else "FAILED"
-            if self._open != event.step:
-                self._write(f"\n  {event.step:<13} ..." if self._open is not None else f"  {event.step:<13} ...")
-            self._write(f" {status} {event.seconds:.1f} s\n")
-            self._open = None
-            for message in self._warnings:
+            self._running.discard(task)
+            if self._open == task:
+                self._write(f" {status} {event.seconds:.1f} s\n")
+                self._open = None
+            else:
+                self._write(f"    {event.label or event.step:<{self.WIDTH}} {status} {event.seconds:.1f} s\n")
+            for message in self._warnings.pop(task, []):
                 self._write(f"    ! {message}\n")
-            self._warnings.clear()
 
     def _write(self, text: str) -> None:
         self._out.write(text)
@@ -157,6 +173,46 @@ def summarize(run: LocalRun, values: dict) -> int:
     return EXIT_OK
 
 
+def model_to_serve(run: LocalRun, values: dict) -> str | None:
+    """The production folder of the run's bucket/model_name, or None when the run left none to serve.
+
+    Args:
+        run: the finished run.
+        values: the run's parameters (bucket, model_name).
+
+    Returns:
+        s3://bucket/model_name/production/ when this run pushed or production existed before; else None.
+    """
+    evaluation_path = run.artifact("evaluate", "evaluation")
+    evaluation = read_json(evaluation_path, "evaluation") if evaluation_path is not None else {}
+    if run.parameters("push") is None and not evaluation.get("production"):
+        return None
+    return f"s3://{values['bucket']}/{values['model_name']}/production/"
+
+
+def then_serve(model_uri: str | None, serve_args: str, data_dir: str, port: int) -> int:
+    """Serve the run's production model as `make serve` would, with the run's object store.
+
+    Args:
+        model_uri: what model_to_serve found; None prints why nothing is served.
+        serve_args: pipelines.local.serve's flags (SERVE_ARGS); they come last, so an explicit
+            --model-uri, --data-dir or --s3-port there wins.
+        data_dir: the run's local S3 data folder.
+        port: the run's local S3 port.
+
+    Returns:
+        pipelines.local.serve's exit status (0 when there was nothing to serve).
+    """
+    if model_uri is None:
+        print("nothing to serve: this model has no production version yet (the gate kept this one out); "
+              "`make serve SERVE_ARGS=\"--model-uri s3://...\"` serves another", flush=True)
+        return EXIT_OK
+    from pipelines.local import serve  # no kfp needed, and serve's own signal handling from here on
+
+    return serve.main(["--demo", "--model-uri", model_uri, "--data-dir", str(data_dir), "--s3-port", str(port),
+                       *shlex.split(serve_args)])
+
+
 @contextlib.contextmanager
 def source_credentials(overrides: dict) -> Iterator[list[str]]:
     """Move a source's credentials out of the parameter into SOURCE_URL for the steps; yields what to scrub.
@@ -210,7 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-root", default=str(DEFAULT_PIPELINE_ROOT),
                         help="where step outputs go, one run-<time>-<pid>/ folder per run")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="local S3 data folder")
+    parser.add_argument("--then-serve", metavar="SERVE_FLAGS", default=None,
+                        help="after a finished run, serve its model_name's production model with "
+                             "python -m pipelines.local.serve --demo SERVE_FLAGS (make run passes SERVE_ARGS)")
     args = parser.parse_args(argv)
+    if args.then_serve is not None:  # a typo in SERVE_ARGS is found now, not after the training
+        from pipelines.local import serve
+
+        try:
+            serve.build_parser().parse_args(["--demo", *shlex.split(args.then_serve)])
+        except ValueError as exc:  # shlex: an unclosed quote
+            print(f"error: SERVE_ARGS / --then-serve {args.then_serve!r} is not a command line: {exc}",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
 
     try:
         overrides = params.parse_overrides(args.param, args.package)
@@ -238,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = run_compiled(args.package, values, run_folder(args.pipeline_root), args.verbose, progress,
                                    secrets=secrets)
                 print(f"==> finished in {run.seconds:.1f} s")
-                return summarize(run, values)
+                code = summarize(run, values)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -246,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: local S3 server: {exc} (set LOCAL_S3_PORT to another port, or stop the other server)",
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    if code != EXIT_OK or args.then_serve is None:
+        return code
+    # After the run's own S3 server stopped: serve starts one on the same folder and port.
+    return then_serve(model_to_serve(run, values), args.then_serve, args.data_dir, port)
 
 
 if __name__ == "__main__":

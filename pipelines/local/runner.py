@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ _EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*): (.+)$")
 _NOISE = ("Retrying (Retry(",)
 
 
+# A step inside a dsl.ParallelFor writes its outputs under for-loop-<n>-iteration-<i>/<step>/: its index.
+_ITERATION = re.compile(r"/for-loop-\d+-iteration-(\d+)/([^/\s\"']+)/")
+
+
 @dataclass(frozen=True)
 class Event:
     kind: str  # "start" | "end" | "warning"
@@ -54,6 +59,20 @@ class Event:
     status: str = ""  # "SUCCESS" | "FAILURE" for "end"
     seconds: float = 0.0
     message: str = ""
+    # One run of a step: the tasks of a dsl.ParallelFor share the step's name, not this.
+    task: str = ""
+    label: str = ""  # for "end": "cross-validate [2]" (its ParallelFor index) when known, else the step
+
+
+@dataclass
+class _Task:
+    """A task kfp.local is running, in the thread that runs it (ParallelFor tasks run in threads)."""
+
+    step: str
+    task: str
+    started: float
+    label: str = ""
+    in_traceback: bool = False
 
 
 @dataclass
@@ -62,7 +81,8 @@ class LocalRun:
     seconds: float
     log_path: Path
     run_dir: Path | None
-    steps: dict[str, float] = field(default_factory=dict)  # step -> seconds, in order of completion
+    steps: dict[str, float] = field(default_factory=dict)  # step -> seconds (its last task), in order of completion
+    tasks: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds) of every task, as they ended
     # step -> seconds from its first start to its last end: for a ParallelFor's step, the whole fan-out.
     phases: dict[str, float] = field(default_factory=dict)
     failed_step: str | None = None
@@ -97,31 +117,39 @@ class LocalRun:
 
 
 class _Tap(io.TextIOBase):
-    """A stdout stand-in: every line to the log file, recognised lines to the event callback."""
+    """A stdout stand-in: every line to the log file, recognised lines to the event callback.
+
+    kfp.local runs the tasks of a dsl.ParallelFor in threads that all print here, so lines are
+    assembled per thread (print writes a line's text and its newline separately) and a task is
+    the thread that printed its "Executing task": each task gets its own timer, warnings and
+    traceback, though the tasks of one ParallelFor share a step name.
+    """
 
     def __init__(self, log_file: TextIO, echo: TextIO | None, on_event: Callable[[Event], None],
-                 secrets: list[str] | tuple[str, ...] = ()) -> None:
-        self._log, self._echo, self._on_event = log_file, echo, on_event
+                 secrets: list[str] | tuple[str, ...] = (), clock: Callable[[], float] = time.perf_counter) -> None:
+        self._log, self._echo, self._on_event, self._clock = log_file, echo, on_event, clock
         self._secrets = sorted(secrets, key=len, reverse=True)  # a longer secret may contain a shorter one
-        self._pending = ""
-        self._started: dict[str, float] = {}
-        self._current: str | None = None
+        self._lock = threading.RLock()
+        self._pending: dict[int, str] = {}  # thread -> its unfinished line
+        self._running: dict[int, _Task] = {}  # thread -> the task it runs
+        self._starts: dict[str, int] = {}  # step -> tasks started so far
         self.steps: dict[str, float] = {}
+        self.tasks: list[tuple[str, float]] = []
         self._first: dict[str, float] = {}
         self.phases: dict[str, float] = {}
         self.step_errors: dict[str, str] = {}
         self.failed: str | None = None
-        self._in_traceback = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
         # Whole lines only: a secret split across two writes is still one line to scrub.
-        self._pending += text
-        *lines, self._pending = self._pending.split("\n")
-        for line in lines:
-            self._emit(self._scrub(line) + "\n")
+        with self._lock:
+            thread = threading.get_ident()
+            *lines, self._pending[thread] = (self._pending.get(thread, "") + text).split("\n")
+            for line in lines:
+                self._emit(self._scrub(line) + "\n")
         return len(text)
 
     def _scrub(self, line: str) -> str:
@@ -136,39 +164,55 @@ class _Tap(io.TextIOBase):
         self._line(_ANSI.sub("", line.rstrip("\n")))
 
     def flush(self) -> None:
-        self._log.flush()
-        if self._echo is not None:
-            self._echo.flush()
+        with self._lock:
+            self._log.flush()
+            if self._echo is not None:
+                self._echo.flush()
 
     def close_line(self) -> None:
-        """The last line, when it has no newline."""
-        if self._pending:
-            line, self._pending = self._pending, ""
-            self._emit(self._scrub(line))
+        """The last line of each thread, when it has no newline."""
+        with self._lock:
+            for thread, line in list(self._pending.items()):
+                if line:
+                    self._pending[thread] = ""
+                    self._emit(self._scrub(line))
         self.flush()
 
     def _line(self, line: str) -> None:
+        thread = threading.get_ident()
+        current = self._running.get(thread)
         if match := _START.search(line):
-            self._current, self._in_traceback = match.group(1), False
-            self._started[self._current] = time.perf_counter()
-            self._first.setdefault(self._current, self._started[self._current])
-            self._on_event(Event("start", self._current))
+            step = match.group(1)
+            self._starts[step] = self._starts.get(step, 0) + 1
+            task = step if self._starts[step] == 1 else f"{step}#{self._starts[step]}"
+            self._running[thread] = _Task(step, task, self._clock())
+            self._first.setdefault(step, self._running[thread].started)
+            self._on_event(Event("start", step, task=task))
         elif match := _END.search(line):
             step, status = match.groups()
-            seconds = time.perf_counter() - self._started.get(step, time.perf_counter())
+            ended = self._running.pop(thread, None)
+            if ended is None or ended.step != step:  # not seen starting in this thread: time it from nothing
+                ended = _Task(step, step, self._clock())
+            now = self._clock()
+            seconds = now - ended.started
+            label = ended.label or (step if self._starts.get(step, 1) == 1 else ended.task.replace("#", " #"))
             self.steps[step] = seconds
-            self.phases[step] = time.perf_counter() - self._first.get(step, time.perf_counter())
-            self._current = None
+            self.tasks.append((label, seconds))
+            self.phases[step] = now - self._first.get(step, now)
             if status != "SUCCESS":
                 self.failed = step
-            self._on_event(Event("end", step, status, seconds))
-        elif self._current and (match := _STEP_LOG.search(line)):
+            self._on_event(Event("end", step, status, seconds, task=ended.task, label=label))
+        elif current is None:
+            return
+        elif (match := _ITERATION.search(line)) and match.group(2) == current.step and not current.label:
+            current.label = f"{current.step} [{match.group(1)}]"
+        elif match := _STEP_LOG.search(line):
             if not match.group(2).startswith(_NOISE):
-                self._on_event(Event("warning", self._current, message=match.group(2)))
-        elif self._current and line.strip() == _TRACEBACK:
-            self._in_traceback = True
-        elif self._current and self._in_traceback and (match := _EXCEPTION.match(line)):
-            self.step_errors[self._current] = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
+                self._on_event(Event("warning", current.step, message=match.group(2), task=current.task))
+        elif line.strip() == _TRACEBACK:
+            current.in_traceback = True
+        elif current.in_traceback and (match := _EXCEPTION.match(line)):
+            self.step_errors[current.step] = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
 
 
 def _ignore(_: Event) -> None:
@@ -279,6 +323,7 @@ def run_compiled(
         log_path=log_path,
         run_dir=new[-1] if new else None,
         steps=dict(tap.steps),
+        tasks=list(tap.tasks),
         phases=dict(tap.phases),
         failed_step=failed,
         error=tap.step_errors.get(failed) if failed else None,

@@ -261,17 +261,14 @@ def _interrupt(_signum: int, _frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (a service manager, a test's teardown) stops like Ctrl-C: server too
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.local.serve``: run() with its errors as messages.
-
-    Args:
-        argv: the command line without the program name (default sys.argv[1:]).
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `make serve` (and of `make run`'s SERVE_ARGS, checked before the run starts).
 
     Returns:
-        0, 1 for an error (explained on stderr), 130 when interrupted.
+        The parser.
     """
-    signal.signal(signal.SIGTERM, _interrupt)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.local.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="send one sample request and print curl/hey commands")
     # Both spellings of each flag: python -m serving (kserve's argparse) spells them with underscores.
     parser.add_argument(*both_spellings("--port"), "--http_port", "--http-port", dest="port", type=int,
@@ -288,7 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(*both_spellings("--s3-port"), dest="s3_port", type=int,
                         default=int(os.environ.get("LOCAL_S3_PORT", DEFAULT_PORT)),
                         help="port of the embedded S3 server when MINIO_ENDPOINT is unset (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make serve`: serve the model until Ctrl-C or SIGTERM.
+
+    Args:
+        argv: the flags (default: sys.argv[1:]).
+
+    Returns:
+        The exit status: 0 after a stop, 1 when the model cannot be served, 130 on Ctrl-C before it is.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    args = build_parser().parse_args(argv)
     try:
         return run(args)
     except LocalServeError as exc:

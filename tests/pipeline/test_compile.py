@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from components.kfp_components import PIPELINE_IMAGE
@@ -66,11 +68,11 @@ def test_push_runs_only_when_evaluate_says_deploy():
 
 def test_deploy_runs_only_after_a_promotion_and_when_an_inference_service_is_named():
     spec, _ = load(PACKAGE_PATH)
-    deploy_condition, deploy_branch = branch_of(spec, "deploy")
-    assert deploy_condition == "inputs.parameter_values['pipelinechannel--deploy_isvc'] != ''"
-    promoted_condition, promoted_branch = branch_of(spec, deploy_branch)
+    promoted_condition, promoted_branch = branch_of(spec, "deploy")
     assert promoted_condition == "inputs.parameter_values['pipelinechannel--push-promoted'] == true"
-    assert branch_of(spec, promoted_branch)[1] == branch_of(spec, "push")[1]  # inside push's branch
+    deploy_condition, deploy_branch = branch_of(spec, promoted_branch)
+    assert deploy_condition == "inputs.parameter_values['pipelinechannel--deploy_isvc'] != ''"
+    assert branch_of(spec, deploy_branch)[1] == branch_of(spec, "push")[1]  # inside push's branch
     inputs = all_tasks(spec)["deploy"]["inputs"]["parameters"]
     # Inside branches, KFP passes push's output and the pipeline parameters down as channels.
     assert {name: p["componentInputParameter"] for name, p in inputs.items()} == {
@@ -133,3 +135,23 @@ def test_only_ingest_gets_the_source_url_secret_and_the_pod_starts_without_it():
     (secret,) = holders["exec-ingest"]
     assert secret["keyToEnv"] == [{"envVar": "SOURCE_URL", "secretKey": "url"}] and secret["optional"] is True
     assert secret["secretNameParameter"]["componentInputParameter"] == "source_secret"
+
+
+def test_every_condition_reads_an_input_of_its_own_dag():
+    """kfp.local (2.17) resolves a condition's channel only from the inputs of the DAG it sits in: a
+    condition on a sibling task's output evaluates False there, with "Could not resolve parent
+    input" warnings (the cluster resolves both). So each condition names a componentInputParameter."""
+    spec, _ = load(PACKAGE_PATH)
+    dags = {"root": spec["root"], **spec["components"]}
+    checked = 0
+    for dag_name, component in dags.items():
+        for task_name, task in component.get("dag", {}).get("tasks", {}).items():
+            condition = task.get("triggerPolicy", {}).get("condition")
+            if not condition:
+                continue
+            inputs = task["inputs"]["parameters"]
+            for channel in re.findall(r"parameter_values\['([^']+)'\]", condition):
+                assert "componentInputParameter" in inputs[channel], (
+                    f"{dag_name}/{task_name}: condition {condition!r} reads {channel}, {inputs[channel]} in its DAG")
+                checked += 1
+    assert checked >= 4  # deploy, keep-production, rollout, promoted

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components.errors import EvaluateError
-from components.gate import TIE_TOLERANCE, decide, feature_list, fingerprint, schema_difference
+from components.gate import TIE_TOLERANCE, baseline_check, check_min_gain, decide, feature_list, fingerprint, schema_difference
 
 PROD_URI = "s3://models/m/production/"
 
@@ -157,3 +157,70 @@ def test_the_fingerprint_covers_every_input_and_not_key_order():
         assert fingerprint(**{**base, name: other}) != reference, name
     # Values JSON cannot hold (a Path, a numpy scalar) are fingerprinted by their str().
     assert fingerprint(**{**base, "split": {"seed": Path("0")}}) == fingerprint(**{**base, "split": {"seed": "0"}})
+
+
+# The baseline: value - baseline must reach min_gain (equal passes, within the tie tolerance).
+@pytest.mark.parametrize(
+    "value, baseline, min_gain, deploy",
+    [
+        (0.50, 0.40, 0.10, True),  # exactly the gain
+        (0.50 - TIE_TOLERANCE / 2, 0.40, 0.10, True),  # float noise below it still passes
+        (0.50 - 2 * TIE_TOLERANCE, 0.40, 0.10, False),
+        (0.39, 0.39, 0.0, True),  # min_gain 0: as good as the baseline is enough
+        (0.39, 0.39, 0.10, False),
+        (0.95, 0.39, 0.10, True),
+        (0.30, -0.50, 0.10, True),  # a negative baseline (R² of a mean on other rows) is no special case
+        (-TIE_TOLERANCE, 0.0, 0.0, True),  # gain + tolerance == min_gain exactly: passes
+        (-2 * TIE_TOLERANCE, 0.0, 0.0, False),
+    ],
+)
+def test_baseline_margin_boundaries(value, baseline, min_gain, deploy):
+    decision = decide("f1_macro", value, -1.0, "classification", None, PROD_URI, baseline=baseline, min_gain=min_gain)
+    assert decision.deploy is deploy
+
+
+def test_baseline_reasons_name_both_numbers():
+    refused = decide("f1_macro", 0.3896, 0.0, "classification", None, PROD_URI, baseline=0.3896, min_gain=0.1)
+    assert refused.reason == ("f1_macro 0.3896 does not beat the baseline (always the most frequent class) 0.3896 by "
+                              "min_gain_over_baseline 0.1000 (gain +0.0000)")
+    worse = decide("r2", 0.05, -1.0, "regression", None, PROD_URI, baseline=0.1, min_gain=0.0)
+    assert worse.reason == ("r2 0.0500 does not beat the baseline (predicting the training mean) 0.1000 by "
+                            "min_gain_over_baseline 0.0000 (gain -0.0500)")
+    first = decide("r2", 0.45, 0.2, "regression", None, PROD_URI, baseline=-0.01, min_gain=0.1)
+    assert first.reason == ("r2 0.4500 >= threshold 0.2000, beats the baseline (predicting the training mean) -0.0100 "
+                            "by 0.4600 >= 0.1000; no production model yet")
+    compared = decide("r2", 0.45, 0.2, "regression", production(0.4), PROD_URI, baseline=0.0, min_gain=0.1)
+    assert compared.reason == ("r2 0.4500 >= threshold 0.2000, beats the baseline (predicting the training mean) "
+                               "0.0000 by 0.4500 >= 0.1000 and not worse than production v3 (0.4000)")
+    # a task without a known baseline (not one decide is asked about today) is still named plainly
+    assert baseline_check("m", 0.5, 0.25, 0.1, "ranking") == (True, "beats the baseline 0.2500 by 0.2500 >= 0.1000")
+    schema = {"features": [{"name": "a"}]}
+    changed = decide("r2", 0.45, 0.2, "regression", {**production(0.9), "schema": {"features": [{"name": "b"}]}},
+                     PROD_URI, schema=schema, allow_schema_change=True, baseline=0.0, min_gain=0.1)
+    assert changed.deploy and changed.reason.startswith("r2 0.4500 >= threshold 0.2000, beats the baseline "
+                                                        "(predicting the training mean) 0.0000 by 0.4500 >= 0.1000; "
+                                                        "input schema changed")
+
+
+def test_the_threshold_is_checked_before_the_baseline_and_no_baseline_means_no_check():
+    below = decide("r2", 0.1, 0.2, "regression", None, PROD_URI, baseline=0.5, min_gain=0.1)
+    assert below.reason == "r2 0.1000 is below the threshold 0.2000"
+    # min_gain defaults to 0: with a baseline and no margin, as good as the baseline is enough
+    assert decide("r2", 0.3, 0.2, "regression", None, PROD_URI, baseline=0.3).deploy
+    unmeasured = decide("r2", 0.3, 0.2, "regression", None, PROD_URI, baseline=None, min_gain=0.9)
+    assert unmeasured.deploy and unmeasured.reason == "r2 0.3000 >= threshold 0.2000; no production model yet"
+    # a refused baseline wins over production: the candidate is not compared at all
+    assert not decide("r2", 0.3, 0.2, "regression", production(0.1), PROD_URI, baseline=0.3, min_gain=0.1).deploy
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.1, 1, 1.0])
+def test_min_gain_accepts_0_to_1(value):
+    assert check_min_gain(value) == float(value) and isinstance(check_min_gain(value), float)
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, float("nan"), float("inf"), True, None, "0.1"])
+def test_min_gain_refuses_the_rest_naming_it(value):
+    with pytest.raises(EvaluateError) as caught:
+        check_min_gain(value)
+    assert str(caught.value) == (f"parameter min_gain_over_baseline={value!r} is invalid: expected a number from 0 to 1 "
+                                 "(how much the primary metric must beat the trivial baseline)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.errors import DataError, DeployConfigError, PipelineError, PushError, TrainError
+from components.errors import DataError, DeployConfigError, EvaluateError, PipelineError, PushError, TrainError
 from pipelines import params
 from pipelines.training_pipeline import PACKAGE_PATH
 
@@ -41,7 +41,8 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
     assert values == {
         "source": "sklearn:diabetes", "target": "target", "task": "auto", "test_fraction": 0.2, "seed": 42,
         "missing_values": "error", "categorical_features": "", "candidates": "", "estimator": "",
-        "hyperparameters": "{}", "cv_folds": 5, "threshold": 0.2, "model_name": "diabetes-rf", "bucket": "models",
+        "hyperparameters": "{}", "cv_folds": 5, "threshold": 0.2, "min_gain_over_baseline": 0.1,
+        "model_name": "diabetes-rf", "bucket": "models",
         "minio_endpoint": "minio-service.kubeflow:9000", "minio_secure": False,
         "minio_secret": "mlpipeline-minio-artifact", "source_secret": "training-source", "allow_schema_change": False,
         "drift_gate": False,
@@ -73,6 +74,11 @@ def test_effective_values_are_the_defaults_the_brief_asks_for():
                                               '"hyperparameters": {"alpha": -1}}]'},
          TrainError, r"candidates\[1\]: bad hyperparameter for ridge"),
         ({"cv_folds": 1}, params.ParamError, "cv_folds=1 is invalid: expected an integer of at least 2"),
+        ({"threshold": float("nan")}, params.ParamError, "threshold=nan is invalid: expected a finite number"),
+        ({"threshold": float("-inf")}, params.ParamError, "threshold=-inf is invalid: expected a finite number"),
+        ({"min_gain_over_baseline": -0.1}, EvaluateError,
+         r"min_gain_over_baseline=-0.1 is invalid: expected a number from 0 to 1"),
+        ({"min_gain_over_baseline": 2.0}, EvaluateError, r"min_gain_over_baseline=2.0 is invalid"),
         ({"task": "cluster"}, DataError, "task='cluster' is invalid"),
         ({"test_fraction": 1.5}, DataError, "test_fraction=1.5 is invalid"),
         ({"bucket": "B"}, PushError, "bucket 'B' is not a valid bucket name"),

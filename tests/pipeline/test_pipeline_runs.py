@@ -187,10 +187,14 @@ def test_classification_end_to_end_on_breast_cancer(s3_server, tmp_path, monkeyp
     production = metadata(files, "production")
     assert production["task"] == "classification" and production["version"] == 1
     assert production["schema"]["target"] == {"name": "target", "type": "binary", "classes": [0, 1]}
-    assert set(production["metrics"]) == {"accuracy", "f1_macro", "roc_auc"}
+    assert set(production["metrics"]) == {"accuracy", "f1_macro", "roc_auc", "baseline_f1_macro"}
     assert production["metrics"]["accuracy"] > 0.9
+    # The gate's baseline (the majority class), in metadata.json and in the KFP Metrics alike.
+    assert production["metrics"]["f1_macro"] - production["metrics"]["baseline_f1_macro"] > 0.5
     executor_output = json.loads((result.run_dir / "evaluate" / "executor_output.json").read_text())
     (matrix,) = executor_output["artifacts"]["classification_metrics"]["artifacts"]
+    (logged,) = executor_output["artifacts"]["metrics"]["artifacts"]
+    assert logged["metadata"]["baseline_f1_macro"] == pytest.approx(production["metrics"]["baseline_f1_macro"])
     assert matrix["metadata"]["confusionMatrix"]["annotationSpecs"] == [{"displayName": "0"}, {"displayName": "1"}]
 
 
