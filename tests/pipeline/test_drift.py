@@ -268,6 +268,12 @@ def test_the_evaluate_component_logs_drift_metrics_and_gates_with_drift_gate(s3_
              bucket=bucket, store=store, run_id="run-1", now=NOW)
     rewrite_production(store, lambda m: m["primary_metric"].update(value=-1e9), bucket)  # only drift may say no
     shifted = shifted_test_split(diabetes, tmp_path)
+    # A baseline fitted on targets far from the test split's: only drift may say no, not the baseline rule.
+    target = json.loads(open(diabetes.schema).read())["target"]["name"]
+    far = pd.read_csv(diabetes.train)
+    far[target] += 1e4
+    far_train = tmp_path / "far-train.csv"
+    far.to_csv(far_train, index=False)
 
     def run(drift_gate: bool) -> tuple[bool, dict]:
         folder = tmp_path / f"gate-{drift_gate}"
@@ -276,7 +282,8 @@ def test_the_evaluate_component_logs_drift_metrics_and_gates_with_drift_gate(s3_
                    "report": Markdown(uri=str(folder / "report.md")), "html_report": HTML(uri=str(folder / "r.html")),
                    "plots": Artifact(uri=str(folder / "plots")), "evaluation": Artifact(uri=str(folder / "e.json"))}
         gate = kfp_components.evaluate.python_func(
-            test_data=Dataset(uri=str(shifted)), schema=Artifact(uri=str(diabetes.schema)),
+            train_data=Dataset(uri=str(far_train)), test_data=Dataset(uri=str(shifted)),
+            schema=Artifact(uri=str(diabetes.schema)), min_gain_over_baseline=0.0,
             model=Model(uri=str(ridge_models[0])), selection=Artifact(uri=""), threshold=-1e9, model_name="m",
             bucket=bucket, minio_endpoint=s3_env["MINIO_ENDPOINT"], minio_secure=False, source=diabetes.source,
             seed=42, test_fraction=0.2, allow_schema_change=False, drift_gate=drift_gate, **outputs)
