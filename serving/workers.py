@@ -14,9 +14,10 @@ a thread; a stop during it terminates the worker being spawned as well as those 
 
 Terminating a worker that is still reading that pipe is not enough on its own: the parent keeps
 the pipe's read end open until the write returns (``popen_spawn_posix``), so the write never sees
-a broken pipe and would block the stop forever. Before the SIGTERM, the parent opens the worker's
-read end itself (``/proc/<pid>/fd/<pipe_handle>``); once the worker is dead, it reads the rest of
-the pickle away.
+a broken pipe and would block the stop forever. The same holds for a worker that died on its own
+while reading (Ctrl-C to the process group lands before it could ignore SIGINT). So each spawn
+keeps a duplicate of that read end, taken before the write begins; once the worker being spawned
+is dead, the stop reads the rest of the pickle away through it.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
 import threading
 import time
+from multiprocessing import popen_spawn_posix
+from multiprocessing.context import SpawnProcess
 
 SPAWNING_ENV = "SERVING_SPAWNED_WORKER"
 
@@ -40,15 +42,69 @@ import psutil  # noqa: E402  (a kserve dependency)
 from kserve.logging import logger  # noqa: E402
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess  # noqa: E402
 
-SPAWNED_CHILD_MARK = "spawn_main"  # in the command line of every multiprocessing "spawn" child
-PIPE_HANDLE = re.compile(r"pipe_handle=(\d+)")  # the fd the spawn child reads its pickled task from
 DRAIN_CHUNK = 1 << 20
-HALF_STARTED_SCAN_S = 0.1
+LAUNCH_SCAN_S = 0.1  # how often a stop looks for the worker being spawned
 HALF_STARTED_GRACE_S = 2.0  # SIGTERM to a worker still starting, then SIGKILL
 KEEP_ALIVE_INTERVAL_S = 0.5  # kserve's
 PARENT_CHECK_S = 0.5  # how often a worker looks whether its parent is still there
 ORPHAN_GRACE_S = 8.0  # an orphaned worker's own stop before it exits hard
 ORPHAN_SECOND_SIGNAL_S = 0.2  # then the second SIGTERM: no drain for a worker nobody routes to any more
+
+
+class _TaskPipePopen(popen_spawn_posix.Popen):
+    """multiprocessing's spawn launch, which a stop can unblock while it writes the worker's task.
+
+    ``launching`` holds the launches whose write has not returned. Once the child exists and
+    before the write starts (``_launch`` sets ``sentinel`` right then), a duplicate of the
+    child's end of the task pipe is taken here, in the spawning thread, so it can never be a
+    closed or reused descriptor.
+    """
+
+    launching: set[_TaskPipePopen] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, process_obj: SpawnProcess) -> None:
+        self._task_reader: int | None = None
+        with self._lock:
+            self.launching.add(self)
+        try:
+            super().__init__(process_obj)
+        finally:
+            with self._lock:
+                self.launching.discard(self)
+            reader = self.claim_task_reader()
+            if reader is not None:
+                os.close(reader)
+
+    @property
+    def sentinel(self) -> int:
+        return self._sentinel
+
+    @sentinel.setter
+    def sentinel(self, fd: int) -> None:
+        self._sentinel = fd
+        # _launch has just added the child's pipe ends (child_r, child_w) to _fds and started it.
+        reader = os.dup(self._fds[-2])
+        with self._lock:
+            self._task_reader = reader
+
+    def claim_task_reader(self) -> int | None:
+        """The duplicate of the task pipe's read end, once (then it is the caller's to close)."""
+        with self._lock:
+            reader, self._task_reader = self._task_reader, None
+        return reader
+
+    @classmethod
+    def blocked(cls) -> list[_TaskPipePopen]:
+        """The launches whose child is started and whose task write has not returned."""
+        with cls._lock:
+            return [popen for popen in cls.launching if popen._task_reader is not None]
+
+
+class _WorkerSpawnProcess(SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: SpawnProcess) -> _TaskPipePopen:
+        return _TaskPipePopen(process_obj)
 
 
 class WorkerProcess(RESTServerProcess):
@@ -59,6 +115,10 @@ class WorkerProcess(RESTServerProcess):
     resource tracker warns about every semaphore the offload pool held. Here that re-raised
     signal is a plain exit.
     """
+
+    def __init__(self, sockets: list, target: object, log_config_file: str | None = None) -> None:
+        super().__init__(sockets, target, log_config_file=log_config_file)
+        self._process = _WorkerSpawnProcess(target=self.target, args=[sockets])
 
     def target(self, sockets: list) -> object:
         """The worker's entry point: SIGTERM ends it quietly, then kserve's target serves.
@@ -178,36 +238,26 @@ class WorkerProcesses(RESTServerMultiProcess):
             logger.info("Started new child process [%s]", replacement.pid)
 
     async def _stop_spawning(self, spawning: asyncio.Future) -> None:
-        """Until the spawning thread returns, SIGTERM each worker still starting, draining its pipe first.
+        """Until the spawning thread returns, SIGTERM the worker it is starting, then drain its task pipe.
 
-        A worker still starting has no signal handler yet and ends. It is looked for again every
-        HALF_STARTED_SCAN_S: one forked just before the stop may not have exec'd at the first look
-        (its command line is still the parent's).
+        A worker still starting has no signal handler yet and ends; one that died already is a
+        zombie. Either way the rest of its task is read away only once it is dead: a worker still
+        reading would see its task truncated.
         """
-        stopped: set[int] = set()
         with _PipeDrain() as drain:
             while not spawning.done():
-                for child, command in self._half_started(exclude=stopped):
-                    stopped.add(child.pid)
-                    pipe = drain.open(child.pid, command)  # before the signal: once it is dead its fd is gone
-                    logger.info("Stopping child process [%s] while it starts", child.pid)
+                for popen in _TaskPipePopen.blocked():
+                    reader = popen.claim_task_reader()
+                    if reader is None:  # its write returned meanwhile
+                        continue
+                    drain.own(reader)
+                    logger.info("Stopping child process [%s] while it starts", popen.pid)
                     with contextlib.suppress(psutil.NoSuchProcess):
+                        child = psutil.Process(popen.pid)
                         child.terminate()
-                    # Read only once it is dead: a worker still reading would see its task truncated.
-                    await _until_dead(child)
-                    drain.start(pipe)
-                await asyncio.wait({spawning}, timeout=HALF_STARTED_SCAN_S)
-
-    def _half_started(self, exclude: set[int]) -> list[tuple[psutil.Process, str]]:
-        """Spawned workers not yet in ``_processes`` (nor in ``exclude``), with their command lines."""
-        known = exclude | {process.pid for process in self._processes}
-        found = []
-        for child in psutil.Process().children():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                command = " ".join(child.cmdline())
-                if child.pid not in known and SPAWNED_CHILD_MARK in command:
-                    found.append((child, command))
-        return found
+                        await _until_dead(child)
+                    drain.start(reader)
+                await asyncio.wait({spawning}, timeout=LAUNCH_SCAN_S)
 
 
 async def _until_dead(child: psutil.Process) -> None:
@@ -226,31 +276,20 @@ async def _until_dead(child: psutil.Process) -> None:
 
 
 class _PipeDrain:
-    """Reads and discards, on the running loop, what the parent writes into workers' task pipes.
-
-    A worker's read end is opened through ``/proc/<pid>/fd/<pipe_handle>``: the parent's own
-    copy is private to ``popen_spawn_posix``, and it is what keeps the write from failing.
-    """
+    """Reads and discards, on the running loop, what the parent writes into workers' task pipes."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._fds: list[int] = []
 
-    def open(self, pid: int, command: str) -> int | None:
-        """The worker's read end of its task pipe, or None if it has none any more."""
-        handle = PIPE_HANDLE.search(command)
-        if handle is None:
-            return None
-        try:
-            fd = os.open(f"/proc/{pid}/fd/{handle[1]}", os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            return None  # it read its task whole and closed the pipe: no write is waiting on it
+    def own(self, fd: int) -> None:
+        """Take ``fd`` (a read end): closed when the drain ends."""
         self._fds.append(fd)
-        return fd
 
-    def start(self, fd: int | None) -> None:
-        if fd is not None:
-            self._loop.add_reader(fd, self._discard, fd)
+    def start(self, fd: int) -> None:
+        """Read ``fd`` away; only once its worker is dead (the descriptor's flags are shared with it)."""
+        os.set_blocking(fd, False)
+        self._loop.add_reader(fd, self._discard, fd)
 
     def _discard(self, fd: int) -> None:
         try:

@@ -19,7 +19,7 @@ from kfp import components, local
 
 from components.objectstore import ObjectStore, StoreSettings
 from pipelines import params
-from pipelines.local.runner import kfp_print_restored
+from pipelines.local.runner import kfp_print_restored, local_arguments
 
 from .conftest import CHECKOUT_TAG, CONTAINER_PREFIX, compile_for, docker, pipeline_env
 
@@ -40,7 +40,8 @@ class DockerRun:
 
 
 def run_in_docker(package, root, s3_server, **overrides) -> DockerRun:
-    values = params.effective(overrides, package)
+    # kfp.local has no cluster: the deploy step is off, as in every local run.
+    values = local_arguments(package, params.effective(overrides, package))
     values.update(minio_endpoint=s3_server.endpoint, minio_secure=False)
     values.pop("minio_secret")  # a cluster-only parameter: kfp.local reads no Secrets
     local.init(runner=local.DockerRunner(network_mode="host", user=NON_ROOT, cap_drop=["ALL"],

@@ -1,7 +1,7 @@
 """The compiled pipeline, end to end on kfp.local against the local S3 server.
 
 One story per model, run once per module (each run costs 6-10 s) and checked by several tests:
-    1. a weak ridge (threshold -1)        -> deployed as v1
+    1. a weak ridge (no threshold, margin) -> deployed as v1
     2. the default forest, via the CLI     -> better: v2, production moves
     3. the weak ridge again                -> worse than production: nothing pushed
     4. the forest, threshold 0.99 (CLI)    -> below threshold: nothing pushed, exit 0
@@ -31,7 +31,9 @@ pytestmark = pytest.mark.integration
 
 BUCKET = "story"
 MODEL = "diabetes-rf"
-WEAK = {"estimator": "ridge", "hyperparameters": '{"alpha": 100000}', "threshold": -1.0}
+# Barely better than predicting the mean: no threshold and no margin over that baseline to clear.
+WEAK = {"estimator": "ridge", "hyperparameters": '{"alpha": 100000}', "threshold": -1.0,
+        "min_gain_over_baseline": 0.0}
 
 
 @dataclass
@@ -124,8 +126,11 @@ def test_default_run_reports_metrics_decision_and_uri(story):
     assert "decision: DEPLOYED - r2 " in default.out and "not worse than production v1" in default.out
     assert f"production: s3://{BUCKET}/{MODEL}/production/" in default.out
     assert f"model:      s3://{BUCKET}/{MODEL}/v2" in default.out
-    for step in ("ingest", "cross-validate", "train", "evaluate", "push"):
-        assert f"  {step:<13} ... ok " in default.out
+    for step in ("ingest", "plan-candidates", "train", "evaluate", "push"):
+        assert re.search(rf"^  {step} +\.\.\. ok \d", default.out, re.M), default.out
+    # The ParallelFor's tasks, one line each under their step.
+    assert re.search(r"^  cross-validate +\.\.\. in parallel:$", default.out, re.M), default.out
+    assert {int(i) for i in re.findall(r"^    cross-validate \[(\d)\] ok \d", default.out, re.M)} == {0, 1, 2, 3}
     # One table of the four default candidates, the winner marked.
     table = default.out.split("candidates (cross-validated on the training split):\n")[1].split("metrics (")[0]
     for estimator in ("ridge", "kernel_ridge", "random_forest", "hist_gradient_boosting"):

@@ -1,15 +1,18 @@
 """Run as a script by test_workers.py: a stop while a worker still reads its pickled task.
 
-The worker's task sleeps while it is being unpickled, before the megabytes that follow it, so
-the parent's write into the spawn pipe is blocked when the stop lands: the window in which, on
-a busy machine, the real server used to hang (see serving/workers.py). Exits 0 once
-``WorkerProcesses.start`` has returned, printing how long the stop took.
+``python stop_while_spawning.py WORKERS sleeps|dies``: the worker's task sleeps (or the worker
+exits, as one hit by Ctrl-C before it could ignore it) while it is being unpickled, before the
+megabytes that follow it, so the parent's write into the spawn pipe is blocked when the stop
+lands: the window in which, on a busy machine, the real server used to hang (see
+serving/workers.py). Exits 0 once ``WorkerProcesses.start`` has returned, printing how long the
+stop took.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import socket
 import sys
 import time
@@ -17,7 +20,7 @@ from types import SimpleNamespace
 
 import psutil
 
-from serving.workers import SPAWNED_CHILD_MARK, WorkerProcesses
+from serving.workers import WorkerProcesses
 
 TASK_BYTES = 8 << 20  # far beyond a pipe's 64 KiB buffer
 UNPICKLE_SLEEP_S = 120.0  # longer than the test waits: only the stop can end it
@@ -28,12 +31,20 @@ class SleepWhenUnpickled:
         return time.sleep, (UNPICKLE_SLEEP_S,)
 
 
-def supervisor(workers: int) -> WorkerProcesses:
+class DieWhenUnpickled:
+    def __reduce__(self):
+        return os._exit, (1,)
+
+
+WHEN_UNPICKLED = {"sleeps": SleepWhenUnpickled, "dies": DieWhenUnpickled}
+
+
+def supervisor(workers: int, worker: str) -> WorkerProcesses:
     """kserve's supervisor without a RESTServer: only what ``start`` and ``terminate_all`` read."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     config = SimpleNamespace(workers=workers, bind_socket=lambda: listener, timeout_graceful_shutdown=5)
-    task = functools.partial(print, SleepWhenUnpickled(), b"\0" * TASK_BYTES)
+    task = functools.partial(print, WHEN_UNPICKLED[worker](), b"\0" * TASK_BYTES)
     processes = WorkerProcesses.__new__(WorkerProcesses)
     processes.log_config_file = None
     processes._processes = []
@@ -43,21 +54,36 @@ def supervisor(workers: int) -> WorkerProcesses:
 
 
 def spawned_children() -> list[psutil.Process]:
-    return [child for child in psutil.Process().children()
-            if SPAWNED_CHILD_MARK in " ".join(child.cmdline())]
+    """Live or dead (zombie, not reaped yet) children but the resource tracker."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE or "resource_tracker" not in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
-async def main(workers: int) -> None:
-    processes = supervisor(workers)
+def live_children() -> list[psutil.Process]:
+    return [child for child in spawned_children() if child.status() != psutil.STATUS_ZOMBIE]
+
+
+async def main(workers: int, worker: str) -> None:
+    processes = supervisor(workers, worker)
     started = asyncio.ensure_future(processes.start())
     while not spawned_children():
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # the child is now asleep inside the unpickling, the parent's write blocked
+    if worker == "dies":
+        while live_children():  # it imports kserve first (the task's class is in serving.workers)
+            await asyncio.sleep(0.05)
+    else:
+        await asyncio.sleep(0.5)  # the child is now asleep inside the unpickling, the parent's write blocked
     stop = time.monotonic()
     processes.should_exit.set()
     await started
-    print(f"stopped in {time.monotonic() - stop:.2f}s; children left: {len(spawned_children())}", flush=True)
+    print(f"stopped in {time.monotonic() - stop:.2f}s; children left: {len(live_children())}", flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))

@@ -15,9 +15,11 @@ SCENARIO = Path(__file__).with_name("stop_while_spawning.py")
 HANG_S = 60.0  # the scenario's worker sleeps 120 s: only a working stop ends the script before this
 
 
+# "dies": a worker that Ctrl-C killed before it could ignore SIGINT; the parent's write still blocks.
+@pytest.mark.parametrize("worker", ["sleeps", "dies"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_stop_while_the_worker_reads_its_pickled_task_does_not_hang(workers: int) -> None:
-    scenario = subprocess.Popen([sys.executable, str(SCENARIO), str(workers)], stdout=subprocess.PIPE,
+def test_a_stop_while_the_worker_reads_its_pickled_task_does_not_hang(workers: int, worker: str) -> None:
+    scenario = subprocess.Popen([sys.executable, str(SCENARIO), str(workers), worker], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
                                 start_new_session=True)  # its group: the worker too, should it hang
     try:
