@@ -221,19 +221,24 @@ def test_categorical_features_are_named_in_the_lineage(diabetes, ridge_models, e
     assert lineage["params"]["categorical_features"] == [schema["features"][1]["name"]]
 
 
-@pytest.mark.parametrize("allowed", [False, True])
-def test_push_decides_again_on_a_changed_schema_as_evaluate_said(tmp_path, diabetes, ridge_models, evaluated, allowed):
-    store = MemStore()
-    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+def push_reordered(tmp_path, diabetes, ridge_models, evaluation: dict, store: MemStore) -> push.PushResult:
+    """v2 (ridge_models[1]) with the features in reverse order, pushed with ``evaluation`` after v1."""
     schema = json.loads(diabetes.schema.read_text())
     schema["features"] = schema["features"][::-1]
     reordered = tmp_path / "schema.json"
     reordered.write_text(json.dumps(schema))
-    evaluation = {**json.loads(evaluated.read_text()), "allow_schema_change": allowed}
     path = tmp_path / "evaluation-2.json"
     path.write_text(json.dumps(evaluation))
-    pushed = push.run(model_dir=ridge_models[1], schema_path=reordered, evaluation_path=path, model_name="m",
-                      bucket=BUCKET, store=store, run_id="run-8", now=NOW, guard=Guard())
+    return push.run(model_dir=ridge_models[1], schema_path=reordered, evaluation_path=path, model_name="m",
+                    bucket=BUCKET, store=store, run_id="run-8", now=NOW, guard=Guard())
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_push_decides_again_on_a_changed_schema_as_evaluate_said(tmp_path, diabetes, ridge_models, evaluated, allowed):
+    store = MemStore()
+    push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    evaluation = {**json.loads(evaluated.read_text()), "allow_schema_change": allowed}
+    pushed = push_reordered(tmp_path, diabetes, ridge_models, evaluation, store)
     assert pushed.version == 2 and pushed.promoted is allowed
     assert ("allowed by allow_schema_change" if allowed else "input schema differs from production v1") in pushed.reason
     assert Registry(store, BUCKET, "m").current().version == (2 if allowed else 1)
@@ -402,16 +407,9 @@ def test_an_evaluation_without_allow_schema_change_refuses_a_changed_schema(tmp_
                                                                             evaluated):
     store = MemStore()
     push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
-    schema = json.loads(diabetes.schema.read_text())
-    schema["features"] = schema["features"][::-1]
-    reordered = tmp_path / "schema.json"
-    reordered.write_text(json.dumps(schema))
     evaluation = json.loads(evaluated.read_text())
     evaluation.pop("allow_schema_change", None)
-    path = tmp_path / "evaluation-2.json"
-    path.write_text(json.dumps(evaluation))
-    pushed = push.run(model_dir=ridge_models[1], schema_path=reordered, evaluation_path=path, model_name="m",
-                      bucket=BUCKET, store=store, run_id="run-8", now=NOW, guard=Guard())
+    pushed = push_reordered(tmp_path, diabetes, ridge_models, evaluation, store)
     assert (pushed.version, pushed.promoted) == (2, False)
 
 
