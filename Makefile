@@ -30,6 +30,7 @@ SERVING_IMAGE  ?= $(REGISTRY)/server:$(VERSION)
 #> SERVING_IMAGE | the serving image
 #> MODEL_NAME | models, report, promote, rollback, deploy, load: the model (default: diabetes-rf)
 #> MINIO_ENDPOINT | environment: an object store to use instead of the local one (with MINIO_ACCESS_KEY/MINIO_SECRET_KEY)
+#> LOCAL_S3_PORT | environment: the local S3 server's port when MINIO_ENDPOINT is unset (default: 9000)
 
 .PHONY: models promote rollback report
 .PHONY: help install lock run compile upload deploy serve score bench-batch load bench images push-images docker-engine helm actionlint validate test test-fast mutate apt-tools clean

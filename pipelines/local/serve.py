@@ -165,7 +165,9 @@ def demo(base: str, model: str) -> None:
 
 
 def served_name(requested: str | None, metadata: dict[str, Any]) -> str:
-    """--model-name when given (a warning names both when the metadata says otherwise), else the metadata's.
+    """--model-name when given, else the metadata's.
+
+    A --model-name that differs from the metadata's is warned about once, by the server it is passed to.
 
     Args:
         requested: --model-name, None when not given.
@@ -174,12 +176,8 @@ def served_name(requested: str | None, metadata: dict[str, Any]) -> str:
     Returns:
         The name to serve under.
     """
-    recorded = metadata.get("model_name")
     if requested is None:
-        return str(recorded or DEFAULT_MODEL_NAME)
-    if recorded and recorded != requested:
-        print(f"warning: --model-name {requested} differs from the metadata's model_name {recorded}: "
-              f"serving it as {requested} (omit --model-name to serve it as {recorded})", file=sys.stderr)
+        return str(metadata.get("model_name") or DEFAULT_MODEL_NAME)
     return requested
 
 
