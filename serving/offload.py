@@ -159,6 +159,11 @@ class Offloader:
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="offload-start")
         self._pools: dict[int, Future[ProcessPoolExecutor]] = {}  # id(model) -> its pool, once started
         self._executors: list[ProcessPoolExecutor] = []  # started or starting, for shutdown
+        # A pool is built and listed under this lock, and none is built after shutdown: a worker
+        # stopped while its pool starts ran its exit finalizers before the start thread finished,
+        # and the pool's queues then left five semaphores to the resource tracker.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def wants(self, body: bytes) -> bool:
         """Whether a body is large enough to decode in the helper process.
@@ -229,10 +234,14 @@ class Offloader:
             raise
 
     def _start_pool(self, model: SklearnModel) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start, initargs=(_without_log(model),))
-        self._executors.append(pool)
-        pool.submit(_started).result()
+        state = _without_log(model)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the offload pool is shut down")
+            pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_start, initargs=(state,))
+            self._executors.append(pool)
+        pool.submit(_started).result()  # after a shutdown meanwhile: RuntimeError or BrokenProcessPool
         log.info("offload pool started", extra={"model": model.name, "processes": self.processes,
                                                 "min_bytes": self.min_bytes})
         return pool
@@ -244,6 +253,8 @@ class Offloader:
         computing an abandoned request would outlast the grace period: they are terminated.
         """
         self._starter.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closed = True
         for pool in self._executors:
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
