@@ -249,24 +249,61 @@ def local_arguments(package: str | Path, arguments: dict[str, Any]) -> dict[str,
     return {**arguments, DEPLOY_SWITCH: ""} if DEPLOY_SWITCH in declared(package) else dict(arguments)
 
 
-@contextlib.contextmanager
-def kfp_print_restored():
-    """builtins.print as it was, whatever kfp.local leaves behind.
+class _SharedContext:
+    """One of kfp.local's global-state context managers, made safe for threads that overlap.
 
-    kfp.local indents each task's output by swapping builtins.print and restoring the copy it
-    saved; tasks of a ParallelFor run in threads, so an unlucky order of restores leaves print
-    indented for the rest of the process (seen: later output of the same process shifted by
-    four spaces). The root logger's handlers race the same way: a thread can restore another
-    task's handler, which writes to the run's stdout tap, closed once the run is over (seen:
-    "ValueError: I/O operation on closed file" on every later log line of bench/pipeline_bench.py).
+    The first thread in enters the original (which saves the global state and sets its own); the
+    last one out exits it (which restores what was saved). Threads in between share that state.
     """
-    original = builtins.print
+
+    def __init__(self, original: Callable[..., contextlib.AbstractContextManager]) -> None:
+        self._original = original
+        self._lock = threading.Lock()
+        self._users = 0
+        self._entered: contextlib.AbstractContextManager | None = None
+
+    @contextlib.contextmanager
+    def __call__(self, *args: Any, **kwargs: Any):
+        with self._lock:
+            if self._users == 0:
+                self._entered = self._original(*args, **kwargs)
+                self._entered.__enter__()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._entered.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def kfp_globals_guarded():
+    """kfp.local's swaps of process-wide state made safe for a dsl.ParallelFor, and undone after.
+
+    Each task swaps builtins.print (to indent its output) and the root logger's handlers and level
+    (to log to stdout at INFO), restoring what it saved; the tasks of a ParallelFor run in threads,
+    so one task's restore undid another's set-up while that one still ran. Seen: a task's
+    "finished with status" line dropped (the level restored to WARNING), so the progress lost that
+    task and showed the next steps as if still in parallel; print left indented for the rest of the
+    process; a handler left writing to the run's closed stdout tap ("ValueError: I/O operation on
+    closed file" on every later log line of bench/pipeline_bench.py). During the run the contexts
+    are shared (_SharedContext); afterwards print, the handlers and the level are as they were.
+    """
+    from kfp.local import logging_utils
+
+    originals = logging_utils.local_logger_context, logging_utils.indented_print
+    print_before = builtins.print
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    logging_utils.local_logger_context = _SharedContext(originals[0])
+    logging_utils.indented_print = _SharedContext(originals[1])
     try:
         yield
     finally:
-        builtins.print = original
+        logging_utils.local_logger_context, logging_utils.indented_print = originals
+        builtins.print = print_before
         root.handlers[:] = handlers
         root.setLevel(level)
 
@@ -308,7 +345,7 @@ def run_compiled(
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         tap = _Tap(log_file, sys.stdout if verbose else None, on_event, secrets)
         ok = True
-        with contextlib.redirect_stdout(tap), kfp_print_restored():
+        with contextlib.redirect_stdout(tap), kfp_globals_guarded():
             try:
                 pipeline(**arguments)
             except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
