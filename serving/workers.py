@@ -54,25 +54,21 @@ ORPHAN_SECOND_SIGNAL_S = 0.2  # then the second SIGTERM: no drain for a worker n
 class _TaskPipePopen(popen_spawn_posix.Popen):
     """multiprocessing's spawn launch, which a stop can unblock while it writes the worker's task.
 
-    ``launching`` holds the launches whose write has not returned. Once the child exists and
-    before the write starts (``_launch`` sets ``sentinel`` right then), a duplicate of the
-    child's end of the task pipe is taken here, in the spawning thread, so it can never be a
-    closed or reused descriptor.
+    Once the child exists and before the write starts (``_launch`` sets ``sentinel`` right then),
+    a duplicate of the child's end of the task pipe is taken here, in the spawning thread, so it
+    can never be a closed or reused descriptor; the launch is ``blocked`` until the write returns
+    or a stop claims that duplicate.
     """
 
-    launching: set[_TaskPipePopen] = set()
+    _blocked: set[_TaskPipePopen] = set()
     _lock = threading.Lock()
 
     def __init__(self, process_obj: SpawnProcess) -> None:
         self._task_reader: int | None = None
-        with self._lock:
-            self.launching.add(self)
         try:
             super().__init__(process_obj)
         finally:
-            with self._lock:
-                self.launching.discard(self)
-            reader = self.claim_task_reader()
+            reader = self.claim_task_reader()  # the write returned (or failed): no stop needs it
             if reader is not None:
                 os.close(reader)
 
@@ -87,18 +83,20 @@ class _TaskPipePopen(popen_spawn_posix.Popen):
         reader = os.dup(self._fds[-2])
         with self._lock:
             self._task_reader = reader
+            self._blocked.add(self)
 
     def claim_task_reader(self) -> int | None:
         """The duplicate of the task pipe's read end, once (then it is the caller's to close)."""
         with self._lock:
             reader, self._task_reader = self._task_reader, None
+            self._blocked.discard(self)
         return reader
 
     @classmethod
     def blocked(cls) -> list[_TaskPipePopen]:
         """The launches whose child is started and whose task write has not returned."""
         with cls._lock:
-            return [popen for popen in cls.launching if popen._task_reader is not None]
+            return list(cls._blocked)
 
 
 class _WorkerSpawnProcess(SpawnProcess):

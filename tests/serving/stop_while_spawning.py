@@ -66,7 +66,14 @@ def spawned_children() -> list[psutil.Process]:
 
 
 def live_children() -> list[psutil.Process]:
-    return [child for child in spawned_children() if child.status() != psutil.STATUS_ZOMBIE]
+    live = []
+    for child in spawned_children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                live.append(child)
+        except psutil.NoSuchProcess:  # reaped meanwhile
+            pass
+    return live
 
 
 async def main(workers: int, worker: str) -> None:
