@@ -308,6 +308,51 @@ def kfp_globals_guarded():
         root.setLevel(level)
 
 
+def _run_container_keeping_its_status(client, image: str, command: list[str], volumes: dict[str, Any],
+                                      **container_run_args: Any) -> int:
+    """kfp.local's docker_task_handler.run_docker_container, reading the exit status before removal.
+
+    kfp 2.17 starts each step's container with auto_remove=True, so a step that fails fast is often
+    gone before its status is read, and that NotFound is taken for exit 0: the failed step passes,
+    its dependents start and die on its missing outputs (kubeflow/pipelines#13332, unmerged fixes
+    #13381 and #13907). Here the container stays until its log is read and its status known, and is
+    removed after that whatever happened (Ctrl-C included); a failed removal is logged, never
+    turned into the step's status.
+    """
+    import docker
+    from kfp.local import docker_task_handler
+
+    image = docker_task_handler.add_latest_tag_if_not_present(image)
+    if not any(image in found.tags + found.attrs["RepoDigests"] for found in client.images.list()):
+        print(f"Pulling image {image!r}")
+        client.images.pull(image)
+    container_run_args.pop("auto_remove", None)  # removed below, once its status is read
+    container = client.containers.run(image=image, command=command, detach=True, stdout=True,
+                                      stderr=True, volumes=volumes, **container_run_args)
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="")
+        return container.wait()["StatusCode"]
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as exc:
+            logging.getLogger(__name__).warning("could not remove step container %s: %s", container.id, exc)
+
+
+@contextlib.contextmanager
+def kfp_docker_status_kept():
+    """Within it, kfp.local.DockerRunner reports a step's real exit status (see above), then as before."""
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_container_keeping_its_status
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
 def run_compiled(
     package: str | Path,
     arguments: dict[str, Any],

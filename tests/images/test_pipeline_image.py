@@ -19,7 +19,7 @@ from kfp import components, local
 
 from components.objectstore import ObjectStore, StoreSettings
 from pipelines import params
-from pipelines.local.runner import kfp_globals_guarded, local_arguments
+from pipelines.local.runner import kfp_docker_status_kept, kfp_globals_guarded, local_arguments
 
 from .conftest import CHECKOUT_TAG, CONTAINER_PREFIX, compile_for, docker, pipeline_env
 
@@ -50,7 +50,7 @@ def run_in_docker(package, root, s3_server, **overrides) -> DockerRun:
                pipeline_root=str(root), raise_on_error=True)
     out = io.StringIO()
     ok = True
-    with contextlib.redirect_stdout(out), kfp_globals_guarded():
+    with contextlib.redirect_stdout(out), kfp_globals_guarded(), kfp_docker_status_kept():
         try:
             components.load_component_from_file(str(package))(**values)
         except RuntimeError as exc:  # kfp.local: "... finished with status FAILURE"
