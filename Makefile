@@ -162,10 +162,10 @@ drift: $(STAMP) ## Drift of logged traffic vs production's training profile, on 
 	  $(if $(MODEL_NAME),--model-name "$(MODEL_NAME)",) $(if $(RETRAIN),--retrain,) $(DRIFT_ARGS)
 
 schedule: $(STAMP) ## Create or update the KFP recurring run: make schedule KFP_HOST=... [PIPELINE=training|monitor] [CRON="0 0 3 * * *"] [SCHEDULE_ARGS=...]
-	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make schedule KFP_HOST=http://localhost:8080"; exit 2; }
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. kubectl -n kubeflow port-forward svc/ml-pipeline-ui 3000:80, then make schedule KFP_HOST=http://localhost:3000"; exit 2; }
 	@$(PY) -m pipelines.schedule --host "$(KFP_HOST)" --image "$(PIPELINE_IMAGE)" $(if $(PIPELINE),--pipeline "$(PIPELINE)",) \
 	  $(if $(CRON),--cron "$(CRON)",) $(SCHEDULE_ARGS)
 
 unschedule: $(STAMP) ## Remove the KFP recurring run: make unschedule KFP_HOST=... [PIPELINE=training|monitor]
-	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make unschedule KFP_HOST=http://localhost:8080"; exit 2; }
+	@test -n "$(KFP_HOST)" || { echo "set KFP_HOST, e.g. make unschedule KFP_HOST=http://localhost:3000"; exit 2; }
 	@$(PY) -m pipelines.schedule --host "$(KFP_HOST)" --remove $(if $(PIPELINE),--pipeline "$(PIPELINE)",) $(SCHEDULE_ARGS)

@@ -132,7 +132,7 @@ def start_training(host: str, namespace: str | None, pipeline_name: str, experim
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:3000 (a port-forward of svc/ml-pipeline-ui)")
     parser.add_argument("--namespace", help="profile namespace on a multi-user Kubeflow")
     parser.add_argument("--token", help=f"bearer token (default: ${upload.TOKEN_ENV})")
     parser.add_argument("--cookies", help=f"cookie header of a browser login (default: ${upload.COOKIES_ENV})")
@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         return (f"{done.action}: recurring run {name} ({done.recurring_run_id}) of {pipeline} version "
                 f"{done.version_name}, cron {args.cron!r}, max_concurrency 1, no catch-up{extra}")
 
+    try:  # one short probe, as make upload does: not kfp.Client's half minute of retries and tracebacks
+        upload.probe_host(args.host, upload.client_options(args.host, args.namespace, args.token, args.cookies))
+    except upload.NoPipelinesAPI as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return _reporting_kfp_errors(args.host, lambda: act(client_for(args.host, args.namespace, args.token, args.cookies)))
 
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from pipelines import schedule, upload
+from pipelines.local.s3server import free_port
 from pipelines.monitor_pipeline import PACKAGE_PATH as MONITOR_PACKAGE
 from pipelines.training_pipeline import PACKAGE_PATH as TRAINING_PACKAGE
 
@@ -122,3 +123,14 @@ def test_bad_arguments_are_refused_before_any_call(kfp, capsys, argv, expected):
 
 def test_the_monitor_pipeline_is_uploadable():
     assert upload.PIPELINES["sklearn-monitor"].package == MONITOR_PACKAGE
+
+
+@pytest.mark.parametrize("extra", [[], ["--remove"]])
+def test_an_unreachable_host_is_one_line_and_exit_2(capsys, extra):
+    # Like make upload: one short probe, not kfp.Client's half minute of retries and tracebacks.
+    host = f"http://127.0.0.1:{free_port()}"
+    assert make_schedule(host, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no Kubeflow Pipelines API at {host} (got: [Errno 111] Connection refused)")
+    assert "port-forward svc/ml-pipeline-ui 3000:80" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
