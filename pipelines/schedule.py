@@ -132,7 +132,8 @@ def start_training(host: str, namespace: str | None, pipeline_name: str, experim
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:3000 (a port-forward of svc/ml-pipeline-ui)")
+    parser.add_argument("--host", required=True,
+                        help="KFP API endpoint, e.g. http://localhost:3000 (a port-forward of svc/ml-pipeline-ui)")
     parser.add_argument("--namespace", help="profile namespace on a multi-user Kubeflow")
     parser.add_argument("--token", help=f"bearer token (default: ${upload.TOKEN_ENV})")
     parser.add_argument("--cookies", help=f"cookie header of a browser login (default: ${upload.COOKIES_ENV})")

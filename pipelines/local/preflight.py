@@ -2,8 +2,9 @@
 
 Each check raises PreflightError with one line that says what to change (the README's advice):
 the object store answers with the given keys, an s3:// or local source exists, a bundled dataset
-name is known (and has the target column), and the estimator suits the task when the task is
-known (given, or what ingest would decide for a bundled dataset). An http(s) source is not
+name is known and its data passes ingest's checks (the target column, a continuous target asked
+to be classes, ...), and the estimator suits the task when the task is known (given, or what ingest
+decides for a bundled dataset). An http(s) source is not
 fetched here: that is ingest's first act anyway.
 """
 
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from components.candidates import resolve
-from components.errors import ObjectStoreError, PipelineError, TrainError
-from components.ingest import resolve_task
+from components.errors import DataError, ObjectStoreError, PipelineError, TrainError
+from components.ingest import IngestConfig, prepare
 from components.objectstore import ObjectStore
 from components.sources import BUNDLED, redact_source
 from components.train import ESTIMATORS
@@ -36,7 +37,9 @@ def check(values: dict[str, Any], store: ObjectStore | None = None) -> None:
     """
     store = store or _store(values)
     _check_store(store, values["bucket"])
-    task = _check_source(str(values["source"]).strip(), values["target"], values["task"], store)
+    ingest_config = IngestConfig.from_params(values["target"], values["task"], values["test_fraction"],
+                                             values["seed"], values["missing_values"], values["categorical_features"])
+    task = _check_source(str(values["source"]).strip(), ingest_config, store)
     _check_estimators(values, task)
 
 
@@ -56,7 +59,7 @@ def _check_store(store: ObjectStore, bucket: str) -> None:
         raise PreflightError(str(exc)) from None
 
 
-def _check_source(source: str, target: str, task: str, store: ObjectStore) -> str:
+def _check_source(source: str, ingest_config: IngestConfig, store: ObjectStore) -> str:
     """The task when it is known before ingest runs, else "auto"."""
     if source.startswith("sklearn:"):
         name = source.removeprefix("sklearn:")
@@ -65,10 +68,15 @@ def _check_source(source: str, target: str, task: str, store: ObjectStore) -> st
                                  f"{', '.join(f'sklearn:{key}' for key in BUNDLED)} (or a CSV path, "
                                  "s3://bucket/key.csv, http(s)://host/file.csv)")
         frame = BUNDLED[name](as_frame=True).frame
-        if target not in frame.columns:
-            raise PreflightError(f"target column {target!r} is not in {source} (its target is 'target'): "
-                                 "set --param target=target")
-        return resolve_task(frame[target], task)
+        if ingest_config.target not in frame.columns:
+            raise PreflightError(f"target column {ingest_config.target!r} is not in {source} "
+                                 "(its target is 'target'): set --param target=target")
+        # The data is at hand and small: ingest's own checks (a continuous target as classes, ...) now.
+        try:
+            prepared = prepare(frame, ingest_config, source)
+        except DataError as exc:
+            raise PreflightError(f"{source}: {exc}") from None
+        return "classification" if prepared.schema["target"]["classes"] else "regression"
     if source.startswith("s3://"):
         bucket, _, key = redact_source(source).removeprefix("s3://").partition("/")
         if not bucket or not key:
@@ -80,14 +88,14 @@ def _check_source(source: str, target: str, task: str, store: ObjectStore) -> st
         if not found:
             raise PreflightError(f"source {redact_source(source)} does not exist in the object store at "
                                  f"{store.settings.url}: upload it first, or give {SOURCE_FORMS}")
-        return task
+        return ingest_config.task
     if source.startswith(("http://", "https://")):
-        return task
+        return ingest_config.task
     path = Path(source)
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise PreflightError(f"source file {path.resolve()} {what}: give {SOURCE_FORMS}")
-    return task
+    return ingest_config.task
 
 
 def _check_estimators(values: dict[str, Any], task: str) -> None:

@@ -9,9 +9,11 @@ import uuid
 import pytest
 
 from components.objectstore import ObjectStore
+from pipelines import params
 from pipelines.local import run
 from pipelines.local.runner import _Tap
 from pipelines.local.s3server import free_port
+from pipelines.training_pipeline import PACKAGE_PATH
 
 
 def preflight_run(tmp_path, *pairs: str) -> tuple[int, str]:
@@ -44,7 +46,12 @@ def one_line(err: str) -> str:
     (["source=sklearn:breast_cancer", "estimator=ridge"],
      "estimator 'ridge' does not suit classification (the task of sklearn:breast_cancer): expected one of "
      "logistic_regression"),
-    (["source=sklearn:diabetes", "task=classification", "estimator=ridge"], "estimator 'ridge' is not available"),
+    (["source=sklearn:diabetes", "task=classification"],  # ingest's own check, before the first step
+     "sklearn:diabetes: target 'target' has 214 distinct values, more than 100 classes: use task='regression'"),
+    (["source=sklearn:diabetes", "categorical_features=sex,age2"],
+     "sklearn:diabetes: categorical_features names 'age2', which is not a column of sklearn:diabetes"),
+    (["source=sklearn:breast_cancer", "task=regression", "estimator=logistic_regression"],
+     "estimator 'logistic_regression' is not available for regression: expected one of ridge"),
     (["source=sklearn:diabetes", 'candidates=[{"estimator": "ridge"}, {"estimator": "svc"}]'],
      "candidates[1]: estimator 'svc' is not available for regression: expected one of ridge"),
     (["source=s3://nobucket-preflight/missing.csv"], "source s3://nobucket-preflight/missing.csv does not exist "
@@ -84,8 +91,8 @@ def test_a_good_setup_passes_the_preflight(s3_env):
     ObjectStore.from_env().ensure_bucket(bucket)
     ObjectStore.from_env().put_bytes(bucket, "d.csv", b"a,target\n1,2\n")
     for source in ("sklearn:diabetes", f"s3://{bucket}/d.csv", "https://h.example/t.csv", __file__):
-        preflight.check({"source": source, "target": "target", "task": "auto", "estimator": "random_forest",
-                         "bucket": "models-not-created-yet"})
+        preflight.check(params.effective({"source": source, "estimator": "random_forest", "minio_endpoint": "",
+                                          "bucket": "models-not-created-yet"}, PACKAGE_PATH))
 
 
 # A step that died on the store, as the run log shows it: urllib3's chained cause comes first.
