@@ -190,6 +190,31 @@ def _feature_schema(name: str, column: pd.Series, categories: list[str] | None) 
     return entry
 
 
+def check_columns(columns: list[str], config: IngestConfig, source: str) -> list[str]:
+    """The header's checks: the target and the categorical features are columns, some feature is left.
+
+    Args:
+        columns: the table's column names.
+        config: the ingest settings.
+        source: the (redacted) source, for messages.
+
+    Returns:
+        The feature names, in the table's order.
+    """
+    if config.target not in columns:
+        shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
+        raise DataError(f"target column {config.target!r} not found in {source}; columns are: {shown}")
+    unknown = [name for name in config.categorical_features if name not in columns]
+    if unknown:
+        raise DataError(f"categorical_features names {unknown[0]!r}, which is not a column of {source}")
+    if config.target in config.categorical_features:
+        raise DataError(f"target {config.target!r} cannot also be a categorical feature")
+    names = [c for c in columns if c != config.target]
+    if not names:
+        raise DataError(f"source {source} has only the target column {config.target!r}: no features")
+    return names
+
+
 def prepare(frame: pd.DataFrame, config: IngestConfig, source: str) -> Prepared:
     """Validate a raw table and turn it into float features, a target and the schema.
 
@@ -206,17 +231,7 @@ def prepare(frame: pd.DataFrame, config: IngestConfig, source: str) -> Prepared:
     frame = frame.reset_index(drop=True)
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
-    if config.target not in columns:
-        shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
-        raise DataError(f"target column {config.target!r} not found in {source}; columns are: {shown}")
-    unknown = [name for name in config.categorical_features if name not in columns]
-    if unknown:
-        raise DataError(f"categorical_features names {unknown[0]!r}, which is not a column of {source}")
-    if config.target in config.categorical_features:
-        raise DataError(f"target {config.target!r} cannot also be a categorical feature")
-    names = [c for c in columns if c != config.target]
-    if not names:
-        raise DataError(f"source {source} has only the target column {config.target!r}: no features")
+    names = check_columns(columns, config, source)
 
     encoded: dict[str, pd.Series] = {}
     categories: dict[str, list[str]] = {}

@@ -13,9 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from components.candidates import resolve
 from components.errors import DataError, ObjectStoreError, PipelineError, TrainError
-from components.ingest import IngestConfig, prepare
+from components.ingest import IngestConfig, check_columns, prepare
 from components.objectstore import ObjectStore
 from components.sources import BUNDLED, redact_source
 from components.train import ESTIMATORS
@@ -95,6 +97,14 @@ def _check_source(source: str, ingest_config: IngestConfig, store: ObjectStore) 
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise PreflightError(f"source file {path.resolve()} {what}: give {SOURCE_FORMS}")
+    try:  # the header only: the rows are ingest's to read
+        check_columns([str(name) for name in pd.read_csv(path, nrows=0).columns], ingest_config, source)
+    except DataError as exc:
+        raise PreflightError(str(exc)) from None
+    except pd.errors.EmptyDataError:
+        raise PreflightError(f"source file {path.resolve()} is empty: expected a CSV with a header line") from None
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError and pandas' ParserError are ValueErrors
+        raise PreflightError(f"source file {path.resolve()} is not a readable CSV: {exc}") from None
     return ingest_config.task
 
 

@@ -63,6 +63,22 @@ def test_a_bad_source_or_estimator_stops_before_the_first_step(s3_env, tmp_path,
     assert expected in one_line(err)
 
 
+@pytest.mark.parametrize("text, pairs, expected", [
+    (b"a,b,label\n1,2,0\n", [], "target column 'target' not found in {path}; columns are: a, b, label"),
+    (b"a,b,target\n1,2,0\n", ["categorical_features=a,colour"],
+     "categorical_features names 'colour', which is not a column of {path}"),
+    (b"target\n1\n", [], "source {path} has only the target column 'target': no features"),
+    (b"", [], "source file {path} is empty: expected a CSV with a header line"),
+    (b"\xff\xfe\x00a,target\n", [], "source file {path} is not a readable CSV: 'utf-8' codec can't decode"),
+])
+def test_a_local_csvs_header_is_checked_before_the_first_step(s3_env, tmp_path, text, pairs, expected):
+    path = tmp_path / "table.csv"
+    path.write_bytes(text)
+    code, err = preflight_run(tmp_path, f"source={path}", *pairs)
+    assert code == run.EXIT_BAD_INPUT
+    assert expected.format(path=path) in one_line(err)
+
+
 def test_an_unreachable_store_is_named_with_the_readme_advice(monkeypatch, tmp_path):
     port = free_port()
     monkeypatch.setenv("MINIO_ENDPOINT", f"127.0.0.1:{port}")
@@ -84,13 +100,14 @@ def test_rejected_keys_are_named_before_the_first_step(s3_env, monkeypatch, tmp_
     assert "check MINIO_ACCESS_KEY/MINIO_SECRET_KEY" in line and "not-the-secret" not in line
 
 
-def test_a_good_setup_passes_the_preflight(s3_env):
+def test_a_good_setup_passes_the_preflight(s3_env, tmp_path):
     from pipelines.local import preflight
 
     bucket = f"t-{uuid.uuid4().hex[:8]}"
     ObjectStore.from_env().ensure_bucket(bucket)
     ObjectStore.from_env().put_bytes(bucket, "d.csv", b"a,target\n1,2\n")
-    for source in ("sklearn:diabetes", f"s3://{bucket}/d.csv", "https://h.example/t.csv", __file__):
+    (tmp_path / "d.csv").write_bytes(b"a,target\n1,2\n")
+    for source in ("sklearn:diabetes", f"s3://{bucket}/d.csv", "https://h.example/t.csv", str(tmp_path / "d.csv")):
         preflight.check(params.effective({"source": source, "estimator": "random_forest", "minio_endpoint": "",
                                           "bucket": "models-not-created-yet"}, PACKAGE_PATH))
 
