@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,12 +122,18 @@ def ensure_mlserver_venv() -> None:
     stamp = MLSERVER_VENV / ".installed"
     if stamp.exists() and stamp.read_text() == " ".join(MLSERVER_PINS):
         return
-    say(f"==> building MLServer's venv in {MLSERVER_VENV.relative_to(REPO)} (about a minute, once)")
+    log = MLSERVER_VENV.with_name("mlserver-install.log")  # pip's output: named only when it fails
+    say(f"==> building MLServer's venv in {MLSERVER_VENV.relative_to(REPO)} (about a minute, once; "
+        f"log: {log.relative_to(REPO)})")
     try:
-        subprocess.run([PYTHON, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
-        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--progress-bar", "on", *MLSERVER_PINS],
-                       check=True, stdout=sys.stderr)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as out:
+            subprocess.run([PYTHON, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True, stdout=out,
+                           stderr=subprocess.STDOUT)
+            subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--progress-bar", "off", *MLSERVER_PINS],
+                           check=True, stdout=out, stderr=subprocess.STDOUT)
     except (subprocess.CalledProcessError, OSError) as exc:
-        say(f"    MLServer venv failed ({exc}); the MLServer rows are skipped")
+        last = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        say(f"    MLServer venv failed ({exc}; see {log}: {' | '.join(last)}); the MLServer rows are skipped")
         return
     stamp.write_text(" ".join(MLSERVER_PINS))
