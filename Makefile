@@ -133,14 +133,8 @@ validate: $(STAMP) $(HELM) $(ACTIONLINT) ## Render and validate manifests, chart
 	@$(PY) -m pytest -q tests/deploy
 
 apt-tools: ## Install hey, ab and h2load (Debian packages) when missing; not root: one line saying what to install
-	@missing=""; for pair in hey:hey ab:apache2-utils h2load:nghttp2-client; do \
-	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "==> apt-get install$$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
-	  else echo "warning: missing Debian package(s)$$missing and not root: run 'sudo apt-get install -y$$missing'" \
-	            "(the load tests and benchmarks that need them skip, saying why)"; fi; fi
+	@bash tools/apt-need.sh hey:hey ab:apache2-utils h2load:nghttp2-client \
+	  || echo "warning: the load tests and benchmarks that need them skip, saying why"
 
 test: $(STAMP) $(HELM) $(ACTIONLINT) apt-tools ## Run the whole test suite [PYTEST_ARGS="-x tests/serving"]
 	@$(PY) -m pytest $(PYTEST_ARGS)

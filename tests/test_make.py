@@ -97,14 +97,13 @@ def test_make_run_stops_bad_input_before_the_first_step_and_a_failed_step_differ
     assert "] Error 2" in bad.stderr and "Traceback" not in bad.stderr
     assert "on kfp.local" not in bad.stdout  # no step started
 
-    csv = tmp_path / "t.csv"
-    csv.write_text("a,b,target\n" + "".join(f"{i},{i % 3},{i * 2}\n" for i in range(40)))
-    failed = _make("run", f"RUN_ARGS=--param source={csv} --param target=y --pipeline-root {tmp_path / 'out'}",
-                   env=env, timeout=300)
-    assert "on kfp.local" in failed.stdout  # preflight passed: the file exists
-    assert "error: ingest failed:" in failed.stderr and "target column 'y'" in failed.stderr
+    csv = tmp_path / "t.csv"  # a good header (what preflight reads) over a bad row (what ingest reads)
+    csv.write_text("a,b,target\n" + "".join(f"{i},{i % 3},{i * 2}\n" for i in range(40)) + "oops,1,2\n")
+    failed = _make("run", f"RUN_ARGS=--param source={csv} --pipeline-root {tmp_path / 'out'}", env=env, timeout=300)
+    assert "on kfp.local" in failed.stdout  # preflight passed: the file exists, its header is right
+    assert "error: ingest failed:" in failed.stderr and "column 'a' is not numeric" in failed.stderr
     assert "] Error 1" in failed.stderr, failed.stderr
     direct = subprocess.run([sys.executable, "-m", "pipelines.local.run", "--param", f"source={csv}",
-                             "--param", "target=y", "--pipeline-root", str(tmp_path / "out")],
+                             "--pipeline-root", str(tmp_path / "out")],
                             cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
     assert direct.returncode == 1, direct.stderr

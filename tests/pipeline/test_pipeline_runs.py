@@ -81,8 +81,8 @@ def story(s3_server, tmp_path_factory):
                                         'hyperparameters={"n_estimators": 20}')
         results["after_impossible"] = snapshot(s3_server, BUCKET, MODEL)
         # Preflight only checks that the file exists; its columns are ingest's to check.
-        (tmp / "no-target.csv").write_text("a,b\n1,2\n3,4\n")
-        results["broken"] = cli_run(tmp, f"source={tmp / 'no-target.csv'}")
+        (tmp / "bad-row.csv").write_text("a,target\n1,2\noops,4\n")  # a good header: preflight passes it
+        results["broken"] = cli_run(tmp, f"source={tmp / 'bad-row.csv'}")
         results["after_broken"] = snapshot(s3_server, BUCKET, MODEL)
         results["same_again"] = cli_run(tmp)
         results["after_same_again"] = snapshot(s3_server, BUCKET, MODEL)
@@ -176,8 +176,7 @@ def test_impossible_threshold_pushes_nothing_and_says_so(story):
 def test_failed_step_exits_1_with_its_error_and_pushes_nothing(story):
     broken = story["broken"]
     assert broken.code == 1
-    assert "error: ingest failed: DataError: target column 'target' not found in " in broken.err
-    assert "no-target.csv" in broken.err
+    assert "error: ingest failed: DataError: column 'a' is not numeric: data row 2 has value 'oops'" in broken.err
     assert "nothing was pushed" in broken.err and "full log: " in broken.err
     assert story["after_broken"] == story["after_default"]
 
