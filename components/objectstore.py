@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import time
 from typing import Any, Iterator
 
 import urllib3
@@ -18,7 +19,7 @@ from minio.commonconfig import CopySource
 from minio.error import MinioException
 
 from components.errors import ObjectAlreadyExists, ObjectNotFound, ObjectStoreAccessDenied, ObjectStoreError, PreconditionFailed
-from components.storeerrors import created_meanwhile, is_bare_403, translate
+from components.storeerrors import created_meanwhile, is_bare_403, is_internal_error, translate
 from contract.settings import parse_bool
 from contract.store import DEFAULT_ENDPOINT, ENDPOINT_ENV, StoreSettings, minio_client
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Where a conditional write (If-None-Match) must be one PUT: S3's single-request limit.
 SINGLE_PUT_LIMIT = 5 << 30
+# Before the one retry of an unconditional write that got a 500 InternalError.
+INTERNAL_ERROR_PAUSE_S = 0.05
 
 
 class ObjectStore:
@@ -227,8 +230,20 @@ class ObjectStore:
         if if_absent and if_match:
             raise ValueError("if_absent and if_match exclude each other")
         if not (if_absent or if_match):
-            with self._errors("write", bucket, key):
-                result = self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+            def put() -> Any:
+                with self._errors("write", bucket, key):
+                    return self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+            try:
+                result = put()
+            except ObjectStoreError as exc:
+                if not is_internal_error(exc.__cause__):
+                    raise
+                # S3's advice for a 500 InternalError is to try again; the same bytes to the same key make
+                # that safe here (not for a conditional write: a lost answer to one that took effect would
+                # come back as a conflict). rclone answers one when parallel PUTs create the same folder.
+                time.sleep(INTERNAL_ERROR_PAUSE_S)
+                result = put()
             return _etag(result.etag or "")
         condition = {"If-None-Match": "*"} if if_absent else {"If-Match": f'"{_etag(if_match or "")}"'}
         # The server's error is translated first (inner `with`), so that a 412 or 404 can be read as

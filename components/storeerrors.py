@@ -73,6 +73,21 @@ def code_status_message(exc: MinioException) -> tuple[str, int, str]:
     return (code.group(1) if code else ""), (int(status.group(1)) if status else 0), text
 
 
+def is_internal_error(exc: BaseException | None) -> bool:
+    """Whether minio's error is S3's 500 InternalError ("We encountered an internal error. Please try again.").
+
+    Args:
+        exc: what minio raised (the translated error's __cause__).
+
+    Returns:
+        True for a 500 with the code InternalError, also from a "non-XML" answer.
+    """
+    if not isinstance(exc, MinioException):
+        return False
+    code, status, _ = code_status_message(exc)
+    return code == "InternalError" and status in (0, 500)
+
+
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """exc, then what it wraps: urllib3 keeps the cause in .reason, Python in __cause__/__context__."""
     seen: set[int] = set()

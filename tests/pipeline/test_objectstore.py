@@ -264,3 +264,52 @@ def test_untrusted_certificate_says_set_ssl_cert_file_and_that_fixes_it(tls_serv
         store.bucket_exists("models")
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
     assert ObjectStore(StoreSettings.from_env(endpoint, True, env=CREDS)).bucket_exists("models") is False
+
+
+def scripted_s3(answers: list[int]) -> tuple[type[http.server.BaseHTTPRequestHandler], list[dict]]:
+    """A stand-in S3 answering each PUT with the next status of answers (500: rclone's InternalError body)."""
+    puts: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802 (http.server's naming): minio asks the bucket's region first
+            self._send(200, b'<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">us-east-1'
+                            b"</LocationConstraint>", {"Content-Type": "application/xml"})
+
+        def do_PUT(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            puts.append({"path": self.path, "body": body, "if-none-match": self.headers.get("If-None-Match")})
+            status = answers[min(len(puts), len(answers)) - 1]
+            if status == 200:
+                self._send(200, b"", {"ETag": '"e1"'})
+            else:
+                self._send(status, b'<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n  <Code>InternalError</Code>\n'
+                                   b"  <Message>Internal Error</Message>\n</Error>",
+                           {"Content-Type": "text/xml; charset=utf-8"})
+
+    return Handler, puts
+
+
+@pytest.mark.parametrize("answers, conditional, expected_puts, succeeds", [
+    ([500, 200], False, 2, True),  # S3's advice for InternalError: try again; the same bytes, so safe
+    ([500, 500, 200], False, 2, False),  # once: a store that keeps failing is reported, not hammered
+    ([500, 200], True, 1, False),  # a conditional write is never repeated: a lost answer would read as a conflict
+])
+def test_an_internal_error_is_retried_once_for_a_plain_write_only(answers, conditional, expected_puts, succeeds):
+    handler, puts = scripted_s3(answers)
+    with loopback_http(handler) as address:
+        store = ObjectStore(StoreSettings.from_env(address, False, env=CREDS))
+        if succeeds:
+            assert store.put_bytes("models", "m/v1/model.joblib", b"model") == "e1"
+        else:
+            with pytest.raises(ObjectStoreError, match=r"cannot write s3://models/m/v1/model\.joblib .*InternalError"):
+                store.put_bytes("models", "m/v1/model.joblib", b"model", if_absent=conditional)
+    assert len(puts) == expected_puts
+    assert {put["body"] for put in puts} == {b"model"}
+    assert all(put["if-none-match"] == ("*" if conditional else None) for put in puts)
