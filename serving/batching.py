@@ -128,8 +128,8 @@ class AdaptiveBatcher:
 
         For gRPC's core loop (serving.grpc_core), which collects the requests its completion queue
         holds: the same isolation as ``predict`` (each array checked alone, batched only with the
-        same feature count and dtype, each retried alone if the shared call raises); with batching
-        off, one call per request.
+        same feature count and dtype, at most max_batch_rows rows per call, each retried alone if
+        the shared call raises); with batching off, one call per request.
 
         Args:
             xs: each request's rows (2-D arrays).
@@ -149,13 +149,23 @@ class AdaptiveBatcher:
             self.stats.rows += x.shape[0]
             groups.setdefault((x.shape[1], x.dtype), []).append((i, x))
         for group in groups.values():
-            if not self.config.enabled:  # batching off: one model call per request, as ``predict`` makes
-                for i, x in group:
-                    results[i] = self._alone(x)
-                continue
-            for (i, _), result in zip(group, self._compute([x for _, x in group])):
-                results[i] = result
+            for chunk in self._chunks(group):
+                for (i, _), result in zip(chunk, self._compute([x for _, x in chunk])):
+                    results[i] = result
         return results
+
+    def _chunks(self, group: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        """Consecutive requests up to max_batch_rows rows per call (a request is never split); one each when off."""
+        chunks: list[list[tuple[int, np.ndarray]]] = []
+        rows = 0
+        for item in group:
+            size = item[1].shape[0]
+            if not chunks or not self.config.enabled or rows + size > self.config.max_batch_rows:
+                chunks.append([])
+                rows = 0
+            chunks[-1].append(item)
+            rows += size
+        return chunks
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flush_now_scheduled:

@@ -244,3 +244,11 @@ def test_answered_together_with_batching_off_each_is_its_own_call(model, forest)
     for x, result in zip(xs, batcher.predict_together(xs)):
         np.testing.assert_array_equal(result, forest(x))
     assert model.calls == [2, 3]
+
+
+def test_answered_together_at_most_max_batch_rows_per_call_never_splitting_a_request(model, forest):
+    batcher = AdaptiveBatcher(model, BatchingConfig(max_batch_rows=5))
+    xs = [rows(2, 1), rows(3, 2), rows(4, 3), rows(7, 4), rows(1, 5)]
+    for x, result in zip(xs, batcher.predict_together(xs)):
+        np.testing.assert_array_equal(result, forest(x))
+    assert model.calls == [5, 4, 7, 1]
