@@ -71,7 +71,7 @@ class Answer:
     details: str = ""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Received:
     """A message waiting for its answer (tag of the receive batch, then kept for the batch)."""
 
@@ -173,7 +173,10 @@ class CoreServer:
             event = self._cq.poll(time.time() + POLL_S)
             kept: list[_Received] = []
             while event.completion_type != self._timeout:  # every event already finished, before computing
-                shut_down = self._on_event(event, kept) or shut_down
+                try:
+                    shut_down = self._on_event(event, kept) or shut_down
+                except Exception:  # a bug: this thread must go on serving the other calls
+                    log.exception("gRPC event not handled")
                 event = self._cq.poll(0)  # a deadline passed: returns at once
             if kept:
                 self._answer_kept(kept)
@@ -184,9 +187,9 @@ class CoreServer:
     def _on_event(self, event: Any, kept: list[_Received]) -> bool:
         """Handle one finished event; True when it is the end of the shutdown."""
         tag = event.tag
-        if tag == _SENT:
+        if tag is _SENT:
             self._count(-1)
-        elif tag == _NEW_CALL:
+        elif tag is _NEW_CALL:
             with self._lock:
                 if event.success:
                     self._in_flight += 1
@@ -194,7 +197,7 @@ class CoreServer:
                     self._server.request_call(self._cq, self._cq, _NEW_CALL)
             if event.success:
                 self._on_new_call(event.call, event.call_details.method.decode())
-        elif tag == _SHUTDOWN:
+        elif tag is _SHUTDOWN:
             return True
         else:  # a message received
             tag.payload = event.batch_operations[0].message() if event.success else None
@@ -206,7 +209,7 @@ class CoreServer:
                 tag.started = time.perf_counter()
                 kept.append(tag)
             else:
-                self._pool.submit(self._answer_on_pool, tag)
+                self._to_pool(tag)
         return False
 
     def _on_new_call(self, call: Any, path: str) -> None:
@@ -229,9 +232,15 @@ class CoreServer:
             answers = [Answer(None, StatusCode.INTERNAL, "internal error; see server log")] * len(kept)
         for received, answer in zip(kept, answers):
             if answer is None:
-                self._pool.submit(self._answer_on_pool, received)
+                self._to_pool(received)
             else:
                 self._send(received.call, answer)
+
+    def _to_pool(self, received: _Received) -> None:
+        try:
+            self._pool.submit(self._answer_on_pool, received)
+        except RuntimeError:  # the pool is shut down: the process is exiting
+            self._send(received.call, Answer(None, StatusCode.UNAVAILABLE, "server is stopping"))
 
     # -- any thread --------------------------------------------------------------------------
 

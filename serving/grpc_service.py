@@ -1,14 +1,12 @@
-"""The gRPC V2 service on grpcio's threaded server: inference on our lean path, and Triton's ModelConfig.
-
-Why threads, not grpcio's asyncio server: at 16 streams on one core, grpcio's asyncio core took
-50-70 % of the server's time; a bare asyncio server answering a constant stayed below our REST
-route, while the threaded server answering the same constant went faster than REST.
+"""The gRPC V2 service: inference on our lean path, and Triton's ModelConfig.
 
 Two servers can carry it, with the same answers: serving.grpc_core's loop on grpcio's completion
 queue (the default: about 30 µs per call, and ModelInfer requests that arrive together share model
 calls), and grpcio's public threaded server (``handler()``: the fallback when grpc_core is not
 available, or SERVING_GRPC_CORE=0). Both speak bytes with this servicer: ``answer`` serves one
-call of any method, ``answer_together`` the ModelInfer requests the core loop collected.
+call of any method, ``answer_together`` the ModelInfer requests the core loop collected. Not
+grpcio's asyncio server: at 16 streams on one core its asyncio core took 50-70 % of the server's
+time, and a bare asyncio server answering a constant stayed below our REST route.
 
 ModelInfer skips kserve's InferRequest/InferResponse round trip: the protobuf goes straight to
 ``SklearnModel`` (raw contents read in place by numpy), which answers raw when asked raw.

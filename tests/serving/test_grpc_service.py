@@ -341,3 +341,30 @@ def test_the_pinned_grpcio_has_the_core_loop_and_its_absence_means_grpcios_serve
     monkeypatch.setattr(grpc_core, "cygrpc", None)
     assert not grpc_core.available()
     assert not GRPCServer(8081, None, None, kwargs={}, host="127.0.0.1").core
+
+
+def test_core_loop_answers_internal_for_a_failing_batch_and_goes_on_serving(caplog):
+    """serving.grpc_core alone, with stand-in answers: a bug in a batch fails that batch's calls only."""
+    batches = []
+
+    def together(payloads, started):
+        batches.append(payloads)
+        if len(batches) == 1:
+            raise RuntimeError("bug")
+        return [grpc_core.Answer(payload[::-1]) for payload in payloads]
+
+    server = grpc_core.CoreServer("test.Service", ["Echo", "Other"], lambda method, payload: grpc_core.Answer(payload),
+                                  "Echo", together, futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary("/test.Service/Echo")
+            with pytest.raises(grpc.RpcError) as failed:
+                echo(b"ab", timeout=10)
+            assert failed.value.code() == grpc.StatusCode.INTERNAL and "bug" not in failed.value.details()
+            assert echo(b"ab", timeout=10) == b"ba"  # batched
+            assert channel.unary_unary("/test.Service/Other")(b"ab", timeout=10) == b"ab"  # on the pool
+    finally:
+        assert server.stop(grace=None).wait(5)
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
