@@ -147,7 +147,8 @@ def serve(args: argparse.Namespace, model_dir: str, log_config: dict, settings: 
     model.load()  # on failure the server still starts, not ready, and the log says why
     ModelServer(
         host=args.host, limits=settings.limits, fast_route=settings.fast_route, offload=settings.offload,
-        log_config=log_config, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+        grpc_on_core=settings.grpc_core, log_config=log_config, http_port=args.http_port, grpc_port=args.grpc_port,
+        workers=args.workers,
         max_threads=args.max_threads, max_asyncio_workers=args.max_asyncio_workers,
         enable_grpc=args.enable_grpc, enable_docs_url=args.enable_docs_url,
         enable_latency_logging=args.enable_latency_logging, event_loop=args.event_loop,

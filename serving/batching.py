@@ -114,14 +114,58 @@ class AdaptiveBatcher:
     def predict_now(self, x: np.ndarray) -> np.ndarray:
         """``predict`` without the queue: one model call now, on the calling thread (any thread).
 
-        For small requests served from threads (gRPC): the compiled predictors keep no state
-        between calls, so concurrent calls are safe; the counters are approximate under threads.
+        The compiled predictors keep no state between calls, so concurrent calls are safe; the
+        counters are approximate under threads.
         """
         x = _checked(x)
         self.stats.requests += 1
         self.stats.rows += x.shape[0]
         self._record_batch(x.shape[0])
         return self._predict(x)
+
+    def predict_together(self, xs: list[np.ndarray]) -> list[np.ndarray | Exception]:
+        """Requests that arrived together, answered now on the calling thread in shared model calls.
+
+        For gRPC's core loop (serving.grpc_core), which collects the requests its completion queue
+        holds: the same isolation as ``predict`` (each array checked alone, batched only with the
+        same feature count and dtype, at most max_batch_rows rows per call, each retried alone if
+        the shared call raises); with batching off, one call per request.
+
+        Args:
+            xs: each request's rows (2-D arrays).
+
+        Returns:
+            Per request, in order: its output rows, or the exception that refused or failed it.
+        """
+        results: list[np.ndarray | Exception] = [None] * len(xs)  # type: ignore[list-item]
+        groups: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        for i, x in enumerate(xs):
+            try:
+                x = _checked(x)
+            except ValueError as exc:
+                results[i] = exc
+                continue
+            self.stats.requests += 1
+            self.stats.rows += x.shape[0]
+            groups.setdefault((x.shape[1], x.dtype), []).append((i, x))
+        for group in groups.values():
+            for chunk in self._chunks(group):
+                for (i, _), result in zip(chunk, self._compute([x for _, x in chunk])):
+                    results[i] = result
+        return results
+
+    def _chunks(self, group: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        """Consecutive requests up to max_batch_rows rows per call (a request is never split); one each when off."""
+        chunks: list[list[tuple[int, np.ndarray]]] = []
+        rows = 0
+        for item in group:
+            size = item[1].shape[0]
+            if not chunks or not self.config.enabled or rows + size > self.config.max_batch_rows:
+                chunks.append([])
+                rows = 0
+            chunks[-1].append(item)
+            rows += size
+        return chunks
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flush_now_scheduled:
@@ -167,31 +211,33 @@ class AdaptiveBatcher:
         live = [pending for pending in group if not pending.future.done()]  # callers may have gone away
         if not live:
             return
-        if len(live) == 1:
-            self._answer_alone(live[0])
-            return
-        sizes = [pending.x.shape[0] for pending in live]
+        for pending, result in zip(live, self._compute([pending.x for pending in live])):
+            if isinstance(result, Exception):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
+
+    def _compute(self, xs: list[np.ndarray]) -> list[np.ndarray | Exception]:
+        """One model call for checked arrays of one feature count and dtype; each alone if it raises."""
+        if len(xs) == 1:
+            return [self._alone(xs[0])]
+        sizes = [x.shape[0] for x in xs]
         self._record_batch(sum(sizes))
         try:
-            out = np.asarray(self._predict(np.concatenate([pending.x for pending in live])))
+            out = np.asarray(self._predict(np.concatenate(xs)))
             if out.ndim == 0 or out.shape[0] != sum(sizes):
                 raise ValueError(f"model returned shape {out.shape} for {sum(sizes)} rows")
         except Exception:
-            self.stats.retried_alone += len(live)
-            for pending in live:
-                self._answer_alone(pending)
-            return
-        for pending, part in zip(live, np.split(out, np.cumsum(sizes)[:-1])):
-            pending.future.set_result(part)
+            self.stats.retried_alone += len(xs)
+            return [self._alone(x) for x in xs]
+        return np.split(out, np.cumsum(sizes)[:-1])
 
-    def _answer_alone(self, pending: _Pending) -> None:
-        self._record_batch(pending.x.shape[0])
+    def _alone(self, x: np.ndarray) -> np.ndarray | Exception:
+        self._record_batch(x.shape[0])
         try:
-            result = self._predict(pending.x)
+            return self._predict(x)
         except Exception as exc:
-            pending.future.set_exception(exc)
-        else:
-            pending.future.set_result(result)
+            return exc
 
     def _record_batch(self, rows: int) -> None:
         self.stats.batches += 1

@@ -1,10 +1,11 @@
 """The scikit-learn model behind the V2 endpoints: a ``kserve.Model`` subclass.
 
 The fast REST route calls ``infer_json`` (V2) and ``infer_v1`` (V1); the gRPC servicer calls
-``infer_grpc_now`` (small requests, computed on its thread by the engine) or ``infer_grpc``; kserve's
-own V2 handler (fast route off) calls ``predict``. All decode with ``serving.v2``; all but
-``infer_grpc_now`` compute through ``_results``: the adaptive batcher (``serving.batching``,
-SERVING_BATCHING=0 turns it off) in front of the prediction engine (``serving.engine``).
+``infer_grpc_together`` (small requests that arrived together, computed at once on its thread) or
+``infer_grpc``; kserve's own V2 handler (fast route off) calls ``predict``. All decode with
+``serving.v2``; all but ``infer_grpc_together`` compute through ``_results``: the adaptive batcher
+(``serving.batching``, SERVING_BATCHING=0 turns it off) in front of the prediction engine
+(``serving.engine``); ``infer_grpc_together`` shares the batcher's model calls synchronously.
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ class SklearnModel(kserve.Model):
     async def _results(self, request: v2.DecodedRequest) -> dict[str, np.ndarray]:
         """Rows in schema order -> each requested output, through the batcher (a direct call when it is off).
 
-        Every V2 answer (REST, gRPC, kserve's route) goes through here or ``infer_grpc_now``; both
+        Every V2 answer (REST, gRPC, kserve's route) goes through here or ``infer_grpc_together``; both
         hand it to ``_record``, so the inference log sees them all.
         """
         return self._record(request, {out: await self._batchers[out].predict(request.x) for out in request.outputs})
@@ -238,18 +239,39 @@ class SklearnModel(kserve.Model):
         request = self.decode_grpc(message)
         return self.encode_grpc(message, await self._results(request))
 
-    def infer_grpc_now(self, message: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        """``infer_grpc`` computed at once on the calling thread (the engine, no batcher): for small requests.
+    def infer_grpc_together(self, messages: list[pb.ModelInferRequest]) -> list[pb.ModelInferResponse | Exception]:
+        """Small ModelInfer requests that arrived together, computed now on the calling thread.
+
+        Each output's rows go through one shared model call (``AdaptiveBatcher.predict_together``):
+        gRPC's core loop collects the requests that came in while it computed the last ones, the
+        way the batcher collects REST's between event-loop turns. Each answer has the form its
+        request used, as ``infer_grpc``'s.
 
         Args:
-            message: the decoded ModelInferRequest.
+            messages: the decoded ModelInferRequests.
 
         Returns:
-            The ModelInferResponse; raises as infer_grpc.
+            Per message, in order: its ModelInferResponse, or the exception refusing it (v2.InvalidRequest,
+            ModelNotFound for another version, ModelNotReady) or failing it.
         """
-        request = self.decode_grpc(message)
-        results = self._record(request, {out: self._batchers[out].predict_now(request.x) for out in request.outputs})
-        return self.encode_grpc(message, results)
+        answers: list[pb.ModelInferResponse | Exception] = [None] * len(messages)  # type: ignore[list-item]
+        decoded: list[tuple[int, v2.DecodedRequest]] = []
+        for i, message in enumerate(messages):
+            try:
+                decoded.append((i, self.decode_grpc(message)))
+            except Exception as exc:
+                answers[i] = exc
+        computed: dict[str, dict[int, np.ndarray | Exception]] = {}
+        for out in self.outputs:
+            wanting = [(i, request.x) for i, request in decoded if out in request.outputs]
+            if wanting:
+                values = self._batchers[out].predict_together([x for _, x in wanting])
+                computed[out] = {i: result for (i, _), result in zip(wanting, values)}
+        for i, request in decoded:
+            results = {out: computed[out][i] for out in request.outputs}
+            failed = next((r for r in results.values() if isinstance(r, Exception)), None)
+            answers[i] = failed or self.encode_grpc(messages[i], self._record(request, results))
+        return answers
 
     def decode_grpc(self, message: pb.ModelInferRequest) -> v2.DecodedRequest:
         """A ModelInferRequest checked (model ready, version served, tensors) and decoded.

@@ -36,8 +36,8 @@ from kserve.protocol.rest import server as rest_server
 from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
-from serving import inference_log, openapi, routes
-from serving.grpc_service import Servicer
+from serving import grpc_core, inference_log, openapi, routes
+from serving.grpc_service import BATCHED_METHOD, GRPC_SERVICE, MESSAGES, Servicer
 from serving.limits import Admission, DrainState, DrainingServer, Limits, protocol_for
 from serving.model import SklearnModel
 from serving.offload import Offloader
@@ -166,15 +166,17 @@ class RESTServer(rest_server.RESTServer):
 
 
 class GRPCServer(grpc_server.GRPCServer):
-    """gRPC on grpcio's threaded server (see serving.grpc_service), on a chosen host, without per-request logs.
+    """gRPC (see serving.grpc_service) on a chosen host, without per-request logs.
 
-    Start and stop are serialised: a stop that comes while the server starts waits for it, and one
-    that comes first means it never starts.
+    On serving.grpc_core's loop when ``core`` and grpc_core is available, else on grpcio's public
+    threaded server. Start and stop are serialised: a stop that comes while the server starts
+    waits for it, and one that comes first means it never starts.
     """
 
-    def __init__(self, *args: Any, host: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, host: str, core: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.listen_addr = f"[::]:{self._port}" if host == CLUSTER_HOST else f"{host}:{self._port}"
+        self.core = core and grpc_core.available()
         self._lifecycle = asyncio.Lock()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -185,23 +187,25 @@ class GRPCServer(grpc_server.GRPCServer):
         Returns at once when a stop came first.
 
         Args:
-            max_workers: threads answering calls.
+            max_workers: threads answering the calls not answered on the core loop (all of them on grpcio's server).
         """
         async with self._lifecycle:
             if self._stopping:
                 return
             servicer = Servicer(self._data_plane, self._model_repository_extension, asyncio.get_running_loop())
-            self._server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-                handlers=(servicer.handler(),),
-                # No interceptors (kserve adds two): see serving.grpc_service.
-                options=[
-                    ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                    ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
-                ],
-            )
+            pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc")
+            options = [
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ]
+            if self.core:
+                self._server = grpc_core.CoreServer(
+                    GRPC_SERVICE, MESSAGES, servicer.answer, BATCHED_METHOD, servicer.answer_together, pool, options)
+            else:  # no interceptors (kserve adds two): see serving.grpc_service
+                self._server = grpc.server(pool, handlers=(servicer.handler(),), options=options)
             self._server.add_insecure_port(self.listen_addr)
-            log.info("gRPC listening", extra={"address": self.listen_addr})
+            log.info("gRPC listening", extra={"address": self.listen_addr,
+                                              "server": "grpc_core" if self.core else "grpcio"})
             self._server.start()
         await self._stopped.wait()
 
@@ -226,6 +230,7 @@ class ModelServer(kserve.ModelServer):
         limits: Limits | None = None,
         fast_route: bool = True,
         offload: tuple[int, int] = (0, 1),
+        grpc_on_core: bool = True,
         log_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -235,6 +240,7 @@ class ModelServer(kserve.ModelServer):
         self.host = host
         self.fast_route = fast_route
         self.offload = offload
+        self.grpc_on_core = grpc_on_core  # False: grpcio's public threaded server (SERVING_GRPC_CORE=0)
         self.log_config = log_config
         self.dataplane = DataPlane(model_registry=self.registered_models)
         self._stopping = False
@@ -271,6 +277,7 @@ class ModelServer(kserve.ModelServer):
             self._grpc_server = GRPCServer(
                 self.grpc_port, self.dataplane, self.model_repository_extension,
                 kwargs=vars(model_server.args), grace_period=self.grace_period, host=self.host,
+                core=self.grpc_on_core,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         log.info("HTTP listening", extra={"address": f"{self.host}:{self.http_port}", "workers": self.workers})

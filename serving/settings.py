@@ -152,6 +152,7 @@ class ServingSettings:
 
     fast_path: bool = setting("SERVING_FAST_PATH", switch, True)  # the compiled engine (serving.engine)
     fast_route: bool = setting("SERVING_FAST_ROUTE", switch, True)  # inference before FastAPI (serving.routes)
+    grpc_core: bool = setting("SERVING_GRPC_CORE", switch, True)  # gRPC on grpcio's core loop (serving.grpc_core)
     batching: bool = setting("SERVING_BATCHING", switch, True)  # adaptive batching (serving.batching)
     batch_max_rows: int = setting("SERVING_BATCH_MAX_ROWS", integer(1), DEFAULT_MAX_BATCH_ROWS)
     batch_window_ms: float = setting("SERVING_BATCH_WINDOW_MS", number(0, 1000, "milliseconds"),

@@ -219,3 +219,36 @@ def test_switched_off_every_request_is_its_own_call(model, forest):
 def test_bad_config_values_in_code(kwargs, message):
     with pytest.raises(BatchingConfigError, match=message):
         BatchingConfig(**kwargs)
+
+
+def test_requests_answered_together_share_calls_by_width_and_dtype_and_fail_alone(forest):
+    """predict_together (gRPC's core loop): the batcher's isolation, without an event loop."""
+    model = RecordingModel(forest, fail_on_negative_age=True)
+    batcher = AdaptiveBatcher(model)
+    bad = rows(1, 3)
+    bad[0, 0] = -5
+    xs = [rows(2, 1), rows(3, 2), bad, rows(1, 4).astype(np.float32), np.zeros(10)]
+    results = batcher.predict_together(xs)
+    for x, result in zip(xs[:2] + xs[3:4], results[:2] + results[3:4]):
+        np.testing.assert_array_equal(result, forest(x))
+    assert isinstance(results[2], ValueError) and "age below" in str(results[2])
+    assert isinstance(results[4], ValueError) and "2-D" in str(results[4])  # refused before any call
+    # float64 rows: one shared call (6 rows) that raised, then each alone; float32 alone
+    assert sorted(model.calls) == sorted([6, 2, 3, 1, 1])
+    assert (batcher.stats.requests, batcher.stats.retried_alone) == (4, 3)
+
+
+def test_answered_together_with_batching_off_each_is_its_own_call(model, forest):
+    batcher = AdaptiveBatcher(model, BatchingConfig(enabled=False))
+    xs = [rows(2, 1), rows(3, 2)]
+    for x, result in zip(xs, batcher.predict_together(xs)):
+        np.testing.assert_array_equal(result, forest(x))
+    assert model.calls == [2, 3]
+
+
+def test_answered_together_at_most_max_batch_rows_per_call_never_splitting_a_request(model, forest):
+    batcher = AdaptiveBatcher(model, BatchingConfig(max_batch_rows=5))
+    xs = [rows(2, 1), rows(3, 2), rows(4, 3), rows(7, 4), rows(1, 5)]
+    for x, result in zip(xs, batcher.predict_together(xs)):
+        np.testing.assert_array_equal(result, forest(x))
+    assert model.calls == [5, 4, 7, 1]

@@ -303,7 +303,7 @@ def test_grpc_and_kserve_route_answers_are_recorded_too(regressor_dir, diabetes)
     message = pb.ModelInferRequest(model_name="diabetes-rf", raw_input_contents=[x.tobytes()])
     message.inputs.add(name="input-0", datatype="FP64", shape=[2, 10])
     grpc_answer = asyncio.run(model.infer_grpc(message))
-    thread_answer = model.infer_grpc_now(message)  # what gRPC's handler threads call for small requests
+    (thread_answer,) = model.infer_grpc_together([message])  # what gRPC's threads call for small requests
     kserve_answer = asyncio.run(model.predict(InferRequest("diabetes-rf", [
         InferInput("input-0", [2, 10], "FP64", x.ravel().tolist())])))
     log.close()

@@ -28,7 +28,7 @@ def test_unset_means_the_defaults() -> None:
 
 
 def test_every_setting_is_read_into_its_field() -> None:
-    env = {"SERVING_FAST_PATH": "0", "SERVING_FAST_ROUTE": "off", "SERVING_BATCHING": "no",
+    env = {"SERVING_FAST_PATH": "0", "SERVING_FAST_ROUTE": "off", "SERVING_BATCHING": "no", "SERVING_GRPC_CORE": "0",
            "SERVING_BATCH_MAX_ROWS": "64", "SERVING_BATCH_WINDOW_MS": "2.5", "SERVING_OFFLOAD_BYTES": "0",
            "SERVING_OFFLOAD_PROCESSES": "2", "SERVING_LOG_LEVEL": " debug ", "SERVING_ACCESS_LOG": "YES",
            "SERVING_MAX_CONCURRENCY": "7", "SERVING_GRACE_S": "12",
@@ -39,6 +39,7 @@ def test_every_setting_is_read_into_its_field() -> None:
     read = ServingSettings.from_env(env)
     assert read.batching_config == BatchingConfig(enabled=False, max_batch_rows=64, max_latency_ms=2.5)
     assert (read.fast_path, read.fast_route, read.access_log, read.log_level) == (False, False, True, "DEBUG")
+    assert read.grpc_core is False
     assert read.offload == (0, 2)
     assert read.limits == Limits(max_concurrency=7, grace_s=12.0)
     assert (read.inference_log, read.inference_log_sample, read.inference_log_batch_rows, read.inference_log_flush_s,
@@ -57,7 +58,8 @@ def test_switch_spellings(variable: str, raw: str, expected: bool) -> None:
 
 
 def test_there_are_switches() -> None:
-    assert SWITCHES == ["SERVING_ACCESS_LOG", "SERVING_BATCHING", "SERVING_FAST_PATH", "SERVING_FAST_ROUTE"]
+    assert SWITCHES == ["SERVING_ACCESS_LOG", "SERVING_BATCHING", "SERVING_FAST_PATH", "SERVING_FAST_ROUTE",
+                        "SERVING_GRPC_CORE"]
 
 
 # Text settings take any value; their own module says what it means (an empty inference-log URI: off).
