@@ -14,7 +14,7 @@ from .loadtools import Load
 from .measure import Report
 from .servers import BASELINE, GRPC_CEILING, KSERVE_ROUTE, OURS, REST_BASELINE
 
-# Issue 5's targets for OURS, checked in every report.
+# The serving targets for OURS, checked in every report.
 TARGET_RATIO, TARGET_P99_MS, TARGET_C1_P50_MS, TARGET_READY_S = 10.0, 25.0, 2.0, 3.0
 # Issue 9's: gRPC against REST on the same server and core, 1 row, 16 streams / connections.
 TARGET_GRPC_RATIO, TARGET_GRPC_P99_MS = 0.8, 5.0
@@ -92,7 +92,7 @@ def render(report: Report, seconds: float, started: dt.datetime, load_avg: tuple
 
 
 def targets(report: Report) -> list[str]:
-    """Issue 5's targets against this run's figures, one line each (none if OURS was not measured)."""
+    """The serving targets against this run's figures, one line each (none if OURS was not measured)."""
     def load(key: str, rows: int, concurrency: int, protocol: str = "REST") -> Load | None:
         return next((r.load for r in report.rows if r.server.key == key and (r.load.rows, r.load.concurrency)
                      == (rows, concurrency) and r.load.protocol == protocol), None)
@@ -101,7 +101,7 @@ def targets(report: Report) -> list[str]:
     if ours is None:
         return []
     mark = {True: "met", False: "**missed**"}
-    lines = ["", "Issue 5's targets for server 5 (default configuration), from the figures above:", ""]
+    lines = ["", "The serving targets for server 5 (default configuration), from the figures above:", ""]
     if base is not None:
         ratio = ours.rps / base.rps
         ok = ratio >= TARGET_RATIO and ours.p99 <= TARGET_P99_MS and ours.errors == 0
