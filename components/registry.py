@@ -47,6 +47,7 @@ from components.errors import (
     RegistryError,
 )
 from components.gate import schema_difference
+from components.storeerrors import is_internal_error
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ POINTER_FILE = "production.json"
 HISTORY = "history"
 CLAIM_FILE = "claim.json"
 PROBE_PREFIX = ".registry-probe/"
+PROBE_CONTENT = b"probe 1\n"  # the probe object's first write
 LOCK_FILE_ENV = "REGISTRY_LOCK_FILE"
 LOCK_TIMEOUT_ENV = "REGISTRY_LOCK_TIMEOUT_S"
 STALE_CLAIM_ENV = "REGISTRY_STALE_CLAIM_S"
@@ -354,8 +356,7 @@ def conditional_writes(store: Store, bucket: str) -> bool:
     Returns:
         True when both If-None-Match: * and If-Match are honoured, False when either is ignored.
     """
-    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-    etag = store.put_bytes(bucket, key, b"probe 1\n", content_type="text/plain", if_absent=True)
+    key, etag = _first_probe_write(store, bucket)
     try:
         try:
             store.put_bytes(bucket, key, b"probe 2\n", content_type="text/plain", if_absent=True)
@@ -370,6 +371,26 @@ def conditional_writes(store: Store, bucket: str) -> bool:
             return True
     finally:
         store.remove(bucket, key)
+
+
+def _first_probe_write(store: Store, bucket: str) -> tuple[str, str]:
+    """The probe object at a new key: (key, ETag).
+
+    S3's 500 InternalError asks for another try; rclone answers one when parallel PUTs create the
+    same folder (concurrent pushes probing a new bucket). The try is at another new key: at the
+    first, a write that took effect would then look like a conflict. What the failed try may have
+    left is removed when it can be.
+    """
+    first = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    try:
+        return first, store.put_bytes(bucket, first, PROBE_CONTENT, content_type="text/plain", if_absent=True)
+    except ObjectStoreError as exc:
+        if not is_internal_error(exc.__cause__):
+            raise
+    with contextlib.suppress(ObjectStoreError):
+        store.remove(bucket, first)
+    again = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    return again, store.put_bytes(bucket, again, PROBE_CONTENT, content_type="text/plain", if_absent=True)
 
 
 class Guard:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,7 +56,13 @@ def test_leak_scan_sees_a_process_of_the_session():
     """The session marker reaches children, so the end-of-session scan can find them."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert child.pid in tagged(os.environ[SESSION_MARKER_ENV], SESSION_MARKER_ENV)
+        # Popen returns once exec is past its point of no return, a moment before the kernel shows
+        # the new environment in /proc/PID/environ (seen empty there once in CI): look for a while.
+        deadline = time.monotonic() + 5
+        while child.pid not in (found := tagged(os.environ[SESSION_MARKER_ENV], SESSION_MARKER_ENV)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert child.pid in found
     finally:
         child.kill()
         child.wait()

@@ -13,9 +13,10 @@ import json
 import threading
 
 import pytest
+from minio.error import InvalidResponseError
 
 from components import push, registry as reg
-from components.errors import ObjectStoreUnreachable, PipelineError, PushError, RegistryError
+from components.errors import ObjectStoreError, ObjectStoreUnreachable, PipelineError, PushError, RegistryError
 from components.registry import Guard, LockGuard, Registry
 
 from .memstore import MemStore, seed_pointer, seed_version
@@ -355,3 +356,40 @@ def test_an_unreachable_store_during_promote_moves_nothing(diabetes, ridge_model
     with pytest.raises(ObjectStoreUnreachable, match="injected"):
         registry.promote(1, "t", "r")
     assert_sound(store, 3)
+
+
+class _InternalErrorOnce(MemStore):
+    """A store whose first write answers S3's 500 InternalError, as rclone does when parallel PUTs race."""
+
+    def __init__(self, landed: bool) -> None:
+        super().__init__()
+        self.landed, self.failed_keys = landed, []
+
+    def put_bytes(self, bucket, key, data, content_type="application/octet-stream", if_absent=False, if_match=None):
+        if not self.failed_keys:
+            self.failed_keys.append(key)
+            if self.landed:  # the write took effect, its answer did not come back
+                super().put_bytes(bucket, key, data, content_type)
+            error = InvalidResponseError(500, "text/xml; charset=utf-8", "<Error><Code>InternalError</Code></Error>")
+            raise ObjectStoreError(f"cannot write s3://{bucket}/{key}: InternalError") from error
+        return super().put_bytes(bucket, key, data, content_type, if_absent, if_match)
+
+
+@pytest.mark.parametrize("landed", [False, True])
+def test_the_probe_tries_again_at_a_new_key_after_an_internal_error(landed):
+    store = _InternalErrorOnce(landed)
+    store.ensure_bucket(BUCKET)
+    assert reg.conditional_writes(store, BUCKET) is True  # not misread as "If-None-Match ignored"
+    (failed,) = store.failed_keys
+    probes = {key for op, key in store.calls if op == "put"} - {failed}
+    assert len(probes) == 1 and next(iter(probes)).startswith(reg.PROBE_PREFIX)  # the try is at another key
+    assert store.keys(BUCKET) == []  # what the failed try left is removed too
+
+
+def test_any_other_store_error_in_the_probe_is_raised():
+    store = MemStore()
+    store.ensure_bucket(BUCKET)
+    store.fail("put", "", landed=False)
+    with pytest.raises(ObjectStoreError, match="injected: connection lost before put"):
+        reg.conditional_writes(store, BUCKET)
+    assert [op for op, _ in store.calls].count("put") == 1  # no second try
