@@ -126,6 +126,22 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "return _EnsembleKernel(flat, None, finish, getattr(model, method), _name(model, method, flat))"):
         "no cast: what reaches a booster is float64 (a step's output) or the request's int/float array, and "
         "comparing it with float64 thresholds promotes it to float64 exactly as sklearn's own cast does",
+    ("serving/rows.py", 'if dtype.kind in "iu":', 'if dtype.kind in "XXiuXX":'):
+        "a dtype kind is one letter and X is none: the same kinds pass",
+    ("serving/rows.py", "return array.astype(np.float64, copy=False).ravel()",
+     "return array.astype(None, copy=False).ravel()"):
+        "astype(None) is astype(float64)",
+    ("serving/rows.py", "return array.astype(np.float64, copy=False).ravel()",
+     "return array.astype(np.float64, copy=None).ravel()"):
+        "copy=None copies only when needed, as copy=False does for astype",
+    ("serving/rows.py", "bound = np.full(n, default) if value is None else np.asarray(value, np.float64)",
+     "bound = np.full(n, default) if value is None else np.asarray(value, None)"):
+        "bounds given as ints or float32 stay so; numpy compares them with the float64 rows after an exact "
+        "promotion and formats them the same with :.7g (nothing else reads spec.low/high)",
+    ("serving/rows.py", "bound = np.full(n, default) if value is None else np.asarray(value, np.float64)",
+     "bound = np.full(n, default) if value is None else np.asarray(value, )"):
+        "bounds given as ints or float32 stay so; numpy compares them with the float64 rows after an exact "
+        "promotion and formats them the same with :.7g (nothing else reads spec.low/high)",
     # pipeline and batch modules
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
         "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import orjson
@@ -68,7 +69,9 @@ def decode(raw: bytes, available=REGRESSION) -> v2.DecodedRequest:
                      "malformed JSON: number is infinity", id="inf-literal"),
         pytest.param(b'{"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3], "data": [NaN, 0, 0]}]}',
                      "malformed JSON", id="nan-literal"),
-        pytest.param(body(data=[1e300, 0.0, 0.0], datatype="FP32"), "holds inf at row 0, feature 'age'", id="fp32-overflow"),
+        pytest.param(body(data=[1e300, 0.0, 0.0], datatype="FP32"),
+                     "holds inf at row 0, feature 'age' (NaN, Inf, or out of FP32 range); expected finite numbers",
+                     id="fp32-overflow"),
         pytest.param(body(data=[1.5, 2, 3], datatype="INT32"), "datatype is INT32 but data holds non-integer", id="float-as-int"),
         pytest.param(body(data=[300, 2, 3], datatype="INT8"), "outside INT8 range [-128, 127]", id="int8-range"),
         pytest.param(body(data=[-1, 2, 3], datatype="UINT16"), "outside UINT16 range", id="negative-uint"),
@@ -122,6 +125,26 @@ def test_the_range_bounds_themselves_are_taken() -> None:
         np.testing.assert_array_equal(v2.decode_json_request(body(data=row), RANGED, REGRESSION, REGRESSION).x, [row])
     grpc = v2.decode_infer_request(infer_request([10.0, 1e37, 5.0]), RANGED, REGRESSION, REGRESSION)
     np.testing.assert_array_equal(grpc.x, [[10.0, 1e37, 5.0]])
+
+
+def test_a_spec_without_bounds_takes_every_finite_float64_and_builds_without_warnings() -> None:
+    # Built inside the test, not at import: mutmut switches a mutant on only while tests run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecated numpy call would become an error in a later numpy
+        spec = v2.InputSpec(FEATURES)
+    biggest = float(np.finfo(np.float64).max)
+    for row in ([-biggest, 0.0, biggest], [-1e300, -1.0, 1e-300]):
+        np.testing.assert_array_equal(v2.decode_json_request(body(data=row), spec, REGRESSION, REGRESSION).x, [row])
+    with pytest.raises(v2.InvalidRequest, match=r"holds inf at row 0, feature 'sex' \(NaN, Inf, or out of FP32"):
+        v2.decode_json_request(body(data=[0.0, 1e39, 0.0], datatype="FP32"), spec, REGRESSION, REGRESSION)
+
+
+def test_an_fp32_overflow_is_a_400_and_no_runtime_warning() -> None:
+    # A warning per bad request would flood the server log; the 400 already tells the client.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(v2.InvalidRequest, match="holds inf at row 0, feature 'age'"):
+            decode(body(data=[1e300, 0.0, 0.0], datatype="FP32"))
 
 
 def test_range_needs_one_bound_per_feature() -> None:
@@ -317,6 +340,17 @@ def test_grpc_raw_contents_are_read_in_place_and_checked() -> None:
     with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has 16 bytes of data; its shape and datatype FP64 need "
                                                 r"3 x 8 = 24"):
         v2.decode_grpc_request(short, SPEC, REGRESSION, ("predict",))
+
+
+def test_binary_fp64_rows_are_read_in_place_from_the_body() -> None:
+    # No copy of the client's bytes: a large binary batch is not held twice in memory.
+    rows = np.arange(6, dtype="<f8").reshape(2, 3)
+    header = orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 3],
+                                       "parameters": {"binary_data_size": rows.nbytes}}]})
+    raw = header + rows.tobytes()
+    x = v2.decode_json_request(raw, SPEC, REGRESSION, REGRESSION, str(len(header))).x
+    np.testing.assert_array_equal(x, rows)
+    assert np.shares_memory(x, np.frombuffer(raw, np.uint8))
 
 
 def test_grpc_pandas_inputs_one_per_feature_by_name() -> None:
