@@ -142,6 +142,39 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "bound = np.full(n, default) if value is None else np.asarray(value, )"):
         "bounds given as ints or float32 stay so; numpy compares them with the float64 rows after an exact "
         "promotion and formats them the same with :.7g (nothing else reads spec.low/high)",
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", None, count)'):
+        '_json_values compares the datatype only with UINT64 (so any other name reads the same)',
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", "XXFP64XX", count)'):
+        '_json_values compares the datatype only with UINT64 (so any other name reads the same)',
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", "fp64", count)'):
+        '_json_values compares the datatype only with UINT64 (so any other name reads the same)',
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", "FP64", None)'):
+        '_json_values does not read the count (it is in its signature for the values(datatype, count) protocol; as_float checks it)',
+    ("serving/v2.py", '_check_range(x, spec, ["instances"] * spec.n_features, ["FP64"] * spec.n_features)',
+     '_check_range(x, spec, ["instances"] * spec.n_features, ["XXFP64XX"] * spec.n_features)'):
+        'the datatype shows only in the NaN/Inf message, and V1 values are finite: orjson refuses NaN, Infinity and numbers beyond float64 as malformed JSON',
+    ("serving/v2.py", '_check_range(x, spec, ["instances"] * spec.n_features, ["FP64"] * spec.n_features)',
+     '_check_range(x, spec, ["instances"] * spec.n_features, ["fp64"] * spec.n_features)'):
+        'the datatype shows only in the NaN/Inf message, and V1 values are finite: orjson refuses NaN, Infinity and numbers beyond float64 as malformed JSON',
+    ("serving/v2.py", 'x = None',
+     'x = ""'):
+        "x is set from the first input's shape, before any use",
+    ("serving/v2.py", 'wheres, datatypes = [""] * spec.n_features, [""] * spec.n_features',
+     'wheres, datatypes = ["XXXX"] * spec.n_features, [""] * spec.n_features'):
+        'every column is filled: each feature comes exactly once (missing and repeated inputs are refused above)',
+    ("serving/v2.py", 'wheres, datatypes = [""] * spec.n_features, [""] * spec.n_features',
+     'wheres, datatypes = [""] * spec.n_features, ["XXXX"] * spec.n_features'):
+        'every column is filled: each feature comes exactly once (missing and repeated inputs are refused above)',
+    ("serving/v2.py", 'if array.dtype.kind not in "iuf" or ((b"true" in body or b"false" in body) and _has_bool(data)):',
+     'if array.dtype.kind not in "XXiufXX" or ((b"true" in body or b"false" in body) and _has_bool(data)):'):
+        'a dtype kind is one letter and X is none: the same kinds pass',
+    ("serving/v2.py", 'if values.dtype.kind in "biuf":',
+     'if values.dtype.kind in "XXbiufXX":'):
+        'a dtype kind is one letter and X is none: the same kinds pass (raw_bytes and output_tensor)',
     # pipeline and batch modules
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
         "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
