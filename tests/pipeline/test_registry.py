@@ -208,6 +208,68 @@ def test_a_promotion_that_loses_the_compare_and_swap_decides_again(diabetes, rid
     assert [e["version"] for e in Registry(store, BUCKET, "m").history()] == [1, 5]
 
 
+def _seed_worse_version(store, diabetes, evaluated, number: int, **extra) -> None:
+    """v<number>: same task and schema as the candidates, a primary metric far below theirs."""
+    worse = json.loads(evaluated.read_text())["primary_metric"]
+    worse["value"] -= 0.5
+    seed_version(store, BUCKET, "m", number, {"task": "regression", "primary_metric": worse,
+                                              "schema": json.loads(diabetes.schema.read_text()), **extra},
+                 f"model {number}".encode())
+
+
+def test_a_raced_in_production_with_the_same_training_is_kept_and_the_candidate_is_not_promoted(
+        diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    training = json.loads((ridge_models[1] / "training.json").read_text())
+    same = push.lineage("m", BUCKET, training, json.loads(diabetes.schema.read_text()),
+                        json.loads(evaluated.read_text()), "other-run")["fingerprint"]
+    # Worse by its score, so only "nothing new to learn" keeps it once it is production.
+    _seed_worse_version(store, diabetes, evaluated, 5, lineage={"fingerprint": same})
+    raced = {"done": False}
+
+    def concurrent(op, key):  # another run of the same training is promoted between this push's read and swap
+        if key == "m/production.json" and not raced["done"]:
+            raced["done"] = True
+            Registry(store, BUCKET, "m", Guard()).move(5, action="promote", by="someone", reason="same",
+                                                      expected=Registry(store, BUCKET, "m").current())
+    store.before_write = concurrent
+    with caplog.at_level("WARNING", logger="components.push"):
+        result = do_push(store, Guard(), diabetes, ridge_models[1], evaluated)
+    assert (result.version, result.promoted) == (6, False)
+    assert result.reason.startswith("nothing new to learn: production v5 was trained on the same data")
+    assert_sound(store, 5)
+    assert Registry(store, BUCKET, "m").complete_version(6).metadata["sha256"] == result.sha256  # kept, whole
+    assert "s3://models/m/production.json changed since it was read (another promotion won): not moved to v6; " \
+           "deciding again" in caplog.text
+    assert f"production NOT moved: {result.reason} (production changed since evaluate); s3://models/m/v6/ is kept" \
+           in caplog.text
+
+
+def test_a_production_that_keeps_moving_stops_the_push_after_the_last_attempt(diabetes, ridge_models, evaluated):
+    store = MemStore()
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    _seed_worse_version(store, diabetes, evaluated, 5)
+    moves, moving = [], []
+
+    def concurrent(op, key):  # before each of this push's swaps, someone else moves production: v5, v1, v5, ...
+        if key != "m/production.json" or moving:
+            return
+        moving.append(True)  # the move below writes production.json too
+        target = 1 if moves and moves[-1] == 5 else 5
+        Registry(store, BUCKET, "m", Guard()).move(target, action="promote", by="someone", reason="race",
+                                                  expected=Registry(store, BUCKET, "m").current())
+        moves.append(target)
+        moving.clear()
+    store.before_write = concurrent
+    with pytest.raises(PushError, match=rf"^production kept moving: v6 was written \(complete, kept\) but not promoted "
+                                        rf"after {reg.MAX_MOVE_ATTEMPTS} compare-and-swap attempts$"):
+        do_push(store, Guard(), diabetes, ridge_models[1], evaluated)
+    assert len(moves) == reg.MAX_MOVE_ATTEMPTS  # one lost swap per attempt, then it gave up
+    assert Registry(store, BUCKET, "m").current().version == moves[-1]
+    assert Registry(store, BUCKET, "m").complete_version(6).metadata["version"] == 6  # written whole, kept
+
+
 # ---------------------------------------------------------------------- failures at every write
 
 def _write_points(diabetes, ridge_models, evaluated, guard_factory, honours) -> list[tuple[str, str]]:
