@@ -175,6 +175,72 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("serving/v2.py", 'if values.dtype.kind in "biuf":',
      'if values.dtype.kind in "XXbiufXX":'):
         'a dtype kind is one letter and X is none: the same kinds pass (raw_bytes and output_tensor)',
+    ('scoring/library.py', 'x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)',
+     'x = rows.as_float(array, datatype, array.size, None).reshape(array.shape)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the array's own dtype, so the count and the type's range fit",
+    ('scoring/library.py', 'x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)',
+     'x = rows.as_float(array, datatype, array.size, "XXarrayXX").reshape(array.shape)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the array's own dtype, so the count and the type's range fit",
+    ('scoring/library.py', 'x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)',
+     'x = rows.as_float(array, datatype, array.size, "ARRAY").reshape(array.shape)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the array's own dtype, so the count and the type's range fit",
+    ('scoring/library.py', 'x[:, column] = rows.as_float(values, datatype, n, f"{where} column \'{name}\'")',
+     'x[:, column] = rows.as_float(values, datatype, n, None)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the column's own dtype (FP64 for longdouble), so the count and the type's range fit",
+    ('scoring/library.py', 'datatype = rows.datatype_of_dtype(values.dtype) or "FP64"',
+     'datatype = rows.datatype_of_dtype(None) or "FP64"'):
+        "every numeric column (int, uint, float of any width) converts to the same float64 values through as_float's FP64 path as through its own type's",
+    ('scoring/library.py', 'array = array.reshape(1, -1)  # one row',
+     'array = array.reshape(1, -2)  # one row'):
+        "numpy reads any negative size as 'the rest', as -1",
+    ('scoring/library.py', 'x = np.empty((n, self.spec.n_features), np.float64)',
+     'x = np.empty((n, self.spec.n_features), None)'):
+        "np.empty's default dtype is float64",
+    ('scoring/library.py', 'x = np.empty((n, self.spec.n_features), np.float64)',
+     'x = np.empty((n, self.spec.n_features), )'):
+        "np.empty's default dtype is float64",
+    ('scoring/library.py', 'first_column = np.argmax(~accepted[bad], axis=1) if bad.size else ()',
+     'first_column = np.argmax(~accepted[bad], axis=1) if (bad.size) or True else ()'):
+        'argmax along axis 1 of no rows is an empty array, which zips like ()',
+    ('scoring/library.py', 'ok[list(reasons)] = False',
+     'ok[list(reasons)] = None'):
+        'None stored into a bool array is False',
+    ('scoring/library.py', 'return ptypes.is_object_dtype(dtype) or ptypes.is_string_dtype(dtype)',
+     'return ptypes.is_object_dtype(None) or ptypes.is_string_dtype(dtype)'):
+        "pandas' is_string_dtype is true for the object dtype itself (it is given dtypes, never arrays)",
+    ('scoring/library.py', 'with tempfile.TemporaryDirectory(prefix="model-") as folder:',
+     'with tempfile.TemporaryDirectory(prefix=None) as folder:'):
+        'the name of a scratch folder deleted before load_model returns',
+    ('scoring/library.py', 'with tempfile.TemporaryDirectory(prefix="model-") as folder:',
+     'with tempfile.TemporaryDirectory(prefix="XXmodel-XX") as folder:'):
+        'the name of a scratch folder deleted before load_model returns',
+    ('scoring/library.py', 'with tempfile.TemporaryDirectory(prefix="model-") as folder:',
+     'with tempfile.TemporaryDirectory(prefix="MODEL-") as folder:'):
+        'the name of a scratch folder deleted before load_model returns',
+    ('scoring/library.py', 'prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""',
+     'prefix = prefix.rstrip("/") + "/" if prefix.strip("XX/XX") else ""'):
+        "strip takes a set of characters: X and / strip to empty exactly when / does, but for a folder named with X's and slashes alone",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if (ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=None, na_value=np.nan) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=np.float64, na_value=None) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(na_value=np.nan) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=np.float64, ) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'series.dtype) else series.to_numpy()',
+     'None) else series.to_numpy()'):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'checked = self.check_frame(data, "the DataFrame")',
+     'checked = self.check_frame(data, None)'):
+        "the label shows only in check_frame's column-type refusal, and check_columns, run first on the same DataFrame, refuses those columns already",
     # pipeline and batch modules
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
         "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
