@@ -37,7 +37,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a copy of the project needs to import the code and run its tests.
-COPIED = ("components", "contract", "serving", "scoring", "pipelines", "tests", "pyproject.toml")
+# manifests/ and helm/: the registry's tests check the object store's writer policy in both.
+COPIED = ("components", "contract", "serving", "scoring", "pipelines", "tests", "manifests", "helm", "pyproject.toml")
+# What mutmut copies beside the mutated packages into its mutants/ tree (the tests run there).
+ALSO_COPIED = ("pipelines", "contract", "manifests", "helm")
 SOURCE_PACKAGES = ("components", "serving", "scoring")
 
 # The one list: module -> the test files whose fast tier pins it down.
@@ -241,6 +244,69 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ('scoring/library.py', 'checked = self.check_frame(data, "the DataFrame")',
      'checked = self.check_frame(data, None)'):
         "the label shows only in check_frame's column-type refusal, and check_columns, run first on the same DataFrame, refuses those columns already",
+    ('components/registry.py', 'lock_file = env.get(LOCK_FILE_ENV, "")',
+     'lock_file = env.get(LOCK_FILE_ENV, None)'):
+        "an unset variable is refused by `if not lock_file` whether it reads as '' or None",
+    ('components/registry.py', 'lock_file = env.get(LOCK_FILE_ENV, "")',
+     'lock_file = env.get(LOCK_FILE_ENV, )'):
+        "an unset variable is refused by `if not lock_file` whether it reads as '' or None",
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get(None, 0))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("seq", None))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("seq", ))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("XXseqXX", 0))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("SEQ", 0))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("seq", 1))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'stack.append(current.version)  # entries lost or from a legacy adoption: the pointer wins',
+     'stack.append(None)  # entries lost or from a legacy adoption: the pointer wins'):
+        "only the stack's length and stack[-2] are read after this append, never the value appended",
+    ('components/registry.py', 'info = self.inspect(number, verify=True)',
+     'info = self.inspect(number, )'):
+        "inspect's verify defaults to True",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if (etag != "0" * 32) and False else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if (etag != "0" * 32) or True else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "XX0XX" * 32 if etag != "0" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 33 if etag != "0" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag == "0" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "XX0XX" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 33 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 32 else "1" / 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 32 else "XX1XX" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 32 else "1" * 33'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'return json.dumps(obj, indent=2, allow_nan=False).encode() + b"\\n"',
+     'return json.dumps(obj, indent=2, allow_nan=None).encode() + b"\\n"'):
+        'None is falsy: json.dumps refuses NaN exactly as with False',
     # pipeline and batch modules
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
         "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
@@ -332,7 +398,7 @@ def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
     return ("[mutmut]\n"
             f"source_paths ={lines(list(SOURCE_PACKAGES))}\n"
             f"only_mutate ={lines([module])}\n"
-            f"also_copy ={lines(['pipelines', 'contract'])}\n"
+            f"also_copy ={lines(list(ALSO_COPIED))}\n"
             f"pytest_add_cli_args ={lines(['-m', 'not integration', '-q', '-p', 'no:cacheprovider'])}\n"
             f"pytest_add_cli_args_test_selection ={lines(list(tests))}\n")
 
