@@ -307,6 +307,63 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ('components/registry.py', 'return json.dumps(obj, indent=2, allow_nan=False).encode() + b"\\n"',
      'return json.dumps(obj, indent=2, allow_nan=None).encode() + b"\\n"'):
         'None is falsy: json.dumps refuses NaN exactly as with False',
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="TEXT/PLAIN", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="XXtext/plainXX", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", )'):
+        "the probe's first write goes to a fresh uuid key: with or without If-None-Match nothing is there to keep",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=False)'):
+        "the probe's first write goes to a fresh uuid key: with or without If-None-Match nothing is there to keep",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=None)'):
+        "the probe's first write goes to a fresh uuid key: with or without If-None-Match nothing is there to keep",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type=None, if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'honoured = _PROBED.get(cache_key) if url else None',
+     'honoured = _PROBED.get(cache_key) if (url) or True else None'):
+        'without a url nothing is stored in _PROBED, so looking up (None, uri) finds nothing, as not looking',
+    ('components/registry.py', 'known = [v.number for v in self.versions(verify=False) if v.complete]',
+     'known = [v.number for v in self.versions(verify=None) if v.complete]'):
+        'None is falsy: inspect/versions skip the hash check exactly as with False',
+    ('components/registry.py', 'production = self.inspect(current.version, verify=False)',
+     'production = self.inspect(current.version, verify=None)'):
+        'None is falsy: inspect/versions skip the hash check exactly as with False',
+    ('components/registry.py', 'return [info.number for info in Registry(store, bucket, model_name).versions(verify=False) if info.complete]',
+     'return [info.number for info in Registry(store, bucket, model_name).versions(verify=None) if info.complete]'):
+        'None is falsy: inspect/versions skip the hash check exactly as with False',
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", content_type="TEXT/PLAIN", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", content_type="XXtext/plainXX", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", content_type=None, if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", content_type="TEXT/PLAIN", if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", content_type="XXtext/plainXX", if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", content_type=None, if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
     # pipeline and batch modules
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
         "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
