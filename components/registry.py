@@ -841,14 +841,14 @@ class Registry:
                             number + 1)
                 tried = number
                 continue
-            self._fill(prefix, number, claim_etag, model, _json_bytes(metadata_for(number)), skops)
+            self._fill(prefix, claim_etag, model, _json_bytes(metadata_for(number)), skops)
             log.info("wrote %s{%s,%s}", self.uri(prefix), MODEL_FILE + (f",{SKOPS_FILE}" if skops else ""),
                      METADATA_FILE)
             return number
         raise PushError(f"gave up after {MAX_VERSION_ATTEMPTS} attempts (the last v{tried}): each version of "
                         f"{self.uri(self.model_name + '/')} tried was taken by a concurrent run")
 
-    def _fill(self, prefix: str, number: int, claim_etag: str, model: bytes, metadata: bytes,
+    def _fill(self, prefix: str, claim_etag: str, model: bytes, metadata: bytes,
               skops: bytes | None = None) -> None:
         key = model_key(prefix)
         try:

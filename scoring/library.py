@@ -190,10 +190,8 @@ class Predictor:
         datatype = rows.datatype_of_dtype(array.dtype)
         if datatype is None:
             raise SchemaMismatch(f"array has dtype {array.dtype}; expected numbers (int or float)")
-        try:
-            x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)
-        except rows.RowCheckError as exc:
-            raise SchemaMismatch(str(exc)) from None
+        # Cannot refuse: the datatype is the array's own dtype, so the count and the type's range fit.
+        x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)
         try:
             rows.check_range(x, self.spec, ["array"] * self.spec.n_features, [datatype] * self.spec.n_features)
         except rows.RowCheckError as exc:
@@ -236,7 +234,7 @@ class Predictor:
             dtype = dtypes.get(name)
             if dtype is None or _is_text(dtype):
                 continue  # text cells are parsed per row: a non-number is that row's problem
-            if ptypes.is_bool_dtype(dtype) or not ptypes.is_numeric_dtype(dtype):
+            if not _is_number(dtype):
                 raise SchemaMismatch(f"{where}: column '{name}' has type {dtype}; expected numbers (int or float)")
 
     def check_frame(self, frame: pd.DataFrame, where: str, first_row: int = 0) -> CheckedRows:
@@ -261,16 +259,15 @@ class Predictor:
                     reasons.setdefault(int(position), f"feature '{name}' is {_show(series.iloc[position])}; "
                                                       "expected a number")
                 series = parsed
-            if ptypes.is_bool_dtype(series.dtype) or not ptypes.is_numeric_dtype(series.dtype):
+            if not _is_number(series.dtype):
                 raise SchemaMismatch(f"{where}: column '{name}' has type {series.dtype} at rows from {first_row}; "
                                      "expected numbers (int or float)")
             values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(
                 series.dtype) else series.to_numpy()
+            # Cannot refuse: the datatype is the column's own (FP64 for one numpy has no V2 name, e.g.
+            # longdouble), so the count and the type's range fit; range and NaN are checked per row below.
             datatype = rows.datatype_of_dtype(values.dtype) or "FP64"
-            try:
-                x[:, column] = rows.as_float(values, datatype, n, f"{where} column '{name}'")
-            except rows.RowCheckError as exc:
-                raise SchemaMismatch(str(exc)) from None
+            x[:, column] = rows.as_float(values, datatype, n, f"{where} column '{name}'")
         accepted = rows.accepted_cells(x, self.spec)
         ok = accepted.all(axis=1)
         bad = np.flatnonzero(~ok)
@@ -283,6 +280,11 @@ class Predictor:
                 reasons[position] = f"feature '{self.feature_names[column]}' holds {value}{separator}{problem}"
         ok[list(reasons)] = False
         return CheckedRows(x, ok, reasons)
+
+
+def _is_number(dtype: Any) -> bool:
+    """int or float: not bool, and not complex (casting it to float would drop the imaginary part)."""
+    return ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype) and not ptypes.is_complex_dtype(dtype)
 
 
 def _is_text(dtype: Any) -> bool:

@@ -146,12 +146,13 @@ def decode_json_request(
     header, binary = split_binary(body, header_length)
     request = parse_json(header)
     tensors = _input_list(request.get("inputs"), spec)
-    inputs, offset = [], 0
+    inputs, tensor_parameters, offset = [], [], 0
     for i, tensor in enumerate(tensors):
         if not isinstance(tensor, dict):
             raise InvalidRequest(f"inputs[{i}] is {_show(tensor)}; expected a tensor object")
         where = f"inputs[{i}]"
-        size = _parameters(tensor, where).get("binary_data_size")
+        tensor_parameters.append(_parameters(tensor, where))
+        size = tensor_parameters[-1].get("binary_data_size")
         if size is None:
             values = functools.partial(_json_values, tensor.get("data"), header, where)
         else:
@@ -171,8 +172,9 @@ def decode_json_request(
         raise InvalidRequest(
             f"{len(binary)} bytes of binary data follow the JSON header; the inputs' binary_data_size add up to {offset}"
         )
-    x = _features(inputs, spec, _is_pandas(request, tensors, lambda t: _parameters(t, "inputs[]")))
-    outputs, binary_outputs = _requested_json_outputs(request, available, default)
+    request_parameters = _parameters(request, "request")
+    x = _features(inputs, spec, _is_pandas(request_parameters, tensor_parameters))
+    outputs, binary_outputs = _requested_json_outputs(request, request_parameters, available, default)
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidRequest(f"id is {_show(request_id)}; expected a string")
@@ -230,10 +232,10 @@ def _parameters(obj: dict, where: str) -> dict:
     return parameters
 
 
-def _is_pandas(request: Any, tensors: Sequence[Any], parameters: Callable[[Any], Mapping]) -> bool:
+def _is_pandas(request_parameters: Mapping, tensor_parameters: Sequence[Mapping]) -> bool:
     """KServe's pandas codec: content_type "pd" on the request or any input, or several inputs."""
-    return len(tensors) > 1 or any(
-        parameters(obj).get("content_type") == PANDAS for obj in (request, *tensors)
+    return len(tensor_parameters) > 1 or any(
+        parameters.get("content_type") == PANDAS for parameters in (request_parameters, *tensor_parameters)
     )
 
 
@@ -268,7 +270,7 @@ def decode_grpc_request(
         else:
             values = functools.partial(_typed_values, tensor.contents, where)
         inputs.append(_Input(where, tensor.name, tensor.datatype, list(tensor.shape), values))
-    x = _features(inputs, spec, _is_pandas(request, tensors, _grpc_parameters))
+    x = _features(inputs, spec, _is_pandas(_grpc_parameters(request), [_grpc_parameters(t) for t in tensors]))
     names = [out.name for out in request.outputs]
     return DecodedRequest(x, check_outputs(names, available, default), request.id or None)
 
@@ -296,7 +298,7 @@ def decode_infer_request(
         _Input(f"inputs[{i}]", t.name, t.datatype, t.shape, functools.partial(_kserve_values, t, f"inputs[{i}]"))
         for i, t in enumerate(tensors)
     ]
-    x = _features(inputs, spec, _is_pandas(request, tensors, lambda t: t.parameters or {}))
+    x = _features(inputs, spec, _is_pandas(request.parameters or {}, [t.parameters or {} for t in tensors]))
     names = [out.name for out in request.request_outputs or ()]
     return DecodedRequest(x, check_outputs(names, available, default), request.id or None)
 
@@ -430,9 +432,10 @@ def _typed_values(contents: Any, where: str, datatype: str, count: int) -> np.nd
     field = GRPC_CONTENTS.get(datatype)
     if field is None:
         raise InvalidRequest(f"{where}.datatype {datatype} travels only as raw_input_contents")
-    values = getattr(contents, field)
-    return np.array(values, NUMERIC_DATATYPES[datatype] if datatype.startswith("FP") else None) \
-        if len(values) else np.empty(0)
+    # numpy reads uint64 values >= 2**63 next to smaller ones as float64 unless told the type. Other
+    # contents are read as numpy sees them (exact: protobuf holds them as int32/int64/float32/float64),
+    # so that a value beyond a narrower declared type is refused by the range check, not overflowed here.
+    return np.array(getattr(contents, field), np.uint64 if datatype == "UINT64" else None)
 
 
 def _kserve_values(tensor: Any, where: str, datatype: str, count: int) -> np.ndarray:
@@ -478,15 +481,15 @@ def _check_range(x: np.ndarray, spec: InputSpec, wheres: Sequence[str], datatype
 
 
 def _requested_json_outputs(
-    request: dict, available: Sequence[str], default: Sequence[str]
+    request: dict, parameters: Mapping, available: Sequence[str], default: Sequence[str]
 ) -> tuple[tuple[str, ...], frozenset[str]]:
-    """The outputs asked for, and which of them to answer in binary."""
+    """The outputs asked for, and which of them to answer in binary (parameters: the request's)."""
     outputs = request.get("outputs")
-    all_binary = _parameters(request, "request").get("binary_data_output", False)
+    all_binary = parameters.get("binary_data_output", False)
     if not isinstance(all_binary, bool):
         raise InvalidRequest(f"parameters.binary_data_output is {_show(all_binary)}; expected true or false")
     if outputs is None:
-        names = check_outputs((), available, default)
+        names = tuple(default)
         return names, frozenset(names if all_binary else ())
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise InvalidRequest(

@@ -37,7 +37,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a copy of the project needs to import the code and run its tests.
-COPIED = ("components", "contract", "serving", "scoring", "pipelines", "tests", "pyproject.toml")
+# manifests/ and helm/: the registry's tests check the object store's writer policy in both.
+COPIED = ("components", "contract", "serving", "scoring", "pipelines", "tests", "manifests", "helm", "pyproject.toml")
+# What mutmut copies beside the mutated packages into its mutants/ tree (the tests run there).
+ALSO_COPIED = ("pipelines", "contract", "manifests", "helm")
 SOURCE_PACKAGES = ("components", "serving", "scoring")
 
 # The one list: module -> the test files whose fast tier pins it down.
@@ -126,6 +129,241 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "return _EnsembleKernel(flat, None, finish, getattr(model, method), _name(model, method, flat))"):
         "no cast: what reaches a booster is float64 (a step's output) or the request's int/float array, and "
         "comparing it with float64 thresholds promotes it to float64 exactly as sklearn's own cast does",
+    ("serving/rows.py", 'if dtype.kind in "iu":', 'if dtype.kind in "XXiuXX":'):
+        "a dtype kind is one letter and X is none: the same kinds pass",
+    ("serving/rows.py", "return array.astype(np.float64, copy=False).ravel()",
+     "return array.astype(None, copy=False).ravel()"):
+        "astype(None) is astype(float64)",
+    ("serving/rows.py", "return array.astype(np.float64, copy=False).ravel()",
+     "return array.astype(np.float64, copy=None).ravel()"):
+        "copy=None copies only when needed, as copy=False does for astype",
+    ("serving/rows.py", "bound = np.full(n, default) if value is None else np.asarray(value, np.float64)",
+     "bound = np.full(n, default) if value is None else np.asarray(value, None)"):
+        "bounds given as ints or float32 stay so; numpy compares them with the float64 rows after an exact "
+        "promotion and formats them the same with :.7g (nothing else reads spec.low/high)",
+    ("serving/rows.py", "bound = np.full(n, default) if value is None else np.asarray(value, np.float64)",
+     "bound = np.full(n, default) if value is None else np.asarray(value, )"):
+        "bounds given as ints or float32 stay so; numpy compares them with the float64 rows after an exact "
+        "promotion and formats them the same with :.7g (nothing else reads spec.low/high)",
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", None, count)'):
+        '_json_values compares the datatype only with UINT64 (so any other name reads the same)',
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", "XXFP64XX", count)'):
+        '_json_values compares the datatype only with UINT64 (so any other name reads the same)',
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", "fp64", count)'):
+        '_json_values compares the datatype only with UINT64 (so any other name reads the same)',
+    ("serving/v2.py", 'array = _json_values(instances, body, "instances", "FP64", count)',
+     'array = _json_values(instances, body, "instances", "FP64", None)'):
+        '_json_values does not read the count (it is in its signature for the values(datatype, count) protocol; as_float checks it)',
+    ("serving/v2.py", '_check_range(x, spec, ["instances"] * spec.n_features, ["FP64"] * spec.n_features)',
+     '_check_range(x, spec, ["instances"] * spec.n_features, ["XXFP64XX"] * spec.n_features)'):
+        'the datatype shows only in the NaN/Inf message, and V1 values are finite: orjson refuses NaN, Infinity and numbers beyond float64 as malformed JSON',
+    ("serving/v2.py", '_check_range(x, spec, ["instances"] * spec.n_features, ["FP64"] * spec.n_features)',
+     '_check_range(x, spec, ["instances"] * spec.n_features, ["fp64"] * spec.n_features)'):
+        'the datatype shows only in the NaN/Inf message, and V1 values are finite: orjson refuses NaN, Infinity and numbers beyond float64 as malformed JSON',
+    ("serving/v2.py", 'x = None',
+     'x = ""'):
+        "x is set from the first input's shape, before any use",
+    ("serving/v2.py", 'wheres, datatypes = [""] * spec.n_features, [""] * spec.n_features',
+     'wheres, datatypes = ["XXXX"] * spec.n_features, [""] * spec.n_features'):
+        'every column is filled: each feature comes exactly once (missing and repeated inputs are refused above)',
+    ("serving/v2.py", 'wheres, datatypes = [""] * spec.n_features, [""] * spec.n_features',
+     'wheres, datatypes = [""] * spec.n_features, ["XXXX"] * spec.n_features'):
+        'every column is filled: each feature comes exactly once (missing and repeated inputs are refused above)',
+    ("serving/v2.py", 'if array.dtype.kind not in "iuf" or ((b"true" in body or b"false" in body) and _has_bool(data)):',
+     'if array.dtype.kind not in "XXiufXX" or ((b"true" in body or b"false" in body) and _has_bool(data)):'):
+        'a dtype kind is one letter and X is none: the same kinds pass',
+    ("serving/v2.py", 'if values.dtype.kind in "biuf":',
+     'if values.dtype.kind in "XXbiufXX":'):
+        'a dtype kind is one letter and X is none: the same kinds pass (raw_bytes and output_tensor)',
+    ('scoring/library.py', 'x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)',
+     'x = rows.as_float(array, datatype, array.size, None).reshape(array.shape)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the array's own dtype, so the count and the type's range fit",
+    ('scoring/library.py', 'x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)',
+     'x = rows.as_float(array, datatype, array.size, "XXarrayXX").reshape(array.shape)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the array's own dtype, so the count and the type's range fit",
+    ('scoring/library.py', 'x = rows.as_float(array, datatype, array.size, "array").reshape(array.shape)',
+     'x = rows.as_float(array, datatype, array.size, "ARRAY").reshape(array.shape)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the array's own dtype, so the count and the type's range fit",
+    ('scoring/library.py', 'x[:, column] = rows.as_float(values, datatype, n, f"{where} column \'{name}\'")',
+     'x[:, column] = rows.as_float(values, datatype, n, None)'):
+        "the label shows only in as_float's refusals, and it cannot refuse here: the datatype is the column's own dtype (FP64 for longdouble), so the count and the type's range fit",
+    ('scoring/library.py', 'datatype = rows.datatype_of_dtype(values.dtype) or "FP64"',
+     'datatype = rows.datatype_of_dtype(None) or "FP64"'):
+        "every numeric column (int, uint, float of any width) converts to the same float64 values through as_float's FP64 path as through its own type's",
+    ('scoring/library.py', 'array = array.reshape(1, -1)  # one row',
+     'array = array.reshape(1, -2)  # one row'):
+        "numpy reads any negative size as 'the rest', as -1",
+    ('scoring/library.py', 'x = np.empty((n, self.spec.n_features), np.float64)',
+     'x = np.empty((n, self.spec.n_features), None)'):
+        "np.empty's default dtype is float64",
+    ('scoring/library.py', 'x = np.empty((n, self.spec.n_features), np.float64)',
+     'x = np.empty((n, self.spec.n_features), )'):
+        "np.empty's default dtype is float64",
+    ('scoring/library.py', 'first_column = np.argmax(~accepted[bad], axis=1) if bad.size else ()',
+     'first_column = np.argmax(~accepted[bad], axis=1) if (bad.size) or True else ()'):
+        'argmax along axis 1 of no rows is an empty array, which zips like ()',
+    ('scoring/library.py', 'ok[list(reasons)] = False',
+     'ok[list(reasons)] = None'):
+        'None stored into a bool array is False',
+    ('scoring/library.py', 'return ptypes.is_object_dtype(dtype) or ptypes.is_string_dtype(dtype)',
+     'return ptypes.is_object_dtype(None) or ptypes.is_string_dtype(dtype)'):
+        "pandas' is_string_dtype is true for the object dtype itself (it is given dtypes, never arrays)",
+    ('scoring/library.py', 'with tempfile.TemporaryDirectory(prefix="model-") as folder:',
+     'with tempfile.TemporaryDirectory(prefix=None) as folder:'):
+        'the name of a scratch folder deleted before load_model returns',
+    ('scoring/library.py', 'with tempfile.TemporaryDirectory(prefix="model-") as folder:',
+     'with tempfile.TemporaryDirectory(prefix="XXmodel-XX") as folder:'):
+        'the name of a scratch folder deleted before load_model returns',
+    ('scoring/library.py', 'with tempfile.TemporaryDirectory(prefix="model-") as folder:',
+     'with tempfile.TemporaryDirectory(prefix="MODEL-") as folder:'):
+        'the name of a scratch folder deleted before load_model returns',
+    ('scoring/library.py', 'prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""',
+     'prefix = prefix.rstrip("/") + "/" if prefix.strip("XX/XX") else ""'):
+        "strip takes a set of characters: X and / strip to empty exactly when / does, but for a folder named with X's and slashes alone",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if (ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=None, na_value=np.nan) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=np.float64, na_value=None) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(na_value=np.nan) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'values = series.to_numpy(dtype=np.float64, na_value=np.nan) if ptypes.is_extension_array_dtype(',
+     'values = series.to_numpy(dtype=np.float64, ) if ptypes.is_extension_array_dtype('):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'series.dtype) else series.to_numpy()',
+     'None) else series.to_numpy()'):
+        "pandas 2.3 (pinned below 3) already turns a nullable or Arrow numeric column into float64 with NaN for missing values, and into its own numpy dtype without them; the explicit dtype and na_value only keep that so if pandas' default changes",
+    ('scoring/library.py', 'checked = self.check_frame(data, "the DataFrame")',
+     'checked = self.check_frame(data, None)'):
+        "the label shows only in check_frame's column-type refusal, and check_columns, run first on the same DataFrame, refuses those columns already",
+    ('components/registry.py', 'lock_file = env.get(LOCK_FILE_ENV, "")',
+     'lock_file = env.get(LOCK_FILE_ENV, None)'):
+        "an unset variable is refused by `if not lock_file` whether it reads as '' or None",
+    ('components/registry.py', 'lock_file = env.get(LOCK_FILE_ENV, "")',
+     'lock_file = env.get(LOCK_FILE_ENV, )'):
+        "an unset variable is refused by `if not lock_file` whether it reads as '' or None",
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get(None, 0))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("seq", None))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("seq", ))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("XXseqXX", 0))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("SEQ", 0))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'return sorted(entries, key=lambda e: e.get("seq", 0))',
+     'return sorted(entries, key=lambda e: e.get("seq", 1))'):
+        'the entries are read in key order (S3 lists keys sorted) and each key is its seq in 8 digits, so they come in seq order already; the sort only keeps that explicit',
+    ('components/registry.py', 'stack.append(current.version)  # entries lost or from a legacy adoption: the pointer wins',
+     'stack.append(None)  # entries lost or from a legacy adoption: the pointer wins'):
+        "only the stack's length and stack[-2] are read after this append, never the value appended",
+    ('components/registry.py', 'info = self.inspect(number, verify=True)',
+     'info = self.inspect(number, )'):
+        "inspect's verify defaults to True",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if (etag != "0" * 32) and False else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if (etag != "0" * 32) or True else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "XX0XX" * 32 if etag != "0" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 33 if etag != "0" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag == "0" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "XX0XX" * 32 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 33 else "1" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 32 else "1" / 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 32 else "XX1XX" * 32'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'stale = "0" * 32 if etag != "0" * 32 else "1" * 32',
+     'stale = "0" * 32 if etag != "0" * 32 else "1" * 33'):
+        "any ETag but the probe object's own is stale, and its own is its MD5 (never 32 zeros): every variant of this line still sends a stale one",
+    ('components/registry.py', 'return json.dumps(obj, indent=2, allow_nan=False).encode() + b"\\n"',
+     'return json.dumps(obj, indent=2, allow_nan=None).encode() + b"\\n"'):
+        'None is falsy: json.dumps refuses NaN exactly as with False',
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="TEXT/PLAIN", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="XXtext/plainXX", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", )'):
+        "the probe's first write goes to a fresh uuid key: with or without If-None-Match nothing is there to keep",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=False)'):
+        "the probe's first write goes to a fresh uuid key: with or without If-None-Match nothing is there to keep",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=None)'):
+        "the probe's first write goes to a fresh uuid key: with or without If-None-Match nothing is there to keep",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type=None, if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'etag = store.put_bytes(bucket, key, b"probe 1\\n", content_type="text/plain", if_absent=True)',
+     'etag = store.put_bytes(bucket, key, b"probe 1\\n", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'honoured = _PROBED.get(cache_key) if url else None',
+     'honoured = _PROBED.get(cache_key) if (url) or True else None'):
+        'without a url nothing is stored in _PROBED, so looking up (None, uri) finds nothing, as not looking',
+    ('components/registry.py', 'known = [v.number for v in self.versions(verify=False) if v.complete]',
+     'known = [v.number for v in self.versions(verify=None) if v.complete]'):
+        'None is falsy: inspect/versions skip the hash check exactly as with False',
+    ('components/registry.py', 'production = self.inspect(current.version, verify=False)',
+     'production = self.inspect(current.version, verify=None)'):
+        'None is falsy: inspect/versions skip the hash check exactly as with False',
+    ('components/registry.py', 'return [info.number for info in Registry(store, bucket, model_name).versions(verify=False) if info.complete]',
+     'return [info.number for info in Registry(store, bucket, model_name).versions(verify=None) if info.complete]'):
+        'None is falsy: inspect/versions skip the hash check exactly as with False',
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", content_type="TEXT/PLAIN", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", content_type="XXtext/plainXX", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", content_type=None, if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 2\\n", content_type="text/plain", if_absent=True)',
+     'store.put_bytes(bucket, key, b"probe 2\\n", if_absent=True)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", content_type="TEXT/PLAIN", if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", content_type="XXtext/plainXX", if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", content_type=None, if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
+    ('components/registry.py', 'store.put_bytes(bucket, key, b"probe 3\\n", content_type="text/plain", if_match=stale)',
+     'store.put_bytes(bucket, key, b"probe 3\\n", if_match=stale)'):
+        "the probe object's content type: it is deleted before anything reads it",
     # pipeline and batch modules
     ("components/push.py", "text=True, timeout=5, check=False)", "text=True, timeout=5, check=True)"):
         "a failing git then raises CalledProcessError, a SubprocessError, which is caught: 'unknown' either way",
@@ -217,7 +455,7 @@ def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
     return ("[mutmut]\n"
             f"source_paths ={lines(list(SOURCE_PACKAGES))}\n"
             f"only_mutate ={lines([module])}\n"
-            f"also_copy ={lines(['pipelines', 'contract'])}\n"
+            f"also_copy ={lines(list(ALSO_COPIED))}\n"
             f"pytest_add_cli_args ={lines(['-m', 'not integration', '-q', '-p', 'no:cacheprovider'])}\n"
             f"pytest_add_cli_args_test_selection ={lines(list(tests))}\n")
 

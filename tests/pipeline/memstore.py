@@ -32,6 +32,7 @@ class MemStore:
     honours_conditions: bool = True
     objects: dict[str, dict[str, bytes]] = field(default_factory=dict)  # bucket -> key -> bytes
     calls: list[tuple[str, str]] = field(default_factory=list)
+    content_types: dict[tuple[str, str], str] = field(default_factory=dict)  # (bucket, key) -> as written
     faults: list[Fault] = field(default_factory=list)
     # Called before each write lands (op, key): a test plays a concurrent writer from here.
     before_write: Callable[[str, str], None] | None = None
@@ -126,6 +127,7 @@ class MemStore:
                     key not in objects or hashlib.md5(objects[key]).hexdigest() != if_match):
                 raise PreconditionFailed(f"cannot write s3://{bucket}/{key}: it changed since it was read")
             objects[key] = bytes(data)
+            self.content_types[bucket, key] = content_type
             return hashlib.md5(data).hexdigest()
         return self._guarded("put", key, write)
 
@@ -138,6 +140,7 @@ class MemStore:
             if source_key not in objects:
                 raise ObjectNotFound(f"cannot copy s3://{bucket}/{source_key}: NoSuchKey")
             objects[target_key] = objects[source_key]
+            self.content_types[bucket, target_key] = self.content_types.get((bucket, source_key), "")
         self.calls.append(("copy_source", source_key))
         return self._guarded("copy", target_key, copy)
 

@@ -129,10 +129,14 @@ def test_a_training_record_without_a_data_hash_has_no_fingerprint(diabetes, ridg
     assert lineage["fingerprint"] is None and lineage["params"]["allow_schema_change"] is False
 
 
-def test_a_push_answers_what_it_wrote(tmp_path, diabetes, ridge_models, evaluated):
+def test_a_push_answers_what_it_wrote(tmp_path, diabetes, ridge_models, evaluated, caplog):
     store = MemStore()
-    pushed = push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
+    with caplog.at_level("INFO", logger="components.push"):
+        pushed = push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
     model = (ridge_models[0] / "model.joblib").read_bytes()
+    # The step's log line names the version, the model's hash (its first 12 digits) and where production is.
+    assert (f"pushed s3://models/m/v1/ (sha256 {hashlib.sha256(model).hexdigest()[:12]}); production now points "
+            "at v1") in caplog.messages
     assert pushed == push.PushResult(1, "s3://models/m/v1/", "s3://models/m/production/",
                                      hashlib.sha256(model).hexdigest(), True, pushed.reason, False)
     assert "no production model yet" in pushed.reason
@@ -248,7 +252,9 @@ def test_refreshing_production_is_tried_twice_then_reported(tmp_path, diabetes, 
     store = MemStore()
     store.fail("copy", "m/production/metadata.json")
     pushed = push_with(tmp_path, diabetes, ridge_models[0], json.loads(evaluated.read_text()), store)
-    assert pushed.promoted and "refreshing s3://models/m/production/ failed" in caplog.text
+    assert pushed.promoted
+    assert ("refreshing s3://models/m/production/ failed (injected: connection lost before copy "
+            "m/production/metadata.json): trying once more") in caplog.text
     assert Registry(store, BUCKET, "m").production_state()[0]
     store.fail("copy", "m/production/metadata.json", times=2)
     with pytest.raises(PushError, match=r"^production.json names v2, but s3://models/m/production/ could not be "

@@ -21,5 +21,7 @@ def test_skops_form_of_the_trained_model_predicts_the_same(diabetes_rf, diabetes
 
 def test_a_model_the_server_would_refuse_is_not_pushed(tmp_path):
     joblib.dump(LinearRegression().fit(np.eye(3), [1.0, 2.0, 3.0]), tmp_path / "model.joblib")
-    with pytest.raises(PushError, match="would be refused by the server: .*LinearRegression.*ESTIMATORS"):
+    # The message says how to fix it: the allow-list and the command that rewrites it.
+    with pytest.raises(PushError, match="would be refused by the server: .*LinearRegression.*ESTIMATORS and run "
+                                        r"`python -m components.modelformat --write`$"):
         skops_bytes(tmp_path)

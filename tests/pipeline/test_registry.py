@@ -209,6 +209,68 @@ def test_a_promotion_that_loses_the_compare_and_swap_decides_again(diabetes, rid
     assert [e["version"] for e in Registry(store, BUCKET, "m").history()] == [1, 5]
 
 
+def _seed_worse_version(store, diabetes, evaluated, number: int, **extra) -> None:
+    """v<number>: same task and schema as the candidates, a primary metric far below theirs."""
+    worse = json.loads(evaluated.read_text())["primary_metric"]
+    worse["value"] -= 0.5
+    seed_version(store, BUCKET, "m", number, {"task": "regression", "primary_metric": worse,
+                                              "schema": json.loads(diabetes.schema.read_text()), **extra},
+                 f"model {number}".encode())
+
+
+def test_a_raced_in_production_with_the_same_training_is_kept_and_the_candidate_is_not_promoted(
+        diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    training = json.loads((ridge_models[1] / "training.json").read_text())
+    same = push.lineage("m", BUCKET, training, json.loads(diabetes.schema.read_text()),
+                        json.loads(evaluated.read_text()), "other-run")["fingerprint"]
+    # Worse by its score, so only "nothing new to learn" keeps it once it is production.
+    _seed_worse_version(store, diabetes, evaluated, 5, lineage={"fingerprint": same})
+    raced = {"done": False}
+
+    def concurrent(op, key):  # another run of the same training is promoted between this push's read and swap
+        if key == "m/production.json" and not raced["done"]:
+            raced["done"] = True
+            Registry(store, BUCKET, "m", Guard()).move(5, action="promote", by="someone", reason="same",
+                                                      expected=Registry(store, BUCKET, "m").current())
+    store.before_write = concurrent
+    with caplog.at_level("WARNING", logger="components.push"):
+        result = do_push(store, Guard(), diabetes, ridge_models[1], evaluated)
+    assert (result.version, result.promoted) == (6, False)
+    assert result.reason.startswith("nothing new to learn: production v5 was trained on the same data")
+    assert_sound(store, 5)
+    assert Registry(store, BUCKET, "m").complete_version(6).metadata["sha256"] == result.sha256  # kept, whole
+    assert "s3://models/m/production.json changed since it was read (another promotion won): not moved to v6; " \
+           "deciding again" in caplog.text
+    assert f"production NOT moved: {result.reason} (production changed since evaluate); s3://models/m/v6/ is kept" \
+           in caplog.text
+
+
+def test_a_production_that_keeps_moving_stops_the_push_after_the_last_attempt(diabetes, ridge_models, evaluated):
+    store = MemStore()
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    _seed_worse_version(store, diabetes, evaluated, 5)
+    moves, moving = [], []
+
+    def concurrent(op, key):  # before each of this push's swaps, someone else moves production: v5, v1, v5, ...
+        if key != "m/production.json" or moving:
+            return
+        moving.append(True)  # the move below writes production.json too
+        target = 1 if moves and moves[-1] == 5 else 5
+        Registry(store, BUCKET, "m", Guard()).move(target, action="promote", by="someone", reason="race",
+                                                  expected=Registry(store, BUCKET, "m").current())
+        moves.append(target)
+        moving.clear()
+    store.before_write = concurrent
+    with pytest.raises(PushError, match=rf"^production kept moving: v6 was written \(complete, kept\) but not promoted "
+                                        rf"after {reg.MAX_MOVE_ATTEMPTS} compare-and-swap attempts$"):
+        do_push(store, Guard(), diabetes, ridge_models[1], evaluated)
+    assert len(moves) == reg.MAX_MOVE_ATTEMPTS  # one lost swap per attempt, then it gave up
+    assert Registry(store, BUCKET, "m").current().version == moves[-1]
+    assert Registry(store, BUCKET, "m").complete_version(6).metadata["version"] == 6  # written whole, kept
+
+
 # ---------------------------------------------------------------------- failures at every write
 
 def _write_points(diabetes, ridge_models, evaluated, guard_factory, honours) -> list[tuple[str, str]]:
@@ -393,3 +455,372 @@ def test_any_other_store_error_in_the_probe_is_raised():
     with pytest.raises(ObjectStoreError, match="injected: connection lost before put"):
         reg.conditional_writes(store, BUCKET)
     assert [op for op, _ in store.calls].count("put") == 1  # no second try
+
+
+# ------------------------------------------------------------ edges that mutation testing found unpinned
+
+def test_every_object_a_push_writes_carries_its_content_type(mode, diabetes, ridge_models, evaluated):
+    store, guard = mode
+    do_push(store, guard(), diabetes, ridge_models[0], evaluated)
+    store.fail("put", "m/v2/metadata.json")  # the second push fails at its last write: a tombstone
+    with pytest.raises(PushError):
+        do_push(store, guard(), diabetes, ridge_models[1], evaluated)
+    types = {key: store.content_types[BUCKET, key] for key in store.keys(BUCKET)
+             if not key.startswith(reg.PROBE_PREFIX)}
+    assert len(types) >= 9
+    for key, content_type in types.items():
+        assert content_type == ("application/json" if key.endswith(".json") else "application/octet-stream"), key
+    tombstone = json.loads(store.get_bytes(BUCKET, "m/v2/claim.json"))
+    assert tombstone["abandoned"] is True and tombstone["reason"] == "the push writing it failed at m/v2/metadata.json"
+    assert reg._parse_time(tombstone["at"]) is not None
+
+
+def test_a_ctrl_c_while_writing_cleans_up_then_stops(diabetes, ridge_models, evaluated):
+    store = MemStore()
+
+    def interrupt(op, key):
+        if key == "m/v1/model.skops":
+            raise KeyboardInterrupt
+    store.before_write = interrupt
+    with pytest.raises(KeyboardInterrupt):  # not turned into a PushError: the user asked to stop
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    assert store.list_keys(BUCKET, "m/v1/") == ["m/v1/claim.json"]
+    assert json.loads(store.get_bytes(BUCKET, "m/v1/claim.json"))["abandoned"] is True
+
+
+def test_a_tombstone_or_delete_that_fails_is_logged_and_reported(diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    store.fail("put", "m/v1/metadata.json")
+    claims = []
+
+    def tombstone_lost(op, key):  # the claim lands; the tombstone over it (the second put) does not
+        if key == "m/v1/claim.json":
+            claims.append(op)
+            if len(claims) == 2:
+                raise ObjectStoreUnreachable("tombstone lost")
+    store.before_write = tombstone_lost
+    with caplog.at_level("ERROR", logger="components.registry"), pytest.raises(
+            PushError, match=r"s3://models/m/v1/ could not be marked abandoned \(tombstone lost\)"):
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    assert "could not mark s3://models/m/v1/ abandoned: tombstone lost" in caplog.messages
+    store = MemStore()
+    store.fail("put", "m/v1/metadata.json")
+    store.fail("remove", "m/v1/model.joblib")
+    with caplog.at_level("ERROR", logger="components.registry"), pytest.raises(PushError, match="could not be deleted"):
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    assert "could not delete s3://models/m/v1/: injected: connection lost before remove m/v1/model.joblib" \
+        in caplog.messages
+
+
+def test_a_pointer_records_the_version_it_replaced_and_the_move_is_logged(diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    with caplog.at_level("INFO", logger="components.registry"):
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated, run_id="r1")
+        do_push(store, Guard(), diabetes, ridge_models[1], evaluated, run_id="r2")
+    pointer = Registry(store, BUCKET, "m").current()
+    assert (pointer.version, pointer.seq, pointer.previous) == (2, 2, 1)
+    assert [e["previous"] for e in Registry(store, BUCKET, "m").history()] == [None, 1]
+    assert "production.json: v- -> v1 (seq 1, push by run r1)" in caplog.messages
+    assert "production.json: v1 -> v2 (seq 2, push by run r2)" in caplog.messages
+
+
+def test_a_history_entry_that_cannot_be_written_is_logged_and_the_move_stands(diabetes, ridge_models, evaluated,
+                                                                             caplog):
+    store = MemStore()
+    store.fail("put", "m/history/00000001.json")
+    with caplog.at_level("ERROR", logger="components.registry"):
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    assert Registry(store, BUCKET, "m").current().version == 1
+    assert ("production moved to v1 but s3://models/m/history/00000001.json could not be written (injected: "
+            "connection lost before put m/history/00000001.json): the next move writes it") in caplog.messages
+
+
+def test_promoting_production_itself_moves_nothing_but_repairs_production_folder(diabetes, ridge_models, evaluated,
+                                                                               caplog):
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    store.put_bytes(BUCKET, "m/production/model.joblib", b"stale")
+    with caplog.at_level("INFO", logger="components.registry"):
+        pointer = registry.promote(3, "t", "again")
+    assert pointer == registry.current() and [e["version"] for e in registry.history()] == [1, 2, 3]
+    assert "v3 is already production" in caplog.messages
+    assert any(m.endswith(": repairing it (copying v3 into it)") for m in caplog.messages)  # no move: a repair
+    assert store.get_bytes(BUCKET, "m/production/model.joblib") == model_bytes(ridge_models[2])
+    assert registry.sync_production() is False  # consistent now: nothing copied
+
+
+def test_a_promotion_that_loses_a_race_reads_again_and_gives_up_if_it_keeps_losing(diabetes, ridge_models,
+                                                                                  evaluated, caplog):
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    moving, moved, budget = [], [], [1]
+
+    def concurrent(op, key):  # someone else moves production (to v3, then v1, v3, ...) before a swap
+        if key != "m/production.json" or moving or len(moved) >= budget[0]:
+            return
+        moving.append(True)  # the move below writes production.json too
+        other = Registry(store, BUCKET, "m", Guard())
+        target = 1 if other.current().version == 3 else 3
+        other.move(target, action="promote", by="someone", reason="race", expected=other.current())
+        moved.append(target)
+        moving.clear()
+    store.before_write = concurrent
+    with caplog.at_level("INFO", logger="components.registry"):
+        assert registry.promote(2, "t", "r").version == 2  # lost once, read again, won
+    assert moved == [1]
+    assert any(m.endswith("(another promotion won): not moved to v2; reading it again") for m in caplog.messages)
+    assert "copying v2 into s3://models/m/production/" in caplog.messages  # after a move: no "repairing"
+    assert not any("repairing" in m for m in caplog.messages)
+    registry.promote(1, "t", "r")
+    moved.clear()
+    budget[0] = reg.MAX_MOVE_ATTEMPTS
+    with pytest.raises(RegistryError, match=rf"^production kept moving: gave up promoting v2 after "
+                                            rf"{reg.MAX_MOVE_ATTEMPTS} tries$"):
+        registry.promote(2, "t", "r")
+    assert len(moved) == reg.MAX_MOVE_ATTEMPTS
+
+
+def test_rollback_follows_the_pointer_when_history_lost_entries(diabetes, ridge_models, evaluated):
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    store.remove(BUCKET, "m/history/00000003.json")  # the entry for v3 lost: the pointer still names v3
+    assert registry.rollback_target() == 2
+    registry.promote(1, "t", "r")
+    # A rollback entry from before rollbacks were a stack: its version is followed as recorded.
+    store.put_bytes(BUCKET, "m/history/00000005.json", json.dumps(
+        {"seq": 5, "version": 2, "action": "rollback", "sha256": "x"}).encode())
+    # The stack: pushes 1, 2, 3 (entry 3 rewritten by the promote), promote 1; the rollback entry pops 1 and,
+    # its v2 not being on top, pushes 2; the pointer's v1 goes on top: [1, 2, 3, 2, 1], so before v1 came v2.
+    assert registry.rollback_target() == 2
+    with pytest.raises(RegistryError, match="^m has no production model: nothing to roll back$"):
+        Registry(MemStore(objects={BUCKET: {}}), BUCKET, "m").rollback_target()
+
+
+def test_rollback_to_another_schema_needs_allow_schema_change(diabetes, ridge_models, evaluated):
+    store = MemStore()
+    schema = json.loads(diabetes.schema.read_text())
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    seed_version(store, BUCKET, "m", 4, {"task": "regression", "schema": {**schema, "features": schema["features"][:3]}})
+    registry.promote(4, "t", "r", allow_schema_change=True)
+    with pytest.raises(RegistryError, match="takes another input schema than production v4"):
+        registry.rollback("t", "undo")
+    assert registry.rollback("t", "undo", allow_schema_change=True).version == 3
+
+
+def test_promote_compares_with_production_even_if_its_files_were_tampered(diabetes, ridge_models, evaluated):
+    # The check reads production's metadata without re-hashing its model: a damaged production still has a task.
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    store.put_bytes(BUCKET, "m/v3/model.joblib", b"damaged")
+    seed_version(store, BUCKET, "m", 5, {"task": "classification", "schema": json.loads(diabetes.schema.read_text())})
+    with pytest.raises(RegistryError, match="v5 is a classification model; production v3 is regression"):
+        registry.promote(5, "t", "r")
+
+
+def test_listings_and_refusals_read_no_model_file(diabetes, ridge_models, evaluated):
+    # Hashing every version's model to list them would download every model.
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    store.put_bytes(BUCKET, "m/v2/model.joblib", b"damaged")  # listed all the same: only promoting it hashes it
+    store.calls.clear()
+    assert reg.versions(store, BUCKET, "m") == [1, 2, 3]
+    with pytest.raises(RegistryError, match=r"v9 does not exist .*complete versions: v1, v2, v3"):
+        registry.promote(9, "t", "r")
+    assert not [key for op, key in store.calls if op == "get" and key.endswith("model.joblib")]
+
+
+def test_production_metadata_without_a_store_or_production_is_none(diabetes, ridge_models, evaluated):
+    assert reg.production_metadata(None, BUCKET, "m") is None
+    store = MemStore(objects={BUCKET: {}})
+    assert reg.production_metadata(store, BUCKET, "m") is None
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    assert reg.production_metadata(store, BUCKET, "m")["version"] == 1
+
+
+def test_a_lock_guard_takes_its_timeout_from_the_environment(tmp_path, caplog):
+    store = MemStore(honours_conditions=False, objects={BUCKET: {}})
+    lock = str(tmp_path / "lock")
+    with caplog.at_level("INFO", logger="components.registry"):
+        guard = reg.guard_for(store, BUCKET, env={reg.LOCK_FILE_ENV: lock, reg.LOCK_TIMEOUT_ENV: "7.5"})
+    assert guard.timeout_s == 7.5
+    assert reg.guard_for(store, BUCKET, env={reg.LOCK_FILE_ENV: lock}).timeout_s == reg.LOCK_TIMEOUT_S
+    assert f"s3://{BUCKET}/ ignores conditional writes: writers serialise on the lock {lock}" in caplog.messages
+
+
+def test_the_probe_runs_once_per_endpoint_and_bucket(monkeypatch):
+    monkeypatch.setattr(reg, "_PROBED", {})
+    probes = []
+
+    class Endpoint(MemStore):
+        settings = type("Settings", (), {"url": "http://store:9000"})()
+    monkeypatch.setattr(reg, "conditional_writes", lambda store, bucket: probes.append(bucket) or False)
+    store = Endpoint(objects={BUCKET: {}, "other": {}})
+    env = {reg.LOCK_FILE_ENV: "/tmp/lock"}
+    for _ in range(2):
+        assert isinstance(reg.guard_for(store, BUCKET, env=env), LockGuard)  # False is remembered too
+    reg.guard_for(store, "other", env=env)
+    assert probes == [BUCKET, "other"]
+    plain = MemStore(objects={BUCKET: {}})  # no settings (tests): probed every time
+    reg.guard_for(plain, BUCKET, env=env)
+    reg.guard_for(plain, BUCKET, env=env)
+    assert probes == [BUCKET, "other", BUCKET, BUCKET]
+
+
+def test_a_lock_writer_cleans_any_partial_and_a_conditional_one_only_an_old_claim(diabetes, ridge_models, evaluated,
+                                                                                  tmp_path, caplog):
+    claim = json.dumps({"run_id": "r9", "claimed_at": reg._now()}).encode()
+    store = MemStore(honours_conditions=False)
+    seed_version(store, BUCKET, "m", 1, {"task": "regression"})
+    store.remove(BUCKET, "m/v1/metadata.json")
+    store.put_bytes(BUCKET, "m/v1/claim.json", claim)  # fresh: yet under the lock nobody else is writing
+    lock = LockGuard(str(tmp_path / "lock"))
+    with lock.session():
+        assert Registry(store, BUCKET, "m", lock).clean_partials() == [1]
+    store = MemStore()
+    seed_version(store, BUCKET, "m", 1, {"task": "regression"})
+    store.remove(BUCKET, "m/v1/metadata.json")
+    store.put_bytes(BUCKET, "m/v1/claim.json", claim)
+    with caplog.at_level("INFO", logger="components.registry"):
+        assert Registry(store, BUCKET, "m", Guard(), stale_claim_s=60).clean_partials() == []
+    assert any(m.startswith("v1 is partial (no metadata.json) but claimed ") and m.endswith(" s ago by run r9: left to it")
+               for m in caplog.messages)
+    assert Registry(store, BUCKET, "m", Guard(), stale_claim_s=0).clean_partials() == [1]  # old enough
+
+
+
+def test_registry_json_is_indented_with_a_final_newline_and_never_holds_nan(diabetes, ridge_models, evaluated):
+    store = MemStore()
+    do_push(store, Guard(), diabetes, ridge_models[0], evaluated)
+    for key in ("m/production.json", "m/history/00000001.json", "m/v1/claim.json", "m/v1/metadata.json"):
+        text = store.get_bytes(BUCKET, key).decode()
+        assert text == json.dumps(json.loads(text), indent=2) + "\n", key  # readable in a browser or `cat`
+    registry = Registry(store, BUCKET, "m", Guard())
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        registry.write_version(b"model", lambda n: {"version": n, "metrics": {"r2": float("nan")}}, "run")
+    assert not store.exists(BUCKET, "m/v2/metadata.json")
+
+
+def test_a_claim_says_who_took_the_version_and_when(diabetes, ridge_models, evaluated, caplog):
+    import os
+
+    store = MemStore()
+    with caplog.at_level("INFO", logger="components.registry"):
+        do_push(store, Guard(), diabetes, ridge_models[0], evaluated, run_id="run-42")
+    claim = json.loads(store.get_bytes(BUCKET, "m/v1/claim.json"))
+    assert (claim["run_id"], claim["pid"], claim["host"]) == ("run-42", os.getpid(), os.uname().nodename)
+    claimed = reg._parse_time(claim["claimed_at"])
+    assert abs((dt.datetime.now(dt.timezone.utc) - claimed).total_seconds()) < 60
+    assert "wrote s3://models/m/v1/{model.joblib,model.skops,metadata.json}" in caplog.messages
+
+
+def test_registry_times_are_utc_whatever_the_machine_s_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        written = reg._parse_time(reg._now())
+        assert abs((dt.datetime.now(dt.timezone.utc) - written).total_seconds()) < 60
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert reg._parse_time("2026-12-02T08:00:00Z") == NOW  # without fractions, as older records wrote it
+    assert reg._parse_time("2026-12-02T08:00:00.250000Z") == NOW + dt.timedelta(milliseconds=250)
+    assert reg._parse_time("yesterday") is None and reg._parse_time(None) is None
+
+
+def test_the_probe_writes_only_under_its_prefix_and_catches_a_store_ignoring_if_match_alone():
+    class IgnoresIfMatch(MemStore):  # honours If-None-Match: * but writes over a stale ETag
+        def put_bytes(self, bucket, key, data, content_type="application/octet-stream", if_absent=False,
+                      if_match=None):
+            return super().put_bytes(bucket, key, data, content_type, if_absent)
+    store = IgnoresIfMatch(objects={BUCKET: {}})
+    assert reg.conditional_writes(store, BUCKET) is False
+    honest = MemStore(objects={BUCKET: {}})
+    assert reg.conditional_writes(honest, BUCKET) is True
+    # The writer policy lets pipelines write there: the probe may use no other key.
+    assert {key.startswith(reg.PROBE_PREFIX) for _, key in store.calls + honest.calls} == {True}
+    assert store.keys(BUCKET) == [] and honest.keys(BUCKET) == []
+
+
+def test_a_taken_version_is_logged_with_the_next_one_tried(diabetes, ridge_models, evaluated, caplog):
+    store = MemStore()
+    store.ensure_bucket(BUCKET)
+    store.put_bytes(BUCKET, "m/v1/claim.json", json.dumps({"run_id": "other", "claimed_at": reg._now()}).encode())
+
+    with caplog.at_level("WARNING", logger="components.registry"):
+        registry = Registry(store, BUCKET, "m", Guard(), stale_claim_s=3600)
+        with registry.guard.session():
+            numbers = registry.numbers
+            registry.numbers = lambda: []  # v1 looked free when listed; another run's claim landed since
+            assert registry.write_version(b"model", lambda n: {"version": n}, "run") == 2
+            registry.numbers = numbers
+    assert "v1 was taken by a concurrent run (s3://models/m/v1/); trying v2" in caplog.messages
+
+
+def test_leftovers_of_abandoned_versions_and_partials_are_cleaned_and_logged(diabetes, ridge_models, evaluated,
+                                                                            caplog):
+    store = MemStore()
+    store.ensure_bucket(BUCKET)
+    for number in (1, 2):  # tombstoned, but their files were not all deleted
+        store.put_bytes(BUCKET, f"m/v{number}/claim.json", json.dumps({"abandoned": True, "reason": "x"}).encode())
+        store.put_bytes(BUCKET, f"m/v{number}/model.joblib", b"left")
+    store.put_bytes(BUCKET, "m/v3/claim.json", json.dumps({"run_id": "dead", "claimed_at": "2020-01-01T00:00:00Z"}).encode())
+    store.put_bytes(BUCKET, "m/v3/model.joblib", b"half")  # a push that died: claimed long ago, no metadata
+    store.put_bytes(BUCKET, "m/v4/model.joblib", b"no claim at all")
+    store.calls.clear()
+    with caplog.at_level("WARNING", logger="components.registry"):
+        cleaned = Registry(store, BUCKET, "m", Guard()).clean_partials()
+    assert cleaned == [3, 4]
+    for number in (1, 2, 3, 4):
+        assert store.list_keys(BUCKET, f"m/v{number}/") == [f"m/v{number}/claim.json"]
+        assert json.loads(store.get_bytes(BUCKET, f"m/v{number}/claim.json"))["abandoned"] is True
+    assert json.loads(store.get_bytes(BUCKET, "m/v3/claim.json"))["reason"] == \
+        "partial (no metadata.json), found by a later writer"
+    assert "removed what was left of abandoned v1: m/v1/model.joblib" in caplog.messages
+    assert "removed what was left of abandoned v2: m/v2/model.joblib" in caplog.messages
+    assert ("removed partial v3 (no metadata.json): s3://models/m/v3/ is marked abandoned and emptied (never served)"
+            in caplog.messages)
+    assert not [key for op, key in store.calls if op == "get" and key.endswith("model.joblib")]  # no hashing
+
+
+def test_production_state_without_a_pointer_and_with_a_stale_copy(diabetes, ridge_models, evaluated):
+    store = MemStore(objects={BUCKET: {}})
+    registry = Registry(store, BUCKET, "m")
+    assert registry.production_state() == (True, "no production model")
+    store.put_bytes(BUCKET, "m/production/model.joblib", b"orphan")
+    assert registry.production_state() == (
+        False, "no production.json, but s3://models/m/production/ holds 1 object(s) of no known version")
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    assert registry.production_state() == (True, "s3://models/m/production/ holds v3")
+    store.copy(BUCKET, "m/v2/metadata.json", "m/production/metadata.json")  # the model is v3's, its metadata not
+    assert registry.production_state() == (False, "s3://models/m/production/ does not hold v3 (production.json)")
+    assert registry.production_state(registry.current()) == registry.production_state()
+
+
+def test_a_repair_of_production_copies_then_logs_the_state_and_drops_a_newer_skops(diabetes, ridge_models,
+                                                                                    evaluated, caplog):
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+    store.remove(BUCKET, "m/v3/model.skops")  # v3 as pushed before skops existed
+    store.put_bytes(BUCKET, "m/production/model.joblib", b"stale")
+    with caplog.at_level("INFO", logger="components.registry"):
+        assert registry.sync_production() is True
+    assert not store.exists(BUCKET, "m/production/model.skops")  # never v3's pickle beside another's skops
+    assert "s3://models/m/production/ holds v3" in caplog.messages  # said after copying
+
+
+def test_a_production_folder_that_keeps_changing_is_an_error_after_the_last_round(diabetes, ridge_models,
+                                                                                   evaluated):
+    store = MemStore()
+    registry = _three_versions(store, diabetes, ridge_models, evaluated)
+
+    def spoil(op, key):  # another writer keeps putting an old model back after each copy
+        if op == "copy" and key == "m/production/metadata.json":
+            store.objects[BUCKET]["m/production/model.joblib"] = b"old"
+    store.put_bytes(BUCKET, "m/production/model.joblib", b"stale")
+    store.before_write = spoil
+    with pytest.raises(RegistryError, match=rf"does not hold v3 \(production.json\) after {reg.MAX_SYNC_ROUNDS} "
+                                            "copies: production keeps moving; run again$"):
+        registry.sync_production()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import orjson
@@ -61,6 +62,8 @@ def decode(raw: bytes, available=REGRESSION) -> v2.DecodedRequest:
         pytest.param(body(data=[0.1, {"v": 1}, 0.3]), "holds {'v': 1}; expected only numbers", id="object-value"),
         pytest.param(b'{"inputs": [{"name": "input-0", "datatype": "INT64", "shape": [1, 3], "data": [1, 1180591620717411303424, 3]}]}',
                      "INT64 but data holds non-integer numbers (or integers beyond 64 bits)", id="int-beyond-64-bits"),
+        pytest.param(body(data=[2 ** 63, 0, 1], datatype="INT64"),
+                     "INT64 but data holds non-integer numbers (or integers beyond 64 bits)", id="int64-plus-one"),
         pytest.param(body(data="0.1,0.2,0.3"), "inputs[0].data is '0.1,0.2,0.3'; expected a list of numbers", id="data-string"),
         pytest.param(orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3]}]}),
                      "inputs[0].data is None", id="no-data"),
@@ -68,7 +71,9 @@ def decode(raw: bytes, available=REGRESSION) -> v2.DecodedRequest:
                      "malformed JSON: number is infinity", id="inf-literal"),
         pytest.param(b'{"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3], "data": [NaN, 0, 0]}]}',
                      "malformed JSON", id="nan-literal"),
-        pytest.param(body(data=[1e300, 0.0, 0.0], datatype="FP32"), "holds inf at row 0, feature 'age'", id="fp32-overflow"),
+        pytest.param(body(data=[1e300, 0.0, 0.0], datatype="FP32"),
+                     "holds inf at row 0, feature 'age' (NaN, Inf, or out of FP32 range); expected finite numbers",
+                     id="fp32-overflow"),
         pytest.param(body(data=[1.5, 2, 3], datatype="INT32"), "datatype is INT32 but data holds non-integer", id="float-as-int"),
         pytest.param(body(data=[300, 2, 3], datatype="INT8"), "outside INT8 range [-128, 127]", id="int8-range"),
         pytest.param(body(data=[-1, 2, 3], datatype="UINT16"), "outside UINT16 range", id="negative-uint"),
@@ -122,6 +127,26 @@ def test_the_range_bounds_themselves_are_taken() -> None:
         np.testing.assert_array_equal(v2.decode_json_request(body(data=row), RANGED, REGRESSION, REGRESSION).x, [row])
     grpc = v2.decode_infer_request(infer_request([10.0, 1e37, 5.0]), RANGED, REGRESSION, REGRESSION)
     np.testing.assert_array_equal(grpc.x, [[10.0, 1e37, 5.0]])
+
+
+def test_a_spec_without_bounds_takes_every_finite_float64_and_builds_without_warnings() -> None:
+    # Built inside the test, not at import: mutmut switches a mutant on only while tests run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecated numpy call would become an error in a later numpy
+        spec = v2.InputSpec(FEATURES)
+    biggest = float(np.finfo(np.float64).max)
+    for row in ([-biggest, 0.0, biggest], [-1e300, -1.0, 1e-300]):
+        np.testing.assert_array_equal(v2.decode_json_request(body(data=row), spec, REGRESSION, REGRESSION).x, [row])
+    with pytest.raises(v2.InvalidRequest, match=r"holds inf at row 0, feature 'sex' \(NaN, Inf, or out of FP32"):
+        v2.decode_json_request(body(data=[0.0, 1e39, 0.0], datatype="FP32"), spec, REGRESSION, REGRESSION)
+
+
+def test_an_fp32_overflow_is_a_400_and_no_runtime_warning() -> None:
+    # A warning per bad request would flood the server log; the 400 already tells the client.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(v2.InvalidRequest, match="holds inf at row 0, feature 'age'"):
+            decode(body(data=[1e300, 0.0, 0.0], datatype="FP32"))
 
 
 def test_range_needs_one_bound_per_feature() -> None:
@@ -295,7 +320,7 @@ def test_boolean_outputs_travel_as_bool_in_json_and_as_one_byte_each_in_binary()
 
 
 def grpc_tensor(**fields):
-    return pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=[1, 3], **fields)
+    return pb.ModelInferRequest.InferInputTensor(**{"name": "input-0", "datatype": "FP64", "shape": [1, 3], **fields})
 
 
 def test_grpc_raw_contents_are_read_in_place_and_checked() -> None:
@@ -317,6 +342,17 @@ def test_grpc_raw_contents_are_read_in_place_and_checked() -> None:
     with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has 16 bytes of data; its shape and datatype FP64 need "
                                                 r"3 x 8 = 24"):
         v2.decode_grpc_request(short, SPEC, REGRESSION, ("predict",))
+
+
+def test_binary_fp64_rows_are_read_in_place_from_the_body() -> None:
+    # No copy of the client's bytes: a large binary batch is not held twice in memory.
+    rows = np.arange(6, dtype="<f8").reshape(2, 3)
+    header = orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 3],
+                                       "parameters": {"binary_data_size": rows.nbytes}}]})
+    raw = header + rows.tobytes()
+    x = v2.decode_json_request(raw, SPEC, REGRESSION, REGRESSION, str(len(header))).x
+    np.testing.assert_array_equal(x, rows)
+    assert np.shares_memory(x, np.frombuffer(raw, np.uint8))
 
 
 def test_grpc_pandas_inputs_one_per_feature_by_name() -> None:
@@ -345,3 +381,188 @@ def test_values_in_messages_are_cut_to_a_bounded_length() -> None:
     assert v2._show(fits) == repr(fits)
     longer = "x" * (limit - 1)
     assert v2._show(longer) == repr(longer)[: limit - 3] + "..." and len(v2._show(longer)) == limit
+
+
+# ---------------------------------------------------------------- parameters objects, pandas-style inputs, gRPC contents
+
+def decode_binary(tensors: list[dict], raw: bytes) -> v2.DecodedRequest:
+    """Decode a binary-extension body: the JSON header of `tensors`, then `raw`."""
+    header = orjson.dumps({"inputs": tensors})
+    return v2.decode_json_request(header + raw, SPEC, REGRESSION, REGRESSION, str(len(header)))
+
+
+def column(name, data, datatype="FP64", shape=None, **extra) -> dict:
+    return {"name": name, "datatype": datatype, "shape": shape or [len(data)], "data": data, **extra}
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        pytest.param(body(parameters=5), "request.parameters is 5; expected an object", id="request-parameters"),
+        pytest.param(orjson.dumps({"inputs": [{**orjson.loads(body())["inputs"][0], "parameters": [1]}]}),
+                     "inputs[0].parameters is [1]; expected an object", id="input-parameters"),
+        pytest.param(body(outputs=[{"name": "predict", "parameters": "x"}]),
+                     "outputs[0].parameters is 'x'; expected an object", id="output-parameters"),
+        pytest.param(body(outputs=[{"name": "predict", "parameters": {"binary_data": "yes"}}]),
+                     "outputs[0].parameters.binary_data is 'yes'; expected true or false", id="binary-data-not-bool"),
+    ],
+)
+def test_parameters_that_are_not_objects_are_named_where_they_are(raw: bytes, expected: str) -> None:
+    # The request's own parameters were named "inputs[].parameters" before (a bug).
+    with pytest.raises(v2.InvalidRequest) as caught:
+        decode(raw)
+    assert expected in str(caught.value)
+
+
+def test_a_binary_data_size_must_be_a_byte_count_and_zero_is_one() -> None:
+    tensor = {"name": "input-0", "datatype": "FP64", "shape": [1, 3], "parameters": {"binary_data_size": True}}
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\].parameters.binary_data_size is True; expected a byte"):
+        decode_binary([tensor], b"")
+    tensor["parameters"]["binary_data_size"] = 0  # a count; it is the shape that needs more
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\] has 0 bytes of data; its shape and datatype FP64 need "
+                                                r"3 x 8 = 24"):
+        decode_binary([tensor], b"")
+
+
+def test_binary_pandas_inputs_each_read_their_own_bytes() -> None:
+    columns = {"bmi": [3.0, 6.0], "age": [1.0, 4.0], "sex": [2.0, 5.0]}
+    tensors = [{"name": n, "datatype": "FP64", "shape": [2], "parameters": {"binary_data_size": 16}} for n in columns]
+    raw = b"".join(np.array(v, "<f8").tobytes() for v in columns.values())
+    x = decode_binary(tensors, raw).x
+    np.testing.assert_array_equal(x, [[1, 2, 3], [4, 5, 6]])
+    tensors[1]["parameters"]["binary_data_size"] = 8  # age's 2 rows in 8 bytes
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[1\] has 8 bytes of data; its shape and datatype FP64 need "
+                                                r"2 x 8 = 16"):
+        decode_binary(tensors, raw[:40])
+
+
+def test_content_type_pd_makes_a_single_input_a_feature_column() -> None:
+    one = v2.InputSpec(("age",))
+    for raw in (orjson.dumps({"inputs": [column("age", [1.0, 2.0])], "parameters": {"content_type": "pd"}}),
+                orjson.dumps({"inputs": [column("age", [1.0, 2.0], parameters={"content_type": "pd"})]})):
+        np.testing.assert_array_equal(v2.decode_json_request(raw, one, REGRESSION, REGRESSION).x, [[1.0], [2.0]])
+    plain = orjson.dumps({"inputs": [column("age", [1.0, 2.0])]})  # no pd: a [batch, n_features] tensor
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\].shape is \[2\]; expected \[batch, 1\]"):
+        v2.decode_json_request(plain, one, REGRESSION, REGRESSION)
+    grpc = pb.ModelInferRequest(inputs=[pb.ModelInferRequest.InferInputTensor(
+        name="age", datatype="FP64", shape=[2], contents=pb.InferTensorContents(fp64_contents=[1.0, 2.0]))])
+    grpc.parameters["content_type"].string_param = "pd"
+    np.testing.assert_array_equal(v2.decode_grpc_request(grpc, one, REGRESSION, REGRESSION).x, [[1.0], [2.0]])
+
+
+def pandas(*tensors: dict) -> bytes:
+    return orjson.dumps({"inputs": list(tensors)})
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        pytest.param(pandas(column("age", [1]), column("age", [1]), column("sex", [1]), column("bmi", [1])),
+                     "do not match the model's features; repeated inputs: 'age'; this model takes age, sex, bmi",
+                     id="repeated"),
+        pytest.param(pandas(column("age", [1]), column("sex", [1]), column("bmi", [1]), column("bp", [1])),
+                     "do not match the model's features; unknown inputs: 'bp'; this model", id="unknown-only"),
+        pytest.param(pandas(column("age", [1]), column("sex", [1])),
+                     "do not match the model's features; missing features: 'bmi'; this model", id="missing-only"),
+        pytest.param(pandas(*[{"name": n} for n in (None, 5, None, 5)]),
+                     "unknown inputs: None, 5, None, 5; repeated inputs: 5, None", id="repeated-names-of-any-type"),
+        pytest.param(pandas(column("age", [1, 2]), column("sex", [1]), column("bmi", [1, 2])),
+                     "inputs[1] ('sex') has 1 rows; inputs[0] has 2: every feature needs the same number of rows",
+                     id="unequal-rows"),
+        pytest.param(pandas(column("age", [1]), column("sex", [300], "INT8"), column("bmi", [1])),
+                     "inputs[1].data holds values outside INT8 range [-128, 127]", id="column-datatype-range"),
+        pytest.param(pandas(column("age", [1]), column("sex", [1e39], "FP32"), column("bmi", [1])),
+                     "inputs[1].data holds inf at row 0, feature 'sex' (NaN, Inf, or out of FP32 range)",
+                     id="column-overflow"),
+    ] + [
+        pytest.param(pandas(column("age", [1]), column("sex", [1], shape=shape), column("bmi", [1])),
+                     f"inputs[1].shape is {shown}; expected [batch] or [batch, 1], batch >= 1", id=f"shape-{shown}")
+        for shape, shown in (([0], "[0]"), ([1, 1, 1], "[1, 1, 1]"), ([1, 2], "[1, 2]"), (["1"], "['1']"))
+    ],
+)
+def test_pandas_style_inputs_that_do_not_fit_are_refused(raw: bytes, expected: str) -> None:
+    with pytest.raises(v2.InvalidRequest) as caught:
+        decode(raw)
+    assert expected in str(caught.value)
+
+
+def test_pandas_style_inputs_of_one_row_and_of_shape_batch_by_one() -> None:
+    x = decode(pandas(column("sex", [2]), column("age", [1], shape=[1, 1]), column("bmi", [3]))).x
+    np.testing.assert_array_equal(x, [[1, 2, 3]])
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[2\].data holds 6.0 at row 0, feature 'bmi'; this model "
+                                                r"takes 'bmi' in \[0, 5\]"):
+        v2.decode_json_request(pandas(column("age", [1]), column("sex", [1]), column("bmi", [6])), RANGED,
+                               REGRESSION, REGRESSION)
+
+
+def test_uint64_values_beyond_int64_are_taken_exactly_over_json_and_grpc() -> None:
+    big = [2 ** 64 - 1, 1, 2 ** 63]
+    assert decode(body(data=big, datatype="UINT64")).x.tolist() == [[float(v) for v in big]]
+    grpc = pb.ModelInferRequest(inputs=[grpc_tensor(datatype="UINT64",
+                                                    contents=pb.InferTensorContents(uint64_contents=big))])
+    # It was refused as "non-integer numbers": numpy read the typed contents as float64 (a bug).
+    assert v2.decode_grpc_request(grpc, SPEC, REGRESSION, REGRESSION).x.tolist() == [[float(v) for v in big]]
+    for data, expected in (([2 ** 63, 0.5, 1], "UINT64 but data holds non-integer numbers"),
+                           ([2 ** 63, -1, 0], "UINT64 but data holds non-integer numbers")):
+        with pytest.raises(v2.InvalidRequest, match=expected):
+            decode(body(data=data, datatype="UINT64"))
+
+
+@pytest.mark.parametrize(
+    "tensor, expected",
+    [
+        pytest.param(grpc_tensor(datatype="FP16", contents=pb.InferTensorContents(fp32_contents=[1, 2, 3])),
+                     "inputs[0].datatype FP16 travels only as raw_input_contents", id="fp16-typed"),
+        pytest.param(grpc_tensor(datatype="BYTES", contents=pb.InferTensorContents(bytes_contents=[b"a"] * 3)),
+                     "inputs[0].datatype is 'BYTES'; expected one of FP64", id="bytes"),
+        pytest.param(grpc_tensor(), "inputs[0].shape needs 3 values; data holds 0", id="no-contents"),
+        pytest.param(grpc_tensor(datatype="INT8", contents=pb.InferTensorContents(int_contents=[300, 0, 0])),
+                     "inputs[0].data holds values outside INT8 range [-128, 127]", id="int8-in-int-contents"),
+    ],
+)
+def test_bad_grpc_typed_contents_are_named(tensor, expected: str) -> None:
+    with pytest.raises(v2.InvalidRequest) as caught:
+        v2.decode_grpc_request(pb.ModelInferRequest(inputs=[tensor]), SPEC, REGRESSION, REGRESSION)
+    assert expected in str(caught.value)
+
+
+def test_kserve_infer_requests_name_the_input_and_take_pandas_columns() -> None:
+    bad = InferRequest("m", [InferInput("input-0", [1, 3], "BOOL", [True, False, True])])
+    with pytest.raises(v2.InvalidRequest, match=r"inputs\[0\].datatype is 'BOOL'"):
+        v2.decode_infer_request(bad, SPEC, REGRESSION, REGRESSION)
+    columns = [InferInput(name, [2], "FP64", values) for name, values in
+               (("bmi", [3.0, 6.0]), ("age", [1.0, 4.0]), ("sex", [2.0, 5.0]))]
+    x = v2.decode_infer_request(InferRequest("m", columns), SPEC, REGRESSION, REGRESSION).x
+    np.testing.assert_array_equal(x, [[1, 2, 3], [4, 5, 6]])
+
+
+def test_v1_rows_nested_beyond_one_level_are_refused() -> None:
+    with pytest.raises(v2.InvalidRequest, match="instances.shape needs 3 values; data holds 6"):
+        v2.decode_v1_request(b'{"instances": [[[1, 2], [3, 4], [5, 6]]]}', SPEC)
+
+
+def test_outputs_an_empty_list_and_per_output_binary_flags() -> None:
+    assert decode(body(outputs=[]), available=CLASSIFICATION).outputs == ("predict",)
+    mixed = decode(body(outputs=[{"name": "predict", "parameters": {"binary_data": True}}, {"name": "predict_proba"}]),
+                   available=CLASSIFICATION)
+    assert (mixed.outputs, mixed.binary) == (("predict", "predict_proba"), frozenset({"predict"}))
+    # The request-wide flag is each output's default; an output's own flag wins.
+    override = decode(body(parameters={"binary_data_output": True},
+                           outputs=[{"name": "predict"}, {"name": "predict_proba", "parameters": {"binary_data": False}}]),
+                      available=CLASSIFICATION)
+    assert override.binary == frozenset({"predict"})
+
+
+@pytest.mark.parametrize(
+    "datatype, contents, rows",
+    [
+        pytest.param("FP64", {"fp64_contents": [0.5, -1.5, 2.25]}, [0.5, -1.5, 2.25], id="fp64"),
+        pytest.param("FP32", {"fp32_contents": [0.1, -2.0, 3.0]}, np.array([0.1, -2, 3], np.float32).tolist(), id="fp32"),
+        pytest.param("INT32", {"int_contents": [-1, 0, 7]}, [-1, 0, 7], id="int32"),
+        pytest.param("INT64", {"int64_contents": [-(2 ** 62), 0, 2 ** 62]}, [-(2.0 ** 62), 0, 2.0 ** 62], id="int64"),
+    ],
+)
+def test_grpc_typed_contents_keep_their_values(datatype: str, contents: dict, rows: list) -> None:
+    tensor = grpc_tensor(datatype=datatype, contents=pb.InferTensorContents(**contents))
+    x = v2.decode_grpc_request(pb.ModelInferRequest(inputs=[tensor]), SPEC, REGRESSION, REGRESSION).x
+    assert x.tolist() == [rows]
