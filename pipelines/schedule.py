@@ -117,6 +117,7 @@ def start_training(host: str, namespace: str | None, pipeline_name: str, experim
         arguments = json.loads(parameters or "{}")
     except ValueError as exc:
         raise PipelineError(f"training parameters {parameters!r} are not a JSON object: {exc}") from None
+    upload.probe_host(host, upload.client_options(host, namespace))  # NoPipelinesAPI: one line, no retries
     client = client_for(host, namespace)
     pipeline_id = upload._pipeline_id(client, pipeline_name, namespace)
     if pipeline_id is None:

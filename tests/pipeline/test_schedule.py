@@ -134,3 +134,9 @@ def test_an_unreachable_host_is_one_line_and_exit_2(capsys, extra):
     assert err.startswith(f"error: no Kubeflow Pipelines API at {host} (got: [Errno 111] Connection refused)")
     assert "port-forward svc/ml-pipeline-ui 3000:80" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_monitors_retraining_run_names_an_unreachable_host_at_once():
+    host = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(upload.NoPipelinesAPI, match=rf"no Kubeflow Pipelines API at {host} \(got: .*refused"):
+        schedule.start_training(host, None, upload.PIPELINE_NAME, "retraining", "{}")
