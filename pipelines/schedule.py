@@ -102,13 +102,16 @@ def unschedule(client, name: str, namespace: str | None = None) -> int:
 
 
 def client_for(host: str, namespace: str | None = None, token: str | None = None, cookies: str | None = None):
-    """kfp.Client with make upload's credential options (pipelines.upload.client_options)."""
+    """kfp.Client with make upload's credential options (pipelines.upload.client_options), after one short
+    probe of the host as make upload does: upload.NoPipelinesAPI, not kfp.Client's half minute of retries."""
     import kfp
 
+    options = upload.client_options(host, namespace, token, cookies)
+    upload.probe_host(host, options)
     with warnings.catch_warnings():
         # "only works with KFP v2.0.0-beta.2 and later": true of every Kubeflow this targets.
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(**upload.client_options(host, namespace, token, cookies))
+        return kfp.Client(**options)
 
 
 def start_training(host: str, namespace: str | None, pipeline_name: str, experiment: str, parameters: str) -> str:
@@ -117,7 +120,6 @@ def start_training(host: str, namespace: str | None, pipeline_name: str, experim
         arguments = json.loads(parameters or "{}")
     except ValueError as exc:
         raise PipelineError(f"training parameters {parameters!r} are not a JSON object: {exc}") from None
-    upload.probe_host(host, upload.client_options(host, namespace))  # NoPipelinesAPI: one line, no retries
     client = client_for(host, namespace)
     pipeline_id = upload._pipeline_id(client, pipeline_name, namespace)
     if pipeline_id is None:
@@ -178,22 +180,21 @@ def main(argv: list[str] | None = None) -> int:
         return (f"{done.action}: recurring run {name} ({done.recurring_run_id}) of {pipeline} version "
                 f"{done.version_name}, cron {args.cron!r}, max_concurrency 1, no catch-up{extra}")
 
-    try:  # one short probe, as make upload does: not kfp.Client's half minute of retries and tracebacks
-        upload.probe_host(args.host, upload.client_options(args.host, args.namespace, args.token, args.cookies))
-    except upload.NoPipelinesAPI as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     return _reporting_kfp_errors(args.host, lambda: act(client_for(args.host, args.namespace, args.token, args.cookies)))
 
 
 def _reporting_kfp_errors(host: str, action) -> int:
-    """Print action()'s line: 0; an API or connection error, or a refusal, is one line on stderr: 1."""
+    """Print action()'s line: 0; no KFP API at the host: one line on stderr, 2 (as make upload); an API or
+    connection error, or a refusal, is one line on stderr: 1."""
     import urllib3
     from kfp_server_api.exceptions import ApiException
 
     try:
         print(action())
         return 0
+    except upload.NoPipelinesAPI as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except PipelineError as exc:
         message = str(exc)
     except (ApiException, urllib3.exceptions.HTTPError) as exc:

@@ -111,18 +111,6 @@ class AdaptiveBatcher:
         self._schedule(loop)
         return await pending.future
 
-    def predict_now(self, x: np.ndarray) -> np.ndarray:
-        """``predict`` without the queue: one model call now, on the calling thread (any thread).
-
-        The compiled predictors keep no state between calls, so concurrent calls are safe; the
-        counters are approximate under threads.
-        """
-        x = _checked(x)
-        self.stats.requests += 1
-        self.stats.rows += x.shape[0]
-        self._record_batch(x.shape[0])
-        return self._predict(x)
-
     def predict_together(self, xs: list[np.ndarray]) -> list[np.ndarray | Exception]:
         """Requests that arrived together, answered now on the calling thread in shared model calls.
 
